@@ -1,0 +1,102 @@
+// Package conn holds the record of one intercepted connection and the
+// parsers that name its destination: original-destination lookup, the TLS
+// ClientHello and HTTP/1.x request parsers, and the peek-and-replay sniffer.
+//
+// conn imports no other package of this project.
+package conn
+
+import (
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Proto is what classification found the client speaking.
+type Proto uint8
+
+const (
+	// ProtoUnknown means classification has not run (or failed before it
+	// could tell).
+	ProtoUnknown Proto = iota
+	// ProtoTLS is a TLS ClientHello.
+	ProtoTLS
+	// ProtoHTTP is an HTTP/1.x request.
+	ProtoHTTP
+	// ProtoOpaque is anything else, including a client that sent nothing
+	// within the classification deadline (server-speaks-first protocols).
+	ProtoOpaque
+)
+
+// String returns the name used in audit events and metric labels.
+func (p Proto) String() string {
+	switch p {
+	case ProtoTLS:
+		return "tls"
+	case ProtoHTTP:
+		return "http"
+	case ProtoOpaque:
+		return "opaque"
+	default:
+		return "unknown"
+	}
+}
+
+// Conn is one intercepted client connection on its way through the stages.
+// A stage owns a Conn while it holds it; it hands ownership on by sending it
+// to the next stage's channel and must not touch it afterwards.
+type Conn struct {
+	ID       uint64
+	Accepted time.Time
+
+	// Client is the agent's side; Upstream is set by the dial stage.
+	Client   *net.TCPConn
+	Upstream *net.TCPConn
+
+	// Src is the agent's address; Dst the original destination it asked for.
+	Src netip.AddrPort
+	Dst netip.AddrPort
+
+	// Peeked holds every byte read from Client during classification. They
+	// are written upstream before relaying starts.
+	Peeked []byte
+
+	// What classification found.
+	Proto Proto
+	SNI   string
+	Host  string
+	ALPN  string
+	// NamePort is the port named in an HTTP Host header or absolute-form
+	// target (0 when none was given).
+	NamePort uint16
+
+	// Decision. Allowed false is deny: the zero value never lets a
+	// connection through.
+	Allowed   bool
+	WouldDeny bool // dry run: the policy denied, the connection went through
+	Reason    string
+	Rule      string
+
+	BytesUp   int64
+	BytesDown int64
+
+	// Stamps records when each stage finished, for latency histograms.
+	Stamps Stamps
+}
+
+// Name is the destination name the client claimed: SNI for TLS, the HTTP
+// Host (or absolute-form target) for HTTP, empty otherwise.
+func (c *Conn) Name() string {
+	if c.SNI != "" {
+		return c.SNI
+	}
+	return c.Host
+}
+
+// Stamps are monotonic times at which a Conn left each stage.
+type Stamps struct {
+	OrigDst  time.Time
+	Classify time.Time
+	Policy   time.Time
+	Dial     time.Time
+	Done     time.Time
+}

@@ -1,0 +1,34 @@
+package policy
+
+// Verdict is the outcome of a policy check. Its zero value denies: a code
+// path that forgets to decide never lets traffic through.
+type Verdict struct {
+	Allow bool
+	// Reason is a stable machine-readable word (one of the Reason* constants)
+	// that audit events carry and tests assert.
+	Reason string
+	// Rule is the policy entry that decided, as written in the policy file
+	// (e.g. "*.github.com", "allowed_tcp:db.example.com:5432",
+	// "cidr:10.0.0.0/8"); empty when no rule matched.
+	Rule string
+}
+
+// Reasons. Allow reasons say which kind of rule matched; deny reasons say
+// why nothing did.
+const (
+	ReasonAllowedDomain  = "allowed_domain"   // a domain rule matched the name
+	ReasonAllowedTCP     = "allowed_tcp"      // an allowed_tcp host:port rule matched
+	ReasonAllowedCIDR    = "allowed_cidr"     // the destination is in allowed_private_cidrs
+	ReasonDevOpen        = "dev_open"         // mode dev-open allows everything not always-blocked
+	ReasonLearnedIP      = "learned_ip"       // opaque traffic to an IP an allowed name resolved to
+	ReasonDenyAll        = "deny_all"         // mode deny-all
+	ReasonNotAllowed     = "not_in_allowlist" // the name matched no rule
+	ReasonPortNotAllowed = "port_not_allowed" // the name is allowed, but not on this port
+	ReasonMetadata       = "metadata_address" // cloud metadata endpoint: always denied
+	ReasonBlockedRange   = "blocked_range"    // loopback, unspecified, and other always-blocked ranges
+	ReasonPrivateIP      = "private_ip"       // private destination while allow_private_ips is false
+	ReasonNoNameForIP    = "no_name_for_ip"   // no name claimed and no rule or learned name covers the IP
+	ReasonSNIIPMismatch  = "sni_ip_mismatch"  // the claimed name never resolved to the destination IP
+	ReasonIPLiteral      = "ip_literal"       // SNI/Host is an IP literal: never matches a domain rule
+	ReasonInvalidName    = "invalid_name"     // the name is not a valid hostname
+)
