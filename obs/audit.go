@@ -68,3 +68,35 @@ func (a *Auditor) Egress(f Flow) {
 		zap.String("source", f.Source),
 	)
 }
+
+// DNSQuery is the audit record of one DNS question the agent asked.
+type DNSQuery struct {
+	Allowed   bool
+	WouldDeny bool
+	QName     string
+	QType     string
+	Rcode     string // the rcode returned to the agent
+	Reason    string
+	Rule      string
+	Answers   int // A/AAAA records learned from the answer
+	Duration  time.Duration
+}
+
+// DNS writes the audit line of one DNS query.
+func (a *Auditor) DNS(q DNSQuery) {
+	msg := MsgDNSDenied
+	if q.Allowed {
+		msg = MsgDNSAllowed
+	}
+	a.log.Info(msg,
+		zap.String("proto", "dns"),
+		zap.String("qname", q.QName),
+		zap.String("qtype", q.QType),
+		zap.String("rcode", q.Rcode),
+		zap.String("reason", q.Reason),
+		zap.String("rule", q.Rule),
+		zap.Int("answers", q.Answers),
+		zap.Float64("duration_ms", float64(q.Duration.Microseconds())/1000),
+		zap.Bool("would_deny", q.WouldDeny),
+	)
+}
