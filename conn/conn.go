@@ -41,6 +41,21 @@ func (p Proto) String() string {
 	}
 }
 
+// Front says how a connection reached the supervisor, which decides how a
+// denial is answered.
+type Front uint8
+
+const (
+	// FrontTransparent: redirected by the kernel; the client believes it
+	// talks to the destination.
+	FrontTransparent Front = iota
+	// FrontHTTPProxy: the client asked an explicit HTTP proxy (CONNECT or
+	// an absolute-form request).
+	FrontHTTPProxy
+	// FrontSOCKS5: the client asked an explicit SOCKS5 proxy.
+	FrontSOCKS5
+)
+
 // Conn is one intercepted client connection on its way through the stages.
 // A stage owns a Conn while it holds it; it hands ownership on by sending it
 // to the next stage's channel and must not touch it afterwards.
@@ -55,6 +70,13 @@ type Conn struct {
 	// Src is the agent's address; Dst the original destination it asked for.
 	Src netip.AddrPort
 	Dst netip.AddrPort
+
+	Front Front
+
+	// Greeting is written to the client once the upstream is connected and
+	// before relaying (the explicit proxy's "200 Connection established" or
+	// SOCKS5 success reply); nil for transparent connections.
+	Greeting []byte
 
 	// Peeked holds every byte read from Client during classification. They
 	// are written upstream before relaying starts.
