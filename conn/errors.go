@@ -1,0 +1,26 @@
+package conn
+
+import "errors"
+
+// Sentinel errors of the parsers and the sniffer. Callers test them with
+// errors.Is; the returned errors wrap them with what exactly was wrong.
+var (
+	// ErrNeedMore means the bytes seen so far are a valid prefix but do not
+	// yet hold a complete ClientHello or HTTP header block.
+	ErrNeedMore = errors.New("need more bytes")
+	// ErrMalformedClientHello means the bytes cannot be a valid TLS
+	// ClientHello (or carry a server name that must never reach policy).
+	ErrMalformedClientHello = errors.New("malformed TLS ClientHello")
+	// ErrMalformedHTTP means the bytes cannot be a valid HTTP/1.x request
+	// head, or the head names its destination ambiguously.
+	ErrMalformedHTTP = errors.New("malformed HTTP request")
+	// ErrHeaderTooLarge means the HTTP request line and headers exceed
+	// MaxHTTPHeader.
+	ErrHeaderTooLarge = errors.New("HTTP request header too large")
+	// ErrClassifyTimeout means the read deadline passed while the client had
+	// sent only part of a TLS ClientHello or HTTP request head.
+	ErrClassifyTimeout = errors.New("classification timed out on a partial request")
+	// ErrClientClosed means the client closed its side before
+	// classification could finish.
+	ErrClientClosed = errors.New("client closed before classification")
+)
