@@ -65,7 +65,7 @@ type DNSQuery struct {
 // Auditor writes decision events to the log, counts them in Metrics and
 // keeps denials in the Denials ring. It is safe for concurrent use.
 //
-// Allowed events may be sampled (WithSampling); denials, dry-run would-deny
+// Allowed events may be sampled (WithSampling, WithSamplingPolicy); denials, dry-run would-deny
 // events and every lifecycle event are never sampled: they go to a logger
 // without a sampler.
 type Auditor struct {
@@ -106,9 +106,18 @@ type auditorOptions struct {
 	sampling *Sampling
 }
 
-// WithSampling samples allowed events as s says. Denials are never sampled.
-// A Tick ≤ 0 or First ≤ 0 turns sampling off.
-func WithSampling(s Sampling) AuditorOption {
+// WithSampling turns DefaultSampling of allowed events on or off (the
+// FORGE_SUPERVISOR_LOG_SAMPLE setting). Denials are never sampled.
+func WithSampling(on bool) AuditorOption {
+	if !on {
+		return func(o *auditorOptions) { o.sampling = nil }
+	}
+	return WithSamplingPolicy(DefaultSampling())
+}
+
+// WithSamplingPolicy samples allowed events as s says. Denials are never
+// sampled. A Tick ≤ 0, First ≤ 0 or Thereafter < 0 turns sampling off.
+func WithSamplingPolicy(s Sampling) AuditorOption {
 	return func(o *auditorOptions) {
 		if s.Tick <= 0 || s.First <= 0 || s.Thereafter < 0 {
 			o.sampling = nil

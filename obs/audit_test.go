@@ -180,7 +180,7 @@ func assertSameObject(t *testing.T, what string, want, got map[string]any) {
 // and still counted exactly in the metrics.
 func TestSamplingNeverDropsDenials(t *testing.T) {
 	const n = 10000
-	a, buf, m, d := newTestAuditor(t, WithSampling(Sampling{Tick: time.Second, First: 100, Thereafter: 100}))
+	a, buf, m, d := newTestAuditor(t, WithSamplingPolicy(Sampling{Tick: time.Second, First: 100, Thereafter: 100}))
 	start := time.Now()
 	for i := range n {
 		a.Egress(Flow{Allowed: true, Proto: "tls", SNI: "ok.test", Reason: "domain_allowed", SrcPort: uint16(i)})
@@ -220,12 +220,19 @@ func TestSamplingNeverDropsDenials(t *testing.T) {
 }
 
 func TestSamplingOffLogsEverything(t *testing.T) {
-	a, buf, _, _ := newTestAuditor(t, WithSampling(Sampling{}))
+	a, buf, _, _ := newTestAuditor(t, WithSampling(false))
 	for range 500 {
 		a.Egress(Flow{Allowed: true, Proto: "tls", Reason: "domain_allowed"})
 	}
 	if got := len(buf.lines(t)); got != 500 {
 		t.Fatalf("lines = %d, want 500 with sampling off", got)
+	}
+	b, buf2, _, _ := newTestAuditor(t, WithSamplingPolicy(Sampling{Tick: time.Second}))
+	for range 500 {
+		b.Egress(Flow{Allowed: true, Proto: "tls", Reason: "domain_allowed"})
+	}
+	if got := len(buf2.lines(t)); got != 500 {
+		t.Fatalf("lines = %d, want 500 with an invalid (First 0) sampling policy", got)
 	}
 }
 
@@ -271,7 +278,7 @@ func TestLabelGuardCapsCardinality(t *testing.T) {
 }
 
 func TestNilMetricsAndDenials(t *testing.T) {
-	a := NewAuditor(nil, nil, nil, WithSampling(DefaultSampling()))
+	a := NewAuditor(nil, nil, nil, WithSampling(true))
 	a.Egress(Flow{Proto: "tls"})
 	a.DNS(DNSQuery{QName: "x."})
 	a.DNSRateLimited(DNSQuery{QName: "x."})
