@@ -56,12 +56,12 @@ func couldBeHTTP(b []byte) bool {
 		return false
 	}
 	for _, m := range httpMethods {
-		w := m + " "
-		if len(b) <= len(w) && w[:len(b)] == string(b) {
+		k := min(len(b), len(m))
+		if string(b[:k]) == m[:k] && (len(b) <= len(m) || b[len(m)] == ' ') {
 			return true
 		}
 	}
-	return LooksLikeHTTP(b)
+	return false
 }
 
 func malformedHTTP(format string, args ...any) error {

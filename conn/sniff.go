@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,7 @@ type Sniffed struct {
 //   - A ClientHello or head that does not fit in buf: the parser's
 //     malformed / too-large error.
 func Sniff(r io.Reader, buf []byte) (s Sniffed, n int, err error) {
+	var c classifier
 	empty := 0
 	for {
 		if n == len(buf) {
@@ -56,7 +58,7 @@ func Sniff(r io.Reader, buf []byte) (s Sniffed, n int, err error) {
 		n += k
 		if k > 0 {
 			empty = 0
-			done, cerr := classify(&s, buf[:n])
+			done, cerr := c.classify(&s, buf[:n], k)
 			if done || cerr != nil {
 				return s, n, cerr
 			}
@@ -72,11 +74,26 @@ func Sniff(r io.Reader, buf []byte) (s Sniffed, n int, err error) {
 	}
 }
 
-// classify judges the bytes read so far. It reports done once s holds a
-// classification, or an error; (false, nil) means read more.
-func classify(s *Sniffed, b []byte) (done bool, err error) {
+// classifier decides when the bytes read so far are worth parsing. The
+// parsers start from the first byte each time, so calling them after every
+// read would cost O(n²) against a client that trickles one byte at a time;
+// instead they run only when a parse can finish or fail. Because a prefix
+// of a valid stream only ever parses to ErrNeedMore, skipping attempts
+// never changes the outcome, only saves work.
+type classifier struct {
+	tls       helloProgress
+	httpLines bool // the request line was complete and valid
+}
+
+// classify judges b, of which the last k bytes are new. It reports done
+// once s holds a classification, or an error; (false, nil) means read
+// more.
+func (c *classifier) classify(s *Sniffed, b []byte, k int) (done bool, err error) {
 	switch {
 	case LooksLikeTLS(b):
+		if !c.tls.worthParsing(b) {
+			return false, nil
+		}
 		ch, err := ParseClientHello(b)
 		if errors.Is(err, ErrNeedMore) {
 			return false, nil
@@ -84,11 +101,12 @@ func classify(s *Sniffed, b []byte) (done bool, err error) {
 		s.Proto, s.SNI, s.SNIIsIP, s.ALPN = ProtoTLS, ch.ServerName, ch.ServerNameIsIP, strings.Join(ch.ALPN, ",")
 		return true, err
 	case couldBeHTTP(b):
-		if !LooksLikeHTTP(b) {
-			return false, nil // "GE": wait for the rest of the method
+		if !LooksLikeHTTP(b) || !c.httpWorthParsing(b, k) {
+			return false, nil // e.g. "GE": wait for the rest of the method
 		}
 		req, err := ParseHTTPRequest(b)
 		if errors.Is(err, ErrNeedMore) {
+			c.httpLines = true
 			return false, nil
 		}
 		s.Proto = ProtoHTTP
@@ -100,6 +118,23 @@ func classify(s *Sniffed, b []byte) (done bool, err error) {
 		s.Proto = ProtoOpaque
 		return true, nil
 	}
+}
+
+// httpWorthParsing reports whether the k new bytes at the end of b may let
+// ParseHTTPRequest finish: they complete the request line (judged at once,
+// so garbage is refused early), end the head with a blank line, or pass
+// the size limit.
+func (c *classifier) httpWorthParsing(b []byte, k int) bool {
+	if len(b) > MaxHTTPHeader {
+		return true
+	}
+	fresh := b[len(b)-k:]
+	if !c.httpLines {
+		return bytes.IndexByte(fresh, '\n') >= 0
+	}
+	// A blank line is "\n\n" or "\n\r\n"; look back 2 bytes for its start.
+	tail := b[max(0, len(b)-k-2):]
+	return bytes.Contains(tail, []byte("\n\n")) || bytes.Contains(tail, []byte("\n\r\n"))
 }
 
 // bufferFull is the error for a TLS or HTTP prefix that filled buf

@@ -138,3 +138,49 @@ func firstHandshakeMessage(b []byte) (msg []byte, end int, err error) {
 		pos = recEnd
 	}
 }
+
+// helloProgress follows the record framing of a ClientHello as it
+// arrives, in O(1) per complete record, to tell Sniff when a full parse is
+// worth running: when the handshake message may be complete, or when
+// something is already wrong (the parser then says what).
+type helloProgress struct {
+	pos  int                      // offset of the first record not yet complete
+	hdr  [handshakeHeaderLen]byte // first bytes of the handshake message
+	got  int                      // handshake bytes in complete records
+	anom bool
+}
+
+func (p *helloProgress) worthParsing(b []byte) bool {
+	for !p.anom {
+		rest := b[p.pos:]
+		if checkRecordHeaderPrefix(rest, 0) != nil {
+			p.anom = true
+			break
+		}
+		if len(rest) < recordHeaderLen {
+			return false
+		}
+		rlen := int(binary.BigEndian.Uint16(rest[3:5]))
+		if rlen == 0 || rlen > maxRecordPayload || p.pos+recordHeaderLen+rlen > MaxPeek {
+			p.anom = true
+			break
+		}
+		if len(rest) < recordHeaderLen+rlen {
+			return false
+		}
+		for i := 0; i < rlen && p.got+i < handshakeHeaderLen; i++ {
+			p.hdr[p.got+i] = rest[recordHeaderLen+i]
+		}
+		p.got += rlen
+		p.pos += recordHeaderLen + rlen
+		if p.got >= handshakeHeaderLen {
+			total, err := checkHandshakeHeader(p.hdr[:])
+			if err != nil || p.got >= total {
+				return true
+			}
+		} else if p.hdr[0] != handshakeTypeClientHello {
+			return true
+		}
+	}
+	return true
+}
