@@ -1,0 +1,110 @@
+package dns
+
+import (
+	"strings"
+
+	"github.com/forge/forge-supervisor/policy"
+)
+
+// RFC 1035 limits on a name in presentation form without the trailing dot.
+const (
+	maxNameLen  = 253
+	maxLabelLen = 63
+)
+
+// Deny reasons the DNS proxy adds to the policy's own (policy.Reason*).
+const (
+	// ReasonNoPolicy: no policy is loaded; every query is refused.
+	ReasonNoPolicy = "no_policy"
+	// ReasonLabelLimit: the name is under an allowed wildcard but has more
+	// or longer labels than Config allows (a DNS exfiltration guard).
+	ReasonLabelLimit = "label_limit"
+	// ReasonUnsupported: a query class or type the proxy does not forward
+	// (non-IN classes, zone transfers, meta types).
+	ReasonUnsupported = "unsupported_query"
+	// ReasonOverloaded: too many queries in flight; answered SERVFAIL.
+	ReasonOverloaded = "overloaded"
+	// ReasonUpstreamFailed: allowed, but no upstream gave a usable answer.
+	ReasonUpstreamFailed = "upstream_failed"
+)
+
+// decider is the part of *policy.Policy the proxy consults per query.
+type decider interface {
+	Mode() policy.Mode
+	CheckName(name string, port uint16) policy.Verdict
+}
+
+// nameLimits are the exfiltration guards for names allowed by a wildcard
+// rule: there the agent chooses the leading labels, and they can carry
+// data out. Zero fields mean only the RFC limits apply.
+type nameLimits struct {
+	maxLabels   int
+	maxLabelLen int
+}
+
+// decide returns the normalized query name and the verdict for it. It
+// reads the policy once, so a reload in the middle cannot mix two
+// policies. Denied is the zero value: every path that does not reach an
+// allow denies.
+func decide(pol decider, qname string, lim nameLimits) (string, policy.Verdict) {
+	if pol == nil {
+		return "", policy.Verdict{Reason: ReasonNoPolicy}
+	}
+	name, err := policy.NormalizeName(qname)
+	if err != nil || !withinRFCLimits(name) {
+		return name, policy.Verdict{Reason: policy.ReasonInvalidName}
+	}
+	if pol.Mode() == policy.ModeDenyAll {
+		return name, policy.Verdict{Reason: policy.ReasonDenyAll}
+	}
+	v := pol.CheckName(name, 0)
+	if v.Allow && strings.HasPrefix(v.Rule, "*.") && !lim.fits(name) {
+		return name, policy.Verdict{Reason: ReasonLabelLimit, Rule: v.Rule}
+	}
+	return name, v
+}
+
+// withinRFCLimits reports whether name (normalized: lower case, no
+// trailing dot) is a hostname within the RFC 1035 length limits, made of
+// letters, digits, hyphens and underscores (_dmarc, _443._tcp). Anything
+// else arrives in presentation form as an escape (\DDD, \.) and is refused:
+// such bytes are never part of a name an allowlist means.
+func withinRFCLimits(name string) bool {
+	if name == "" || len(name) > maxNameLen {
+		return false
+	}
+	labelLen := 0
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == '.':
+			if labelLen == 0 {
+				return false
+			}
+			labelLen = 0
+			continue
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+		labelLen++
+		if labelLen > maxLabelLen {
+			return false
+		}
+	}
+	return labelLen > 0
+}
+
+func (l nameLimits) fits(name string) bool {
+	labels := strings.Split(name, ".")
+	if l.maxLabels > 0 && len(labels) > l.maxLabels {
+		return false
+	}
+	if l.maxLabelLen > 0 {
+		for _, label := range labels {
+			if len(label) > l.maxLabelLen {
+				return false
+			}
+		}
+	}
+	return true
+}

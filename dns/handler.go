@@ -1,0 +1,256 @@
+package dns
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+
+	"github.com/forge/forge-supervisor/obs"
+)
+
+const (
+	// anyAnswerTTL is the TTL of the RFC 8482 answer to ANY: it never
+	// changes, so clients may keep it long.
+	anyAnswerTTL = 3600
+	// ednsSize is the UDP payload size the proxy advertises in answers it
+	// makes itself (the DNS flag day 2020 value).
+	ednsSize = 1232
+)
+
+// accept screens a query's header before the server unpacks the rest:
+// responses are dropped, anything but a standard query is NOTIMP, and a
+// query must carry exactly one question and no answer or authority records
+// (at most an OPT and a signature in the additional section).
+func (p *Proxy) accept(h dns.Header) dns.MsgAcceptAction {
+	const qr = 1 << 15
+	if h.Bits&qr != 0 {
+		p.malformed("response sent as a query")
+		return dns.MsgIgnore
+	}
+	if opcode := int(h.Bits>>11) & 0xF; opcode != dns.OpcodeQuery {
+		return dns.MsgRejectNotImplemented
+	}
+	if h.Qdcount != 1 || h.Ancount != 0 || h.Nscount != 0 || h.Arcount > 2 {
+		p.malformed("bad section counts")
+		return dns.MsgReject
+	}
+	return dns.MsgAccept
+}
+
+// invalid counts a packet that did not unpack.
+func (p *Proxy) invalid(_ []byte, err error) {
+	p.malformed(err.Error())
+}
+
+func (p *Proxy) malformed(why string) {
+	if f := p.cfg.Hooks.Malformed; f != nil {
+		f()
+	}
+	p.log.Debug("dns: malformed query", zap.String("error", why))
+}
+
+// ServeDNS answers one query: screen it, decide it against the current
+// policy, then refuse it or forward it and learn the answer. Every query
+// that reaches the decision gets exactly one audit line.
+func (p *Proxy) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	start := time.Now()
+	overTCP := isTCP(w.RemoteAddr())
+	// The server screens with accept; this repeats the checks for callers
+	// that hand the handler a message directly.
+	if req.Response || len(req.Question) != 1 {
+		p.malformed("not a single-question query")
+		return
+	}
+	if req.Opcode != dns.OpcodeQuery {
+		p.reply(w, req, overTCP, errorReply(req, dns.RcodeNotImplemented))
+		return
+	}
+	q := req.Question[0]
+	qtype := typeString(q.Qtype)
+	if p.limiter != nil && !p.allowRate(w, req, overTCP, qtype) {
+		return
+	}
+
+	ev := obs.DNSQuery{QName: q.Name, QType: qtype}
+	defer func() {
+		ev.Duration = time.Since(start)
+		p.audit.DNS(ev)
+	}()
+
+	if q.Qclass != dns.ClassINET || unsupportedType(q.Qtype) {
+		ev.Reason = ReasonUnsupported
+		ev.Rcode = p.reply(w, req, overTCP, errorReply(req, dns.RcodeNotImplemented))
+		return
+	}
+
+	name, v := decide(p.current(), q.Name, p.limits)
+	if name != "" {
+		ev.QName = name
+	}
+	ev.Reason, ev.Rule = v.Reason, v.Rule
+	switch {
+	case v.Allow:
+		ev.Allowed = true
+	case p.cfg.DryRun:
+		ev.Allowed, ev.WouldDeny = true, true
+	default:
+		ev.Rcode = p.reply(w, req, overTCP, errorReply(req, p.cfg.DenyRcode))
+		return
+	}
+
+	if q.Qtype == dns.TypeANY {
+		ev.Rcode = p.reply(w, req, overTCP, anyReply(req))
+		return
+	}
+	select {
+	case p.inflight <- struct{}{}:
+		defer func() { <-p.inflight }()
+	default:
+		ev.Allowed, ev.Reason = false, ReasonOverloaded
+		ev.Rcode = p.reply(w, req, overTCP, errorReply(req, dns.RcodeServerFailure))
+		return
+	}
+	resp, err := p.fwd.exchange(p.life, req, overTCP)
+	if err != nil {
+		p.log.Debug("dns: forward failed", zap.String("qname", name), zap.Error(err))
+		ev.Reason = ReasonUpstreamFailed
+		ev.Rcode = p.reply(w, req, overTCP, errorReply(req, dns.RcodeServerFailure))
+		return
+	}
+	if v.Allow && resp.Rcode == dns.RcodeSuccess {
+		ev.Answers = p.learn(name, q.Name, resp.Answer)
+	}
+	resp.Question = req.Question // the agent's own spelling
+	ev.Rcode = p.reply(w, req, overTCP, resp)
+}
+
+// learn records the addresses answer gives for qname under the normalized
+// name the agent asked, and returns how many it learned.
+func (p *Proxy) learn(name, qname string, answer []dns.RR) int {
+	addrs := chainAddrs(qname, answer)
+	for _, a := range addrs {
+		p.cache.Learn(name, a.ip, a.ttl)
+	}
+	if len(addrs) > 0 {
+		if f := p.cfg.Hooks.Learned; f != nil {
+			f(p.cache.Len())
+		}
+	}
+	return len(addrs)
+}
+
+// reply writes resp to the agent, cut to the size the agent can take over
+// UDP (512 bytes, or its EDNS0 size) with TC set when cut, and returns the
+// rcode sent.
+func (p *Proxy) reply(w dns.ResponseWriter, req *dns.Msg, overTCP bool, resp *dns.Msg) string {
+	resp.Id = req.Id
+	resp.Compress = true
+	if !overTCP {
+		size := dns.MinMsgSize
+		if opt := req.IsEdns0(); opt != nil {
+			size = max(size, int(opt.UDPSize()))
+		}
+		resp.Truncate(size)
+	}
+	if err := w.WriteMsg(resp); err != nil {
+		p.log.Debug("dns: write reply", zap.Error(err))
+	}
+	return rcodeString(resp.Rcode)
+}
+
+// allowRate takes a token from the client's bucket. When the bucket is
+// empty it refuses the query; one dns_rate_limited audit line per client
+// and window stands for all refusals in it, so a flood cannot become a
+// flood of log lines, and the others are only counted (Hooks.RateLimited).
+func (p *Proxy) allowRate(w dns.ResponseWriter, req *dns.Msg, overTCP bool, qtype string) bool {
+	ok, report := p.limiter.allow(clientIP(w.RemoteAddr()))
+	if ok {
+		return true
+	}
+	rcode := p.reply(w, req, overTCP, errorReply(req, dns.RcodeRefused))
+	if report == 0 {
+		if f := p.cfg.Hooks.RateLimited; f != nil {
+			f()
+		}
+		return false
+	}
+	p.audit.DNSRateLimited(obs.DNSQuery{
+		QName:  req.Question[0].Name,
+		QType:  qtype,
+		Rcode:  rcode,
+		Reason: obs.ReasonRateLimited,
+	})
+	return false
+}
+
+// errorReply is an empty answer with rcode, mirroring the query's EDNS0.
+func errorReply(req *dns.Msg, rcode int) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetRcode(req, rcode)
+	m.RecursionAvailable = true
+	mirrorEDNS(req, m)
+	return m
+}
+
+// anyReply is the RFC 8482 minimal answer to ANY: one HINFO "RFC8482".
+func anyReply(req *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.RecursionAvailable = true
+	m.Answer = []dns.RR{&dns.HINFO{
+		Hdr: dns.RR_Header{Name: req.Question[0].Name, Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: anyAnswerTTL},
+		Cpu: "RFC8482",
+	}}
+	mirrorEDNS(req, m)
+	return m
+}
+
+func mirrorEDNS(req, m *dns.Msg) {
+	if opt := req.IsEdns0(); opt != nil {
+		m.SetEdns0(ednsSize, opt.Do())
+	}
+}
+
+// unsupportedType reports query types the proxy never forwards: zone
+// transfers and the meta types that are not questions.
+func unsupportedType(t uint16) bool {
+	switch t {
+	case dns.TypeAXFR, dns.TypeIXFR, dns.TypeMAILA, dns.TypeMAILB,
+		dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, dns.TypeNone:
+		return true
+	}
+	return false
+}
+
+func typeString(t uint16) string {
+	if s, ok := dns.TypeToString[t]; ok {
+		return s
+	}
+	return "TYPE" + strconv.Itoa(int(t))
+}
+
+func rcodeString(rc int) string {
+	if s, ok := dns.RcodeToString[rc]; ok {
+		return s
+	}
+	return "RCODE" + strconv.Itoa(rc)
+}
+
+func isTCP(a net.Addr) bool {
+	_, ok := a.(*net.TCPAddr)
+	return ok
+}
+
+func clientIP(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,116 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/miekg/dns"
+
+	"github.com/forge/forge-supervisor/policy"
+)
+
+var _ policy.Resolver = (*Proxy)(nil)
+
+// Resolve looks name up afresh (A and AAAA, through the upstreams), learns
+// the answers like an agent's query would, and returns the addresses.
+// Concurrent lookups of one name share one exchange. It does not consult
+// the policy: callers ask only about names the policy already allowed.
+func (p *Proxy) Resolve(ctx context.Context, name string) ([]netip.Addr, error) {
+	norm, err := policy.NormalizeName(name)
+	if err != nil || !withinRFCLimits(norm) {
+		return nil, fmt.Errorf("dns: resolve %q: invalid name", name)
+	}
+	// The shared lookup runs under the proxy's lifetime, not the first
+	// caller's context, so one caller giving up does not fail the others.
+	ch := p.lookups.DoChan(norm, func() (any, error) { return p.lookup(norm) })
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("dns: resolve %s: %w", norm, ctx.Err())
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return slices.Clone(r.Val.([]netip.Addr)), nil
+	}
+}
+
+func (p *Proxy) lookup(name string) ([]netip.Addr, error) {
+	types := [...]uint16{dns.TypeA, dns.TypeAAAA}
+	var (
+		wg    sync.WaitGroup
+		addrs [len(types)][]netip.Addr
+		errs  [len(types)]error
+	)
+	for i, t := range types {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			addrs[i], errs[i] = p.lookupType(name, t)
+		}()
+	}
+	wg.Wait()
+	out := append(addrs[0], addrs[1]...)
+	if len(out) == 0 {
+		if err := errors.Join(errs[:]...); err != nil {
+			return nil, fmt.Errorf("dns: resolve %s: %w", name, err)
+		}
+		return nil, fmt.Errorf("dns: resolve %s: no addresses", name)
+	}
+	return out, nil
+}
+
+func (p *Proxy) lookupType(name string, qtype uint16) ([]netip.Addr, error) {
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(name), qtype)
+	q.SetEdns0(ednsSize, false)
+	resp, err := p.fwd.exchange(p.life, q, false)
+	if err != nil {
+		return nil, err
+	}
+	switch resp.Rcode {
+	case dns.RcodeSuccess:
+	case dns.RcodeNameError:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("%s %s: %s", name, typeString(qtype), rcodeString(resp.Rcode))
+	}
+	learned := chainAddrs(q.Question[0].Name, resp.Answer)
+	out := make([]netip.Addr, 0, len(learned))
+	for _, a := range learned {
+		p.cache.Learn(name, a.ip, a.ttl)
+		out = append(out, a.ip)
+	}
+	if len(out) > 0 {
+		if f := p.cfg.Hooks.Learned; f != nil {
+			f(p.cache.Len())
+		}
+	}
+	return out, nil
+}
+
+// Resolves reports whether name resolves to ip: from the learned cache, or
+// else by a fresh lookup. Any failure is false (fail closed).
+func (p *Proxy) Resolves(ctx context.Context, name string, ip netip.Addr) bool {
+	norm, err := policy.NormalizeName(name)
+	if err != nil || !ip.IsValid() {
+		return false
+	}
+	ip = ip.Unmap()
+	if p.cache.Knows(norm, ip) {
+		return true
+	}
+	addrs, err := p.Resolve(ctx, norm)
+	if err != nil {
+		return false
+	}
+	return slices.Contains(addrs, ip)
+}
+
+// NamesFor returns the names currently known to resolve to ip.
+func (p *Proxy) NamesFor(ip netip.Addr) []string {
+	return p.cache.NamesFor(ip)
+}
