@@ -32,3 +32,8 @@ const (
 	ReasonIPLiteral      = "ip_literal"       // SNI/Host is an IP literal: never matches a domain rule
 	ReasonInvalidName    = "invalid_name"     // the name is not a valid hostname
 )
+
+// Reasons added by the policy package beyond the shared vocabulary above.
+const (
+	ReasonNoPolicy = "no_policy" // no policy loaded (nil *Policy): deny everything
+)

@@ -1,0 +1,172 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+)
+
+// Request is one TCP connection to decide.
+type Request struct {
+	Name string     // SNI or HTTP Host as the client claimed it; "" if none
+	IP   netip.Addr // original destination address
+	Port uint16     // original destination port
+}
+
+// Resolver is what the policy knows about name→IP bindings. The DNS proxy's
+// learned cache implements it.
+type Resolver interface {
+	// Resolves reports whether name is known to resolve to ip: learned
+	// from the agent's DNS answers, or found by a fresh lookup.
+	Resolves(ctx context.Context, name string, ip netip.Addr) bool
+	// NamesFor returns the names learned (live, unexpired) for ip.
+	NamesFor(ip netip.Addr) []string
+}
+
+// CheckName reports whether the claimed name is allowed on port; port 0
+// asks whether it is allowed on any port (the DNS proxy's question before
+// it answers a name). The name is normalized first; an already-normalized
+// name (lowercase, no trailing dot) costs no allocation.
+//
+// deny-all denies every name (deny_all); dev-open allows every valid name
+// (dev_open); allowlist allows a name a rule covers on that port
+// (allowed_domain or allowed_tcp), and otherwise denies with
+// port_not_allowed when a rule covers the name on other ports, else
+// not_in_allowlist. IP literals deny with ip_literal, other invalid names
+// with invalid_name.
+func (p *Policy) CheckName(name string, port uint16) Verdict {
+	if p == nil {
+		return Verdict{Reason: ReasonNoPolicy}
+	}
+	n, err := NormalizeName(name)
+	if err != nil {
+		return Verdict{Reason: nameErrorReason(err)}
+	}
+	return p.checkNormalized(n, port)
+}
+
+func nameErrorReason(err error) string {
+	if errors.Is(err, ErrIPLiteral) {
+		return ReasonIPLiteral
+	}
+	return ReasonInvalidName
+}
+
+func (p *Policy) checkNormalized(name string, port uint16) Verdict {
+	switch p.mode {
+	case ModeDevOpen:
+		return Verdict{Allow: true, Reason: ReasonDevOpen}
+	case ModeAllowlist:
+	default:
+		return Verdict{Reason: ReasonDenyAll}
+	}
+	rule, ok, nearest := p.names.lookup(name, port)
+	switch {
+	case ok:
+		return Verdict{Allow: true, Reason: ruleReason(rule), Rule: rule}
+	case nearest != "":
+		return Verdict{Reason: ReasonPortNotAllowed, Rule: nearest}
+	}
+	return Verdict{Reason: ReasonNotAllowed}
+}
+
+// ruleReason tells domain rules from allowed_tcp rules by their prefix.
+func ruleReason(rule string) string {
+	if len(rule) > len(tcpRulePrefix) && rule[:len(tcpRulePrefix)] == tcpRulePrefix {
+		return ReasonAllowedTCP
+	}
+	return ReasonAllowedDomain
+}
+
+// Decide is the whole decision for one TCP connection. The steps run in
+// this order, and the first that decides wins:
+//
+//  1. The destination is always blocked — cloud metadata (metadata_address)
+//     or loopback, unspecified, multicast, broadcast, reserved, no address,
+//     or port 0 (blocked_range) — → deny, whatever the mode.
+//  2. Mode deny-all → deny (deny_all).
+//  3. The destination is inside allowed_private_cidrs → allow
+//     (allowed_cidr, rule "cidr:<cidr>"), on any port.
+//  4. The destination is private (RFC 1918, CGNAT, link-local, ULA…) and
+//     allow_private_ips is false → deny (private_ip): DNS-rebinding
+//     protection, even for an allowed name.
+//  5. Mode dev-open → allow (dev_open).
+//  6. An allowed_tcp IP-literal rule covers IP:port → allow (allowed_tcp).
+//  7. A name is claimed: an IP literal is no name (go on to 8, whose deny
+//     then says ip_literal); an invalid name → deny (invalid_name).
+//     Otherwise CheckName(name, port): a deny is returned as is
+//     (not_in_allowlist, port_not_allowed). An allow stands only if
+//     verify_sni_ip is off or the resolver confirms the name resolves to
+//     IP; else deny (sni_ip_mismatch, keeping the rule) — a nil resolver
+//     cannot confirm, so this fails closed.
+//  8. No usable name: the first name learned for IP (r.NamesFor) that
+//     CheckName allows on port → allow (learned_ip, that name's rule).
+//     Otherwise deny (no_name_for_ip, or ip_literal from step 7).
+//
+// A nil policy denies everything (no_policy).
+func (p *Policy) Decide(ctx context.Context, req Request, r Resolver) Verdict {
+	if p == nil {
+		return Verdict{Reason: ReasonNoPolicy}
+	}
+	ip := canonicalAddr(req.IP)
+
+	// 1. Always blocked.
+	kind := ClassifyAddr(ip)
+	switch {
+	case kind == AddrMetadata:
+		return Verdict{Reason: ReasonMetadata}
+	case kind.AlwaysBlocked(), req.Port == 0:
+		return Verdict{Reason: ReasonBlockedRange}
+	}
+	// 2. deny-all.
+	if p.mode != ModeAllowlist && p.mode != ModeDevOpen {
+		return Verdict{Reason: ReasonDenyAll}
+	}
+	// 3. allowed_private_cidrs.
+	if rule, ok := p.cidrs.lookup(ip); ok {
+		return Verdict{Allow: true, Reason: ReasonAllowedCIDR, Rule: rule}
+	}
+	// 4. Private destinations.
+	if kind.IsPrivate() && !p.allowPrivateIPs {
+		return Verdict{Reason: ReasonPrivateIP}
+	}
+	// 5. dev-open.
+	if p.mode == ModeDevOpen {
+		return Verdict{Allow: true, Reason: ReasonDevOpen}
+	}
+	// 6. allowed_tcp IP literals.
+	if rules := p.ips[ip]; rules != nil {
+		if rule, ok := rules.match(req.Port); ok {
+			return Verdict{Allow: true, Reason: ReasonAllowedTCP, Rule: rule}
+		}
+	}
+	// 7. The claimed name.
+	finalDeny := ReasonNoNameForIP
+	if req.Name != "" {
+		name, err := NormalizeName(req.Name)
+		switch {
+		case errors.Is(err, ErrIPLiteral):
+			finalDeny = ReasonIPLiteral
+		case err != nil:
+			return Verdict{Reason: ReasonInvalidName}
+		default:
+			v := p.checkNormalized(name, req.Port)
+			if !v.Allow {
+				return v
+			}
+			if p.verifySNIIP && (r == nil || !r.Resolves(ctx, name, ip)) {
+				return Verdict{Reason: ReasonSNIIPMismatch, Rule: v.Rule}
+			}
+			return v
+		}
+	}
+	// 8. Names learned for the IP.
+	if r != nil {
+		for _, learned := range r.NamesFor(ip) {
+			if v := p.CheckName(learned, req.Port); v.Allow {
+				return Verdict{Allow: true, Reason: ReasonLearnedIP, Rule: v.Rule}
+			}
+		}
+	}
+	return Verdict{Reason: finalDeny}
+}

@@ -1,0 +1,309 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+const (
+	// maxPolicyBytes bounds what Load reads. Forge's profiles are a few
+	// hundred rules (~20 KiB); 16 MiB leaves room for generated policies of
+	// 100k rules while refusing /dev/zero or a runaway file.
+	maxPolicyBytes = 16 << 20
+	// maxListEntries bounds each list. Lookups do not slow down with size,
+	// but memory and load time do; 100k is far beyond any real allowlist.
+	maxListEntries = 100_000
+	// maxProfileLen bounds the free-form profile, which goes into logs.
+	maxProfileLen = 64
+)
+
+// Field names of egress_allowlist.json, exactly as Forge writes them.
+const (
+	fieldProfile         = "profile"
+	fieldMode            = "mode"
+	fieldAllowedDomains  = "allowed_domains"
+	fieldToolDomains     = "tool_domains"
+	fieldAllDomains      = "all_domains"
+	fieldAllowedTCP      = "allowed_tcp"
+	fieldAllowedCIDRs    = "allowed_private_cidrs"
+	fieldAllowPrivateIPs = "allow_private_ips"
+	fieldVerifySNIIP     = "verify_sni_ip"
+)
+
+var knownFields = []string{
+	fieldProfile, fieldMode, fieldAllowedDomains, fieldToolDomains, fieldAllDomains,
+	fieldAllowedTCP, fieldAllowedCIDRs, fieldAllowPrivateIPs, fieldVerifySNIIP,
+}
+
+// document is the file's content, decoded but not yet validated.
+type document struct {
+	profile         *string
+	mode            *string
+	domainLists     [3][]string // allowed_domains, tool_domains, all_domains
+	allowedTCP      []string
+	allowedCIDRs    []string
+	allowPrivateIPs *bool
+	verifySNIIP     *bool
+}
+
+var domainListFields = [3]string{fieldAllowedDomains, fieldToolDomains, fieldAllDomains}
+
+// Load reads and parses the policy file at path. Any failure — missing,
+// unreadable, not a regular file, too large, invalid — is an error naming
+// the path; there is no fallback policy.
+func Load(path string) (*Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err) // *PathError names the path
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("policy: %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("policy: %s: not a regular file (%s)", path, st.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxPolicyBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("policy: %s: read: %w", path, err)
+	}
+	if len(data) > maxPolicyBytes {
+		return nil, fmt.Errorf("policy: %s: larger than %d bytes", path, maxPolicyBytes)
+	}
+	p, err := parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// Parse parses and validates an egress_allowlist.json document. Errors name
+// the field, the entry's index and value, and how to fix it. Unknown
+// fields (including case variants like "Mode"), duplicate fields and
+// trailing data are errors.
+func Parse(data []byte) (*Policy, error) {
+	p, err := parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return p, nil
+}
+
+func parse(data []byte) (*Policy, error) {
+	doc, err := decode(data)
+	if err != nil {
+		return nil, err
+	}
+	return compile(doc)
+}
+
+// decode walks the top-level object by tokens, so field names match
+// exactly (encoding/json alone would accept "MODE" for "mode") and
+// duplicates are caught, then decodes each field on its own so type errors
+// name the field.
+func decode(data []byte) (*document, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err == io.EOF {
+		return nil, errors.New(`empty document; expected a JSON object like {"mode": "allowlist", "allowed_domains": ["api.example.com"]}`)
+	}
+	if err != nil {
+		return nil, syntaxError(data, err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, fmt.Errorf(`top level must be a JSON object like {"mode": "allowlist", ...}, not %s`, describeToken(tok))
+	}
+	doc := &document{}
+	seen := make(map[string]bool, len(knownFields))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, syntaxError(data, err)
+		}
+		key, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, syntaxError(data, err))
+		}
+		if seen[key] {
+			return nil, fmt.Errorf("%s: field appears twice; keep one", key)
+		}
+		seen[key] = true
+		if err := doc.set(key, raw); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return nil, syntaxError(data, err)
+	}
+	if tok, err := dec.Token(); err != io.EOF {
+		if err != nil {
+			return nil, fmt.Errorf("trailing data after the JSON object: %w", syntaxError(data, err))
+		}
+		return nil, fmt.Errorf("trailing data after the JSON object (%s at byte %d); the file must hold exactly one object", describeToken(tok), dec.InputOffset())
+	}
+	return doc, nil
+}
+
+func (d *document) set(key string, raw json.RawMessage) error {
+	var err error
+	switch key {
+	case fieldProfile:
+		d.profile, err = decodeString(key, raw)
+	case fieldMode:
+		d.mode, err = decodeString(key, raw)
+	case fieldAllowedDomains:
+		d.domainLists[0], err = decodeStrings(key, raw)
+	case fieldToolDomains:
+		d.domainLists[1], err = decodeStrings(key, raw)
+	case fieldAllDomains:
+		d.domainLists[2], err = decodeStrings(key, raw)
+	case fieldAllowedTCP:
+		d.allowedTCP, err = decodeStrings(key, raw)
+	case fieldAllowedCIDRs:
+		d.allowedCIDRs, err = decodeStrings(key, raw)
+	case fieldAllowPrivateIPs:
+		d.allowPrivateIPs, err = decodeBool(key, raw)
+	case fieldVerifySNIIP:
+		d.verifySNIIP, err = decodeBool(key, raw)
+	default:
+		return unknownField(key)
+	}
+	return err
+}
+
+func isNull(raw json.RawMessage) bool {
+	return string(bytes.TrimSpace(raw)) == "null"
+}
+
+func decodeString(field string, raw json.RawMessage) (*string, error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("%s: must be a string, got %s", field, abbreviate(raw))
+	}
+	return &s, nil
+}
+
+func decodeBool(field string, raw json.RawMessage) (*bool, error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	var b bool
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("%s: must be true or false, got %s", field, abbreviate(raw))
+	}
+	return &b, nil
+}
+
+func decodeStrings(field string, raw json.RawMessage) ([]string, error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, fmt.Errorf(`%s: must be a list of strings like ["api.example.com"], got %s`, field, abbreviate(raw))
+	}
+	if len(items) > maxListEntries {
+		return nil, fmt.Errorf("%s: %d entries, at most %d are accepted", field, len(items), maxListEntries)
+	}
+	out := make([]string, len(items))
+	for i, item := range items {
+		if err := json.Unmarshal(item, &out[i]); err != nil {
+			return nil, fmt.Errorf("%s[%d]: must be a string, got %s", field, i, abbreviate(item))
+		}
+	}
+	return out, nil
+}
+
+// unknownField names the field and, when it looks like a typo of a known
+// one, the field that was probably meant.
+func unknownField(key string) error {
+	best, bestDist := "", 4
+	for _, f := range knownFields {
+		if strings.EqualFold(f, key) {
+			return fmt.Errorf("%s: unknown field; field names are lowercase: did you mean %q?", key, f)
+		}
+		if d := editDistance(key, f); d < bestDist {
+			best, bestDist = f, d
+		}
+	}
+	if best != "" {
+		return fmt.Errorf("%s: unknown field; did you mean %q?", key, best)
+	}
+	return fmt.Errorf("%s: unknown field; known fields are %s", key, strings.Join(knownFields, ", "))
+}
+
+// editDistance is the Levenshtein distance, for typo hints on short keys.
+func editDistance(a, b string) int {
+	const maxLen = 64 // field names are short; a long key is no typo of one
+	if len(a) > maxLen || len(b) > maxLen {
+		return maxLen
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// syntaxError adds the line and column to a JSON syntax error.
+func syntaxError(data []byte, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) && se.Offset <= int64(len(data)) {
+		before := data[:se.Offset]
+		line := bytes.Count(before, []byte("\n")) + 1
+		col := len(before) - bytes.LastIndexByte(before, '\n')
+		return fmt.Errorf("invalid JSON at line %d column %d: %v", line, col, err)
+	}
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		return errors.New("invalid JSON: the document ends early (unclosed object, list or string)")
+	}
+	return fmt.Errorf("invalid JSON: %v", err)
+}
+
+func describeToken(tok json.Token) string {
+	switch t := tok.(type) {
+	case json.Delim:
+		return fmt.Sprintf("%q", string(t))
+	case string:
+		return "a string"
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	default:
+		return "a number"
+	}
+}
+
+// abbreviate quotes a raw JSON value for an error message, cut short so a
+// huge value does not flood the log.
+func abbreviate(raw json.RawMessage) string {
+	const maxShown = 60
+	s := string(bytes.TrimSpace(raw))
+	if len(s) > maxShown {
+		s = s[:maxShown] + "…"
+	}
+	return s
+}
