@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"container/heap"
 	"container/list"
 	"net/netip"
 	"slices"
@@ -14,11 +15,6 @@ import (
 // that hands out a fresh address on every answer.
 const DefaultCacheSize = 16384
 
-// expiredSweep is how many least-recently-used entries Learn inspects for
-// expiry on each call. A small constant keeps Learn O(1) while still
-// draining dead entries faster than a steady learner adds them.
-const expiredSweep = 4
-
 type cacheKey struct {
 	name string
 	ip   netip.Addr
@@ -27,11 +23,37 @@ type cacheKey struct {
 type cacheEntry struct {
 	key     cacheKey
 	expires time.Time
+	el      *list.Element // position in the LRU list
+	heapIdx int           // position in the expiry heap
+}
+
+// expiryHeap orders entries by expiry, soonest first, so expired entries
+// are dropped before any live one is evicted.
+type expiryHeap []*cacheEntry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *expiryHeap) Push(x any) {
+	e := x.(*cacheEntry)
+	e.heapIdx = len(*h)
+	*h = append(*h, e)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
 }
 
 // Cache is the learned name→address table the DNS proxy fills from allowed
 // answers: a bounded LRU of (name, address) pairs, each with an expiry, and
-// an index from address to names. Names are stored as given (callers pass
+// an index from address to names. Expired pairs are dropped when touched
+// and before any live pair is evicted. Names are stored as given (callers pass
 // normalized names); addresses are unmapped so 4in6 forms match. It is safe
 // for concurrent use.
 type Cache struct {
@@ -41,7 +63,8 @@ type Cache struct {
 	now    func() time.Time
 
 	lru     *list.List // of *cacheEntry, front = most recently used
-	entries map[cacheKey]*list.Element
+	expiry  expiryHeap
+	entries map[cacheKey]*cacheEntry
 	byIP    map[netip.Addr]map[string]struct{}
 }
 
@@ -60,14 +83,14 @@ func NewCache(size int, minTTL time.Duration, now func() time.Time) *Cache {
 		minTTL:  minTTL,
 		now:     now,
 		lru:     list.New(),
-		entries: make(map[cacheKey]*list.Element),
+		entries: make(map[cacheKey]*cacheEntry),
 		byIP:    make(map[netip.Addr]map[string]struct{}),
 	}
 }
 
 // Learn records that name resolved to ip for ttl (raised to the cache's
 // minimum). Learning a pair again extends its life, never shortens it. When
-// the cache is full the least recently used pair is evicted.
+// the cache is full, expired pairs go first, then the least recently used.
 func (c *Cache) Learn(name string, ip netip.Addr, ttl time.Duration) {
 	if name == "" || !ip.IsValid() {
 		return
@@ -79,19 +102,24 @@ func (c *Cache) Learn(name string, ip netip.Addr, ttl time.Duration) {
 	defer c.mu.Unlock()
 	now := c.now()
 	expires := now.Add(ttl)
-	if el, ok := c.entries[key]; ok {
-		e := el.Value.(*cacheEntry)
+	if e, ok := c.entries[key]; ok {
 		if expires.After(e.expires) {
 			e.expires = expires
+			heap.Fix(&c.expiry, e.heapIdx)
 		}
-		c.lru.MoveToFront(el)
+		c.lru.MoveToFront(e.el)
 		return
 	}
-	c.dropExpiredLocked(now)
-	for c.lru.Len() >= c.size {
-		c.removeLocked(c.lru.Back())
+	for len(c.expiry) > 0 && !c.liveLocked(c.expiry[0], now) {
+		c.removeLocked(c.expiry[0])
 	}
-	c.entries[key] = c.lru.PushFront(&cacheEntry{key: key, expires: expires})
+	for c.lru.Len() >= c.size {
+		c.removeLocked(c.lru.Back().Value.(*cacheEntry))
+	}
+	e := &cacheEntry{key: key, expires: expires}
+	e.el = c.lru.PushFront(e)
+	heap.Push(&c.expiry, e)
+	c.entries[key] = e
 	names := c.byIP[key.ip]
 	if names == nil {
 		names = make(map[string]struct{}, 1)
@@ -105,15 +133,15 @@ func (c *Cache) Knows(name string, ip netip.Addr) bool {
 	key := cacheKey{name: name, ip: ip.Unmap()}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	el, ok := c.entries[key]
+	e, ok := c.entries[key]
 	if !ok {
 		return false
 	}
-	if !c.liveLocked(el, c.now()) {
-		c.removeLocked(el)
+	if !c.liveLocked(e, c.now()) {
+		c.removeLocked(e)
 		return false
 	}
-	c.lru.MoveToFront(el)
+	c.lru.MoveToFront(e.el)
 	return true
 }
 
@@ -125,8 +153,7 @@ func (c *Cache) NamesFor(ip netip.Addr) []string {
 	now := c.now()
 	var out []string
 	for name := range c.byIP[ip] {
-		el := c.entries[cacheKey{name: name, ip: ip}]
-		if c.liveLocked(el, now) {
+		if c.liveLocked(c.entries[cacheKey{name: name, ip: ip}], now) {
 			out = append(out, name)
 		}
 	}
@@ -142,24 +169,13 @@ func (c *Cache) Len() int {
 	return c.lru.Len()
 }
 
-func (c *Cache) liveLocked(el *list.Element, now time.Time) bool {
-	return now.Before(el.Value.(*cacheEntry).expires)
+func (c *Cache) liveLocked(e *cacheEntry, now time.Time) bool {
+	return now.Before(e.expires)
 }
 
-// dropExpiredLocked removes up to expiredSweep expired pairs from the cold
-// end of the LRU.
-func (c *Cache) dropExpiredLocked(now time.Time) {
-	for range expiredSweep {
-		el := c.lru.Back()
-		if el == nil || c.liveLocked(el, now) {
-			return
-		}
-		c.removeLocked(el)
-	}
-}
-
-func (c *Cache) removeLocked(el *list.Element) {
-	e := c.lru.Remove(el).(*cacheEntry)
+func (c *Cache) removeLocked(e *cacheEntry) {
+	c.lru.Remove(e.el)
+	heap.Remove(&c.expiry, e.heapIdx)
 	delete(c.entries, e.key)
 	if names := c.byIP[e.key.ip]; names != nil {
 		delete(names, e.key.name)

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/forge/forge-supervisor/policy"
@@ -14,8 +15,6 @@ const (
 
 // Deny reasons the DNS proxy adds to the policy's own (policy.Reason*).
 const (
-	// ReasonNoPolicy: no policy is loaded; every query is refused.
-	ReasonNoPolicy = "no_policy"
 	// ReasonLabelLimit: the name is under an allowed wildcard but has more
 	// or longer labels than Config allows (a DNS exfiltration guard).
 	ReasonLabelLimit = "label_limit"
@@ -48,9 +47,12 @@ type nameLimits struct {
 // allow denies.
 func decide(pol decider, qname string, lim nameLimits) (string, policy.Verdict) {
 	if pol == nil {
-		return "", policy.Verdict{Reason: ReasonNoPolicy}
+		return "", policy.Verdict{Reason: policy.ReasonNoPolicy}
 	}
 	name, err := policy.NormalizeName(qname)
+	if errors.Is(err, policy.ErrIPLiteral) {
+		return name, policy.Verdict{Reason: policy.ReasonIPLiteral}
+	}
 	if err != nil || !withinRFCLimits(name) {
 		return name, policy.Verdict{Reason: policy.ReasonInvalidName}
 	}

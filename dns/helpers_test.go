@@ -228,9 +228,24 @@ func query(name string, qtype uint16) *dns.Msg {
 	return m
 }
 
-// auditLines returns the logged entries with msg.
+// auditLines returns the logged entries with msg. The audit line of a
+// query is written after its reply, so it waits briefly for stragglers.
 func auditLines(logs *observer.ObservedLogs, msg string) []observer.LoggedEntry {
+	settle(logs)
 	return logs.FilterMessage(msg).AllUntimed()
+}
+
+// settle waits until no log line has been added for a short while.
+func settle(logs *observer.ObservedLogs) {
+	last := -1
+	for range 100 {
+		n := logs.Len()
+		if n == last {
+			return
+		}
+		last = n
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // field returns the value of a logged field as a string, int64 or bool.

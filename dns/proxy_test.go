@@ -118,7 +118,7 @@ func TestDeniedQueries(t *testing.T) {
 		{"not in allowlist", allowlist("allowed.test"), nil, "evil.test", dns.RcodeRefused, policy.ReasonNotAllowed, ""},
 		{"nxdomain rcode", allowlist("allowed.test"), []proxyOpt{func(c *Config) { c.DenyRcode = dns.RcodeNameError }}, "evil.test", dns.RcodeNameError, policy.ReasonNotAllowed, ""},
 		{"deny-all", &fakePolicy{mode: policy.ModeDenyAll, rules: []string{"allowed.test"}}, nil, "allowed.test", dns.RcodeRefused, policy.ReasonDenyAll, ""},
-		{"no policy loaded", nil, nil, "allowed.test", dns.RcodeRefused, ReasonNoPolicy, ""},
+		{"no policy loaded", nil, nil, "allowed.test", dns.RcodeRefused, policy.ReasonNoPolicy, ""},
 		{"label count cap under wildcard", allowlist("*.allowed.test"), []proxyOpt{func(c *Config) { c.MaxLabels = 4 }}, "a.b.c.allowed.test", dns.RcodeRefused, ReasonLabelLimit, "*.allowed.test"},
 		{"label length cap under wildcard", allowlist("*.allowed.test"), []proxyOpt{func(c *Config) { c.MaxLabelLen = 16 }}, "aGVsbG8gd29ybGQgc2VjcmV0.allowed.test", dns.RcodeRefused, ReasonLabelLimit, "*.allowed.test"},
 		{"escaped bytes in name", allowlist("*.allowed.test"), nil, `a\000b.allowed.test`, dns.RcodeRefused, policy.ReasonInvalidName, ""},
