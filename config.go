@@ -1,0 +1,500 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/forge/forge-supervisor/obs"
+)
+
+// version is set at build time: -ldflags "-X main.version=...".
+var version = "dev"
+
+// Subcommands recognised as the first non-flag argument (unless it follows
+// "--", which always starts the agent's command).
+const (
+	subConfig  = "config"
+	subVersion = "version"
+)
+
+// Limits of the settings. Each says why that bound.
+const (
+	// maxDuration catches unit typos ("10000h") in every duration setting;
+	// no timeout of the supervisor is meaningfully longer than a day.
+	maxDuration = 24 * time.Hour
+	// maxDNSCacheSize: at ~200 bytes an entry, 4M entries is under 1 GiB,
+	// already more than any agent's working set of names.
+	maxDNSCacheSize = 1 << 22
+	// maxDNSRate: one supervisor cannot usefully forward more than a
+	// million queries per second; higher is a typo.
+	maxDNSRate = 1e6
+	// maxDNSUpstreams: resolv.conf honours 3 nameservers; 8 leaves room
+	// for IPv4+IPv6 pairs without letting a list grow without bound.
+	maxDNSUpstreams = 8
+	// defaultDNSPort is the port of an upstream given without one.
+	defaultDNSPort = 53
+	// invalidID is (uid_t)-1: setresuid/setresgid read it as "leave
+	// unchanged", so it must never be the agent's identity.
+	invalidID = math.MaxUint32
+)
+
+// Config is the supervisor's effective configuration: defaults, overridden
+// by FORGE_SUPERVISOR_* environment variables, overridden by flags.
+type Config struct {
+	PolicyPath      string
+	ProxyPort       uint16
+	DNSPort         uint16
+	HealthPort      uint16
+	LogLevel        string
+	DryRun          bool
+	AgentUID        uint32
+	AgentGID        uint32
+	SeccompPath     string
+	SeccompLog      bool
+	DNSUpstreams    []string // "ip:port" (IPv6 as "[ip]:port"); empty: from /etc/resolv.conf
+	Grace           time.Duration
+	RequireKernel   bool
+	DenialsSize     int
+	DNSMinTTL       time.Duration
+	DNSCacheSize    int
+	DNSDenyRcode    string // "refused" or "nxdomain"
+	DNSRate         float64
+	LogSample       bool
+	ClassifyTimeout time.Duration
+	DialTimeout     time.Duration
+	IdleTimeout     time.Duration
+}
+
+// setting is one configuration knob: its flag, its environment variable,
+// its default (in the same text form a user types) and how to parse it into
+// a Config. parse returns an error that says what a valid value looks like;
+// the caller adds which flag or variable carried it.
+type setting struct {
+	flag   string
+	env    string
+	def    string
+	isBool bool
+	usage  string
+	parse  func(c *Config, v string) error
+}
+
+// settings lists every knob in the order `-h` shows them.
+func settings() []setting {
+	return []setting{
+		{flag: "policy-path", env: "FORGE_SUPERVISOR_POLICY_PATH", def: "/etc/forge/egress_allowlist.json",
+			usage: "policy file: Forge egress_allowlist.json, or a .rego policy",
+			parse: func(c *Config, v string) (err error) { c.PolicyPath, err = parsePath(v); return }},
+		{flag: "proxy-port", env: "FORGE_SUPERVISOR_PROXY_PORT", def: "15001",
+			usage: "port of the transparent proxy the agent's TCP is redirected to",
+			parse: func(c *Config, v string) (err error) { c.ProxyPort, err = parsePort(v); return }},
+		{flag: "dns-port", env: "FORGE_SUPERVISOR_DNS_PORT", def: "15002",
+			usage: "port of the DNS proxy the agent's port-53 traffic is redirected to",
+			parse: func(c *Config, v string) (err error) { c.DNSPort, err = parsePort(v); return }},
+		{flag: "health-port", env: "FORGE_SUPERVISOR_HEALTH_PORT", def: "15000",
+			usage: "port of /healthz, /readyz, /denials and /metrics",
+			parse: func(c *Config, v string) (err error) { c.HealthPort, err = parsePort(v); return }},
+		{flag: "log-level", env: "FORGE_SUPERVISOR_LOG_LEVEL", def: "info",
+			usage: "debug, info, warn or error",
+			parse: func(c *Config, v string) (err error) { c.LogLevel, err = parseLogLevel(v); return }},
+		{flag: "dry-run", env: "FORGE_SUPERVISOR_DRY_RUN", def: "false", isBool: true,
+			usage: "log what the policy would deny but let it through",
+			parse: func(c *Config, v string) (err error) { c.DryRun, err = parseBool(v); return }},
+		{flag: "agent-uid", env: "FORGE_SUPERVISOR_AGENT_UID", def: "1000",
+			usage: "UID the agent runs as (not 0)",
+			parse: func(c *Config, v string) (err error) { c.AgentUID, err = parseID(v); return }},
+		{flag: "agent-gid", env: "FORGE_SUPERVISOR_AGENT_GID", def: "1000",
+			usage: "GID the agent runs as (not 0)",
+			parse: func(c *Config, v string) (err error) { c.AgentGID, err = parseID(v); return }},
+		{flag: "seccomp-path", env: "FORGE_SUPERVISOR_SECCOMP_PATH", def: "/etc/forge/seccomp.json",
+			usage: "seccomp profile (OCI JSON) loaded into the agent",
+			parse: func(c *Config, v string) (err error) { c.SeccompPath, err = parsePath(v); return }},
+		{flag: "seccomp-log", env: "FORGE_SUPERVISOR_SECCOMP_LOG", def: "false", isBool: true,
+			usage: "also log (SECCOMP_FILTER_FLAG_LOG) the syscalls the profile denies",
+			parse: func(c *Config, v string) (err error) { c.SeccompLog, err = parseBool(v); return }},
+		{flag: "dns-upstream", env: "FORGE_SUPERVISOR_DNS_UPSTREAM", def: "",
+			usage: "comma-separated upstream resolvers ip[:port] ([ipv6]:port); empty: the nameservers of /etc/resolv.conf",
+			parse: func(c *Config, v string) (err error) { c.DNSUpstreams, err = parseUpstreams(v); return }},
+		{flag: "grace", env: "FORGE_SUPERVISOR_GRACE", def: "10s",
+			usage: "time the agent gets between SIGTERM and SIGKILL",
+			parse: func(c *Config, v string) (err error) { c.Grace, err = parseDuration(v); return }},
+		{flag: "require-kernel", env: "FORGE_SUPERVISOR_REQUIRE_KERNEL", def: "false", isBool: true,
+			usage: "refuse to start when kernel interception (nftables) is unavailable instead of falling back to an explicit proxy",
+			parse: func(c *Config, v string) (err error) { c.RequireKernel, err = parseBool(v); return }},
+		{flag: "denials-size", env: "FORGE_SUPERVISOR_DENIALS_SIZE", def: "256",
+			usage: fmt.Sprintf("number of recent denials kept for /denials (1..%d)", obs.MaxDenialsSize),
+			parse: func(c *Config, v string) (err error) { c.DenialsSize, err = parseInt(v, 1, obs.MaxDenialsSize); return }},
+		{flag: "dns-min-ttl", env: "FORGE_SUPERVISOR_DNS_MIN_TTL", def: "60s",
+			usage: "shortest time a learned name→IP answer stays valid for the proxy",
+			parse: func(c *Config, v string) (err error) { c.DNSMinTTL, err = parseDuration(v); return }},
+		{flag: "dns-cache-size", env: "FORGE_SUPERVISOR_DNS_CACHE_SIZE", def: "65536",
+			usage: fmt.Sprintf("entries of the learned name→IP cache (1..%d)", maxDNSCacheSize),
+			parse: func(c *Config, v string) (err error) { c.DNSCacheSize, err = parseInt(v, 1, maxDNSCacheSize); return }},
+		{flag: "dns-deny-rcode", env: "FORGE_SUPERVISOR_DNS_DENY_RCODE", def: "refused",
+			usage: "answer to a denied DNS query: refused or nxdomain",
+			parse: func(c *Config, v string) (err error) { c.DNSDenyRcode, err = parseRcode(v); return }},
+		{flag: "dns-rate", env: "FORGE_SUPERVISOR_DNS_RATE", def: "200",
+			usage: "DNS queries per second the agent may send; above it queries are refused",
+			parse: func(c *Config, v string) (err error) { c.DNSRate, err = parseRate(v); return }},
+		{flag: "log-sample", env: "FORGE_SUPERVISOR_LOG_SAMPLE", def: "false", isBool: true,
+			usage: "sample allowed-decision log lines under load (denials are never sampled)",
+			parse: func(c *Config, v string) (err error) { c.LogSample, err = parseBool(v); return }},
+		{flag: "classify-timeout", env: "FORGE_SUPERVISOR_CLASSIFY_TIMEOUT", def: "1s",
+			usage: "how long to wait for a client's first bytes (TLS ClientHello / HTTP request)",
+			parse: func(c *Config, v string) (err error) { c.ClassifyTimeout, err = parseDuration(v); return }},
+		{flag: "dial-timeout", env: "FORGE_SUPERVISOR_DIAL_TIMEOUT", def: "5s",
+			usage: "timeout of connecting to an allowed destination",
+			parse: func(c *Config, v string) (err error) { c.DialTimeout, err = parseDuration(v); return }},
+		{flag: "idle-timeout", env: "FORGE_SUPERVISOR_IDLE_TIMEOUT", def: "10m",
+			usage: "a relayed connection with no traffic either way for this long is closed",
+			parse: func(c *Config, v string) (err error) { c.IdleTimeout, err = parseDuration(v); return }},
+	}
+}
+
+// rawValue records a flag's text as given; parsing happens once, after the
+// command line and the environment are both known, so that every bad value
+// is reported once with both its names.
+type rawValue struct {
+	set    bool
+	text   string
+	isBool bool
+}
+
+func (r *rawValue) String() string   { return r.text }
+func (r *rawValue) IsBoolFlag() bool { return r.isBool }
+func (r *rawValue) Set(v string) error {
+	r.set, r.text = true, v
+	return nil
+}
+
+// ParseConfig parses args (os.Args[1:]) and the environment (getenv, e.g.
+// os.Getenv; an empty value counts as unset). Flags win over the
+// environment, which wins over defaults.
+//
+// It returns the configuration, the subcommand ("config" or "version" when
+// the first non-flag argument is one of them, else "") and the agent's
+// command: everything after the flags, or after "--". After "--" a word
+// like "config" is the agent's command, never a subcommand.
+//
+// Every bad value is reported (joined into one error), each naming its flag
+// and environment variable. -h / -help return flag.ErrHelp; print
+// configUsage then.
+func ParseConfig(args []string, getenv func(string) string) (cfg Config, sub string, agentArgv []string, err error) {
+	all := settings()
+	fs := flag.NewFlagSet("forge-supervisor", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned, usage is the caller's to print
+	raws := make([]*rawValue, len(all))
+	for i, s := range all {
+		raws[i] = &rawValue{text: s.def, isBool: s.isBool}
+		fs.Var(raws[i], s.flag, s.usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, "", nil, flagError(err)
+	}
+	rest := fs.Args()
+	if len(rest) > 0 && !followsTerminator(args, rest, fs) && (rest[0] == subConfig || rest[0] == subVersion) {
+		sub = rest[0]
+		// Flags may follow the subcommand too: `forge-supervisor config -dns-port 53`.
+		if err := fs.Parse(rest[1:]); err != nil {
+			return Config{}, "", nil, flagError(err)
+		}
+		if len(fs.Args()) > 0 {
+			return Config{}, "", nil, fmt.Errorf("subcommand %q takes no arguments, got %q", sub, fs.Args())
+		}
+		rest = nil
+	}
+
+	var errs []error
+	for i, s := range all {
+		text, source := s.def, fmt.Sprintf("default of -%s / %s", s.flag, s.env)
+		if v := getenv(s.env); v != "" {
+			text, source = v, fmt.Sprintf("environment variable %s (flag -%s)", s.env, s.flag)
+		}
+		if raws[i].set {
+			text, source = raws[i].text, fmt.Sprintf("flag -%s (environment variable %s)", s.flag, s.env)
+		}
+		if err := s.parse(&cfg, text); err != nil {
+			errs = append(errs, fmt.Errorf("%s = %q: %w", source, text, err))
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, cfg.crossCheck()...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, "", nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return cfg, sub, rest, nil
+}
+
+// flagError rewords the flag package's errors; flag.ErrHelp passes through
+// unchanged so the caller can tell a help request from a mistake.
+func flagError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return flag.ErrHelp
+	}
+	return fmt.Errorf("command line: %w (usage: forge-supervisor [flags] [--] COMMAND [ARGS...]; -h lists the flags)", err)
+}
+
+// followsTerminator reports whether the flag parser stopped because of "--"
+// (so rest is the agent's command verbatim) rather than at a non-flag word.
+func followsTerminator(args, rest []string, fs *flag.FlagSet) bool {
+	i := len(args) - len(rest) - 1 // index of the word before rest
+	if i < 0 || args[i] != "--" {
+		return false
+	}
+	// "--" may instead be the value of a preceding non-boolean flag given
+	// as two words: `-policy-path --`.
+	if i == 0 {
+		return true
+	}
+	prev := args[i-1]
+	name := strings.TrimLeft(prev, "-")
+	if !strings.HasPrefix(prev, "-") || prev == "--" || strings.Contains(name, "=") {
+		return true
+	}
+	f := fs.Lookup(name)
+	if f == nil {
+		return true
+	}
+	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		return true
+	}
+	return false
+}
+
+// crossCheck validates relations between settings.
+func (c Config) crossCheck() []error {
+	var errs []error
+	ports := []struct {
+		name string
+		port uint16
+	}{
+		{"-proxy-port / FORGE_SUPERVISOR_PROXY_PORT", c.ProxyPort},
+		{"-dns-port / FORGE_SUPERVISOR_DNS_PORT", c.DNSPort},
+		{"-health-port / FORGE_SUPERVISOR_HEALTH_PORT", c.HealthPort},
+	}
+	for i := range ports {
+		for j := i + 1; j < len(ports); j++ {
+			if ports[i].port == ports[j].port {
+				errs = append(errs, fmt.Errorf("%s and %s are both %d: the three ports must differ",
+					ports[i].name, ports[j].name, ports[i].port))
+			}
+		}
+	}
+	return errs
+}
+
+func parsePath(v string) (string, error) {
+	switch {
+	case v == "":
+		return "", errors.New("must not be empty")
+	case strings.ContainsRune(v, 0):
+		return "", errors.New("must not contain a NUL byte")
+	}
+	return v, nil
+}
+
+func parsePort(v string) (uint16, error) {
+	n, err := strconv.ParseUint(v, 10, 16)
+	if err != nil || n == 0 {
+		return 0, errors.New("must be a port number 1..65535")
+	}
+	return uint16(n), nil
+}
+
+func parseID(v string) (uint32, error) {
+	n, err := strconv.ParseUint(v, 10, 32)
+	switch {
+	case err != nil:
+		return 0, errors.New("must be a numeric id 1..4294967294")
+	case n == 0:
+		return 0, errors.New("must not be 0: the agent never runs as root")
+	case n == invalidID:
+		return 0, errors.New("must not be 4294967295: that is (uid_t)-1, \"unchanged\" to the kernel")
+	}
+	return uint32(n), nil
+}
+
+func parseLogLevel(v string) (string, error) {
+	switch l := strings.ToLower(v); l {
+	case "debug", "info", "warn", "error":
+		return l, nil
+	}
+	return "", errors.New("must be one of debug, info, warn, error")
+}
+
+// parseBool accepts strconv.ParseBool's words and on/off, yes/no.
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "on", "yes":
+		return true, nil
+	case "off", "no":
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, errors.New("must be true or false (also 1/0, on/off, yes/no)")
+	}
+	return b, nil
+}
+
+func parseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return 0, errors.New("must be a duration with a unit, e.g. 500ms, 10s, 5m")
+	case d <= 0:
+		return 0, errors.New("must be greater than 0")
+	case d > maxDuration:
+		return 0, fmt.Errorf("must be at most %v", maxDuration)
+	}
+	return d, nil
+}
+
+func parseInt(v string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("must be an integer %d..%d", lo, hi)
+	}
+	return n, nil
+}
+
+func parseRcode(v string) (string, error) {
+	switch r := strings.ToLower(v); r {
+	case "refused", "nxdomain":
+		return r, nil
+	}
+	return "", errors.New("must be refused or nxdomain")
+}
+
+func parseRate(v string) (float64, error) {
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(r) || r <= 0 || r > maxDNSRate {
+		return 0, fmt.Errorf("must be a number of queries per second, > 0 and ≤ %g", maxDNSRate)
+	}
+	return r, nil
+}
+
+// parseUpstreams parses "ip[:port],..." into "ip:port" strings. Names are
+// refused: resolving the resolver would need a resolver.
+func parseUpstreams(v string) ([]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	parts := strings.Split(v, ",")
+	if len(parts) > maxDNSUpstreams {
+		return nil, fmt.Errorf("at most %d upstreams, got %d", maxDNSUpstreams, len(parts))
+	}
+	out := make([]string, 0, len(parts))
+	seen := make(map[netip.AddrPort]bool, len(parts))
+	for _, p := range parts {
+		ap, err := parseUpstream(strings.TrimSpace(p))
+		if err != nil {
+			return nil, fmt.Errorf("upstream %q: %w", p, err)
+		}
+		if seen[ap] {
+			return nil, fmt.Errorf("upstream %q: listed twice", p)
+		}
+		seen[ap] = true
+		out = append(out, ap.String())
+	}
+	return out, nil
+}
+
+func parseUpstream(s string) (netip.AddrPort, error) {
+	var ap netip.AddrPort
+	if addr, err := netip.ParseAddr(s); err == nil {
+		ap = netip.AddrPortFrom(addr, defaultDNSPort) // bare IPv4 or IPv6
+	} else if ap, err = netip.ParseAddrPort(s); err != nil {
+		return netip.AddrPort{}, errors.New("must be an IP address with an optional port: 192.0.2.53, 192.0.2.53:5353, 2001:db8::53 or [2001:db8::53]:5353")
+	}
+	addr := ap.Addr()
+	switch {
+	case ap.Port() == 0:
+		return netip.AddrPort{}, errors.New("port must be 1..65535")
+	case addr.Zone() != "":
+		return netip.AddrPort{}, errors.New("IPv6 zones are not supported")
+	case addr.IsUnspecified(), addr.IsMulticast():
+		return netip.AddrPort{}, errors.New("must be a unicast address")
+	}
+	return netip.AddrPortFrom(addr.Unmap(), ap.Port()), nil
+}
+
+// configJSON is the shape of `forge-supervisor config`: every setting under
+// its flag name, durations in Go syntax.
+type configJSON struct {
+	Version         string   `json:"version"`
+	PolicyPath      string   `json:"policy_path"`
+	ProxyPort       uint16   `json:"proxy_port"`
+	DNSPort         uint16   `json:"dns_port"`
+	HealthPort      uint16   `json:"health_port"`
+	LogLevel        string   `json:"log_level"`
+	DryRun          bool     `json:"dry_run"`
+	AgentUID        uint32   `json:"agent_uid"`
+	AgentGID        uint32   `json:"agent_gid"`
+	SeccompPath     string   `json:"seccomp_path"`
+	SeccompLog      bool     `json:"seccomp_log"`
+	DNSUpstreams    []string `json:"dns_upstream"` // [] means: from /etc/resolv.conf
+	Grace           string   `json:"grace"`
+	RequireKernel   bool     `json:"require_kernel"`
+	DenialsSize     int      `json:"denials_size"`
+	DNSMinTTL       string   `json:"dns_min_ttl"`
+	DNSCacheSize    int      `json:"dns_cache_size"`
+	DNSDenyRcode    string   `json:"dns_deny_rcode"`
+	DNSRate         float64  `json:"dns_rate"`
+	LogSample       bool     `json:"log_sample"`
+	ClassifyTimeout string   `json:"classify_timeout"`
+	DialTimeout     string   `json:"dial_timeout"`
+	IdleTimeout     string   `json:"idle_timeout"`
+}
+
+// JSON returns the effective configuration, indented, for
+// `forge-supervisor config`. It holds no secrets: paths, not contents.
+func (c Config) JSON() ([]byte, error) {
+	ups := c.DNSUpstreams
+	if ups == nil {
+		ups = []string{}
+	}
+	b, err := json.MarshalIndent(configJSON{
+		Version: version, PolicyPath: c.PolicyPath,
+		ProxyPort: c.ProxyPort, DNSPort: c.DNSPort, HealthPort: c.HealthPort,
+		LogLevel: c.LogLevel, DryRun: c.DryRun, AgentUID: c.AgentUID, AgentGID: c.AgentGID,
+		SeccompPath: c.SeccompPath, SeccompLog: c.SeccompLog, DNSUpstreams: ups,
+		Grace: c.Grace.String(), RequireKernel: c.RequireKernel, DenialsSize: c.DenialsSize,
+		DNSMinTTL: c.DNSMinTTL.String(), DNSCacheSize: c.DNSCacheSize, DNSDenyRcode: c.DNSDenyRcode,
+		DNSRate: c.DNSRate, LogSample: c.LogSample,
+		ClassifyTimeout: c.ClassifyTimeout.String(), DialTimeout: c.DialTimeout.String(),
+		IdleTimeout: c.IdleTimeout.String(),
+	}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("config: encode: %w", err)
+	}
+	return b, nil
+}
+
+// configUsage writes the command line and every setting with its flag,
+// environment variable and default.
+func configUsage(w io.Writer) {
+	fmt.Fprintf(w, "usage: forge-supervisor [flags] [--] COMMAND [ARGS...]\n")
+	fmt.Fprintf(w, "       forge-supervisor [flags] config    print the effective configuration as JSON\n")
+	fmt.Fprintf(w, "       forge-supervisor version           print the version\n\n")
+	fmt.Fprintf(w, "Every flag has an environment variable; a flag wins over its variable.\n\n")
+	for _, s := range settings() {
+		arg := " VALUE"
+		if s.isBool {
+			arg = ""
+		}
+		def := s.def
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(w, "  -%s%s  (%s, default %s)\n      %s\n", s.flag, arg, s.env, def, s.usage)
+	}
+}
