@@ -166,7 +166,8 @@ func (p *helloProgress) worthParsing(b []byte) bool {
 			break
 		}
 		if len(rest) < recordHeaderLen+rlen {
-			return false
+			// Judge the handshake type as soon as its byte is in.
+			return p.got == 0 && len(rest) > recordHeaderLen && rest[recordHeaderLen] != handshakeTypeClientHello
 		}
 		for i := 0; i < rlen && p.got+i < handshakeHeaderLen; i++ {
 			p.hdr[p.got+i] = rest[recordHeaderLen+i]
