@@ -283,7 +283,7 @@ func TestNilMetricsAndDenials(t *testing.T) {
 	a.DNS(DNSQuery{QName: "x."})
 	a.DNSRateLimited(DNSQuery{QName: "x."})
 	a.SupervisorStarted(SupervisorStarted{Interception: InterceptionKernel})
-	a.InterceptionDegraded("no CAP_NET_ADMIN", nil)
+	a.InterceptionDegraded(nil, "")
 	a.PolicyReloaded(PolicyReload{})
 	a.PolicyReloadFailed("/p", nil)
 	a.AgentStarted(AgentStarted{Restart: true})
@@ -294,7 +294,7 @@ func TestNilMetricsAndDenials(t *testing.T) {
 func TestLifecycleEvents(t *testing.T) {
 	a, buf, m, _ := newTestAuditor(t)
 	a.SupervisorStarted(SupervisorStarted{Version: "v1", Interception: InterceptionKernel, ProxyPort: 15001})
-	a.InterceptionDegraded("nf_tables unavailable", errTest("operation not permitted"))
+	a.InterceptionDegraded(errTest("nf_tables: operation not permitted"), "explicit HTTP CONNECT/SOCKS5 proxy on 127.0.0.1:15001")
 	a.PolicyReloaded(PolicyReload{Path: "/etc/forge/p.json", Rules: 3, Mode: "allowlist"})
 	a.PolicyReloadFailed("/etc/forge/p.json", errTest("bad json"))
 	a.AgentStarted(AgentStarted{PID: 7, Argv0: "/agent", UID: 1000, GID: 1000})
@@ -304,7 +304,7 @@ func TestLifecycleEvents(t *testing.T) {
 
 	want := []struct{ msg, level, key string }{
 		{MsgSupervisorStarted, "info", "version"},
-		{MsgInterceptionDegraded, "warn", "error"},
+		{MsgInterceptionDegraded, "warn", "fallback"},
 		{MsgPolicyReloaded, "info", "rules"},
 		{MsgPolicyReloadFailed, "error", "error"},
 		{MsgAgentStarted, "info", "pid"},

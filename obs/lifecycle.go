@@ -18,15 +18,19 @@ const (
 	MsgSupervisorStopped    = "supervisor_stopped"
 )
 
-// SupervisorStarted is logged once the supervisor is serving.
+// SupervisorStarted is logged once the supervisor is serving, just before
+// the agent starts.
 type SupervisorStarted struct {
 	Version      string
 	PolicyPath   string
+	PolicyMode   string // e.g. "allowlist"
+	Rules        int    // counts only, never policy content
 	Interception string // "kernel" or "fallback"
 	DryRun       bool
 	ProxyPort    uint16
 	DNSPort      uint16
 	HealthPort   uint16
+	Startup      time.Duration // from process start to serving
 }
 
 // SupervisorStarted writes supervisor_started and sets the interception
@@ -38,11 +42,14 @@ func (a *Auditor) SupervisorStarted(e SupervisorStarted) {
 	a.log.Info(MsgSupervisorStarted,
 		zap.String("version", e.Version),
 		zap.String("policy_path", e.PolicyPath),
+		zap.String("policy_mode", e.PolicyMode),
+		zap.Int("rules", e.Rules),
 		zap.String("interception", e.Interception),
 		zap.Bool("dry_run", e.DryRun),
 		zap.Uint16("proxy_port", e.ProxyPort),
 		zap.Uint16("dns_port", e.DNSPort),
 		zap.Uint16("health_port", e.HealthPort),
+		zap.Float64("startup_ms", durationMS(e.Startup)),
 	)
 }
 
@@ -57,16 +64,18 @@ func (a *Auditor) SupervisorStopped(reason string, exitCode int, uptime time.Dur
 }
 
 // InterceptionDegraded writes interception_degraded (level warn): the kernel
-// path could not be installed and the explicit-proxy fallback is in use. It
-// sets the interception mode gauge to "fallback".
-func (a *Auditor) InterceptionDegraded(reason string, err error) {
+// path could not be installed (err says why) and the explicit-proxy
+// fallback described by fallback (e.g. "explicit HTTP CONNECT/SOCKS5 proxy
+// on 127.0.0.1:15001") is in use. It sets the interception mode gauge to
+// "fallback".
+func (a *Auditor) InterceptionDegraded(err error, fallback string) {
 	if a.m != nil {
 		a.m.SetInterception(InterceptionFallback)
 	}
 	a.log.Warn(MsgInterceptionDegraded,
 		zap.String("mode", InterceptionFallback),
-		zap.String("reason", reason),
-		zap.String("error", errString(err)),
+		zap.String("reason", errString(err)),
+		zap.String("fallback", fallback),
 	)
 }
 
