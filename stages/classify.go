@@ -1,0 +1,74 @@
+package stages
+
+import (
+	"errors"
+	"time"
+
+	"github.com/forge/forge-supervisor/conn"
+)
+
+// classify stage. Contract: it may only peek. Every byte read from the
+// client is kept in c.Peeked and replayed upstream before relaying, so the
+// upstream sees the stream exactly as the client sent it.
+func (e *Engine) classify(c *conn.Conn, out, deny chan<- *conn.Conn) {
+	bp := e.peekBufs.Get()
+	defer e.peekBufs.Put(bp)
+	buf := *bp
+	_ = c.Client.SetReadDeadline(time.Now().Add(e.cfg.ClassifyTimeout))
+	s, n, err := conn.Sniff(c.Client, buf)
+	_ = c.Client.SetReadDeadline(time.Time{})
+	c.Stamps.Classify = e.observe("classify", c.Stamps.OrigDst)
+	if n > 0 {
+		// Keep only what was read; the scratch buffer goes back to the pool.
+		c.Peeked = append([]byte(nil), buf[:n]...)
+	}
+	c.Proto, c.SNI, c.Host, c.ALPN, c.NamePort = s.Proto, s.SNI, s.Host, s.ALPN, s.Port
+	if err != nil {
+		if c.Proto == conn.ProtoUnknown {
+			c.Proto = protoOfPrefix(c.Peeked)
+		}
+		c.Reason = classifyReason(err)
+		if !e.cfg.DryRun || c.Reason == ReasonClientClosed {
+			deny <- c
+			return
+		}
+		c.WouldDeny = true
+	}
+	if c.Proto == conn.ProtoHTTP && c.NamePort != 0 && c.NamePort != c.Dst.Port() {
+		c.Reason = ReasonHostPort
+		if !e.cfg.DryRun {
+			deny <- c
+			return
+		}
+		c.WouldDeny = true
+	}
+	out <- c
+}
+
+func protoOfPrefix(b []byte) conn.Proto {
+	switch {
+	case conn.LooksLikeTLS(b):
+		return conn.ProtoTLS
+	case conn.LooksLikeHTTP(b):
+		return conn.ProtoHTTP
+	default:
+		return conn.ProtoOpaque
+	}
+}
+
+func classifyReason(err error) string {
+	switch {
+	case errors.Is(err, conn.ErrMalformedClientHello):
+		return ReasonMalformedTLS
+	case errors.Is(err, conn.ErrHeaderTooLarge):
+		return ReasonHeaderTooLarge
+	case errors.Is(err, conn.ErrMalformedHTTP):
+		return ReasonMalformedHTTP
+	case errors.Is(err, conn.ErrClassifyTimeout):
+		return ReasonClassifyTimout
+	case errors.Is(err, conn.ErrClientClosed):
+		return ReasonClientClosed
+	default:
+		return ReasonClassifyError
+	}
+}

@@ -1,0 +1,94 @@
+package stages
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/forge/forge-supervisor/conn"
+)
+
+// Deny writes are tiny and bounded in time: a client that does not read
+// its alert or 403 cannot hold a deny worker for longer than this.
+const (
+	denyWriteTimeout = time.Second
+	// denyLinger is how long we wait for the client to close after our
+	// answer, reading (and dropping) what it still sends, so the kernel
+	// does not turn our FIN into a reset that destroys the answer.
+	denyLinger   = 250 * time.Millisecond
+	denyDrainMax = 64 << 10
+)
+
+// tlsAccessDenied is a TLS alert record: content type alert (21), record
+// version TLS 1.2 (what TLS 1.3 uses on the wire too), length 2, level
+// fatal (2), description access_denied (49).
+var tlsAccessDenied = []byte{21, 3, 3, 0, 2, 2, 49}
+
+// deny stage: answer in the client's protocol, then close. TLS gets a
+// fatal access_denied alert, HTTP a 403 naming the host and the reason,
+// anything else a reset (SO_LINGER 0).
+func (e *Engine) deny(c *conn.Conn) {
+	c.Allowed = false
+	switch {
+	case c.Upstream != nil:
+		_ = c.Upstream.Close()
+		resetClose(c)
+	case c.Front == conn.FrontSOCKS5:
+		answerAndClose(c, socks5Refusal(c))
+	case c.Front == conn.FrontHTTPProxy:
+		answerAndClose(c, forbidden(c))
+	case c.Proto == conn.ProtoTLS:
+		answerAndClose(c, tlsAccessDenied)
+	case c.Proto == conn.ProtoHTTP:
+		answerAndClose(c, forbidden(c))
+	default:
+		resetClose(c)
+	}
+	e.finish(c)
+}
+
+// forbidden renders the 403. The host was validated by the HTTP parser;
+// it is still stripped of anything but printable ASCII before echoing.
+func forbidden(c *conn.Conn) []byte {
+	host := printable(c.Host)
+	if host == "" {
+		host = c.Dst.Addr().String()
+	}
+	body := fmt.Sprintf("forge-supervisor: egress to %s denied (%s)\n", host, c.Reason)
+	return fmt.Appendf(nil, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+		"Content-Length: %d\r\nConnection: close\r\nX-Forge-Supervisor: denied\r\n\r\n%s", len(body), body)
+}
+
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func answerAndClose(c *conn.Conn, msg []byte) {
+	_ = c.Client.SetWriteDeadline(time.Now().Add(denyWriteTimeout))
+	if _, err := c.Client.Write(msg); err != nil {
+		resetClose(c)
+		return
+	}
+	_ = c.Client.CloseWrite()
+	_ = c.Client.SetReadDeadline(time.Now().Add(denyLinger))
+	buf := make([]byte, 4096)
+	for drained := 0; drained < denyDrainMax; {
+		n, err := c.Client.Read(buf)
+		drained += n
+		if err != nil {
+			break
+		}
+	}
+	_ = c.Client.Close()
+}
+
+// resetClose closes with SO_LINGER 0: the client sees a reset at once.
+func resetClose(c *conn.Conn) {
+	_ = c.Client.SetLinger(0)
+	_ = c.Client.Close()
+}

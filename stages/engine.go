@@ -1,0 +1,365 @@
+// Package stages is the connection engine: an accepted connection moves
+// through channel-connected stages, each a bounded pool of workers reading
+// one inbound channel:
+//
+//	accept ─▶ origdst ─▶ classify ─▶ policy ─▶ dial ─▶ splice ─▶ audit
+//	             └───────────┴───────────┴────────┴──▶ deny ─▶ audit
+//
+// Channels are bounded: a full channel blocks the stage before it and, at
+// the end of the line, the accept loop — backpressure instead of an
+// unbounded goroutine per connection. Every connection ends with exactly
+// one audit event, written by the splice or the deny stage.
+//
+// Shutdown drains: the accept loop stops when the context ends and closes
+// its output; each stage closes its output once its input is closed and its
+// workers are done; the splice stage also cuts live relays.
+package stages
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/forge/forge-supervisor/bufpool"
+	"github.com/forge/forge-supervisor/conn"
+	"github.com/forge/forge-supervisor/obs"
+	"github.com/forge/forge-supervisor/policy"
+)
+
+// Config is everything the engine needs. Zero durations and sizes take the
+// defaults below.
+type Config struct {
+	// ListenAddrs are the transparent proxy's listen addresses. The nft
+	// redirect in the OUTPUT hook rewrites to loopback, so the default is
+	// 127.0.0.1 and ::1 at Port: never reachable from outside the pod.
+	ListenAddrs []string
+	Port        uint16
+
+	Policy   *atomic.Pointer[policy.Policy]
+	Resolver policy.Resolver // learned DNS answers; nil: no learned-IP allow
+	Audit    *obs.Auditor
+	Metrics  *obs.Metrics // nil: no metrics
+	Log      *zap.Logger
+
+	// OrigDst finds a connection's original destination; conn.OriginalDst
+	// by default. Tests and the explicit proxy replace it.
+	OrigDst func(*net.TCPConn) (netip.AddrPort, error)
+	// Explicit selects the fallback front: instead of origdst and classify,
+	// a handshake stage reads an HTTP proxy (CONNECT / absolute-form) or
+	// SOCKS5 request, and Lookup resolves the name it asks for.
+	Explicit bool
+	Lookup   func(ctx context.Context, name string) ([]netip.Addr, error)
+
+	// DialUpstream replaces the marked dialer when set (tests route an
+	// original destination to local servers through it).
+	DialUpstream func(ctx context.Context, dst netip.AddrPort) (*net.TCPConn, error)
+	// SelfPorts are the supervisor's own listening ports: a connection
+	// whose original destination is one of them on a local address is a
+	// loop.
+	SelfPorts []uint16
+
+	ClassifyTimeout time.Duration // wait for the client's first bytes
+	DialTimeout     time.Duration
+	IdleTimeout     time.Duration
+	Mark            uint32 // SO_MARK of upstream sockets (exempt from nft)
+	DryRun          bool   // decide and log, but let denied traffic pass
+
+	Workers   Workers
+	QueueLen  int // capacity of each inter-stage channel
+	MaxConns  int // concurrent relayed connections (splice slots)
+	PipesIdle int // idle splice pipes kept
+}
+
+// Workers sizes each stage's pool.
+type Workers struct {
+	OrigDst, Classify, Policy, Dial, Deny int
+}
+
+// Defaults. Classify and dial workers mostly wait on the network (a silent
+// client for ClassifyTimeout, a slow upstream for DialTimeout), so their
+// pools are wide; origdst is one getsockopt and stays narrow.
+const (
+	DefaultClassifyTimeout = time.Second
+	DefaultDialTimeout     = 5 * time.Second
+	DefaultIdleTimeout     = 10 * time.Minute
+	DefaultQueueLen        = 256
+	DefaultMaxConns        = 16384
+	DefaultPipesIdle       = 1024
+	// relayBufSize is the fallback copy buffer when no pipe can be had.
+	relayBufSize = 32 << 10
+)
+
+var defaultWorkers = Workers{OrigDst: 4, Classify: 1024, Policy: 256, Dial: 512, Deny: 256}
+
+func (c *Config) setDefaults() {
+	if c.Port == 0 {
+		c.Port = 15001
+	}
+	if len(c.ListenAddrs) == 0 {
+		c.ListenAddrs = []string{"127.0.0.1", "::1"}
+	}
+	if c.OrigDst == nil {
+		c.OrigDst = conn.OriginalDst
+	}
+	if c.ClassifyTimeout <= 0 {
+		c.ClassifyTimeout = DefaultClassifyTimeout
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.QueueLen <= 0 {
+		c.QueueLen = DefaultQueueLen
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.PipesIdle <= 0 {
+		c.PipesIdle = DefaultPipesIdle
+	}
+	w := &c.Workers
+	for _, p := range []struct {
+		v *int
+		d int
+	}{
+		{&w.OrigDst, defaultWorkers.OrigDst}, {&w.Classify, defaultWorkers.Classify},
+		{&w.Policy, defaultWorkers.Policy}, {&w.Dial, defaultWorkers.Dial}, {&w.Deny, defaultWorkers.Deny},
+	} {
+		if *p.v <= 0 {
+			*p.v = p.d
+		}
+	}
+	if c.Log == nil {
+		c.Log = zap.NewNop()
+	}
+}
+
+// Engine is the transparent proxy. Build it with New, bind with Listen,
+// run with Serve.
+type Engine struct {
+	cfg       Config
+	listeners []*net.TCPListener
+	pipes     *bufpool.Pipes
+	bufs      *bufpool.Buffers // relay fallback buffers
+	peekBufs  *bufpool.Buffers // classification scratch, conn.MaxPeek each
+	nextID    atomic.Uint64
+
+	// entry is where connections enter the pipeline; policyIn is the
+	// policy stage's input.
+	entry    chan *conn.Conn
+	policyIn chan *conn.Conn
+}
+
+// New checks cfg and returns an engine that is not yet listening.
+func New(cfg Config) (*Engine, error) {
+	cfg.setDefaults()
+	if cfg.Policy == nil || cfg.Policy.Load() == nil {
+		return nil, fmt.Errorf("stages: no policy loaded")
+	}
+	if cfg.Audit == nil {
+		return nil, fmt.Errorf("stages: no auditor")
+	}
+	e := &Engine{
+		cfg:      cfg,
+		pipes:    bufpool.NewPipes(cfg.PipesIdle),
+		bufs:     bufpool.NewBuffers(relayBufSize),
+		peekBufs: bufpool.NewBuffers(conn.MaxPeek),
+		entry:    make(chan *conn.Conn, cfg.QueueLen),
+		policyIn: make(chan *conn.Conn, cfg.QueueLen),
+	}
+	if e.cfg.DialUpstream == nil {
+		e.cfg.DialUpstream = e.dialMarked
+	}
+	return e, nil
+}
+
+// Listen binds the proxy's listeners, so that a port in use is a startup
+// error reported before the agent starts.
+func (e *Engine) Listen() error {
+	for _, a := range e.cfg.ListenAddrs {
+		addr := net.JoinHostPort(a, fmt.Sprint(e.cfg.Port))
+		network := "tcp4"
+		if ip, err := netip.ParseAddr(a); err == nil && ip.Is6() && !ip.Is4In6() {
+			network = "tcp6"
+		}
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			e.closeListeners()
+			return fmt.Errorf("stages: listen %s: %w", addr, err)
+		}
+		e.listeners = append(e.listeners, ln.(*net.TCPListener))
+	}
+	return nil
+}
+
+// Addrs returns the bound listener addresses.
+func (e *Engine) Addrs() []net.Addr {
+	out := make([]net.Addr, 0, len(e.listeners))
+	for _, l := range e.listeners {
+		out = append(out, l.Addr())
+	}
+	return out
+}
+
+func (e *Engine) closeListeners() {
+	for _, l := range e.listeners {
+		_ = l.Close()
+	}
+}
+
+// Serve runs the pipeline until ctx ends, then drains it and returns once
+// every connection has ended and been audited.
+func (e *Engine) Serve(ctx context.Context) error {
+	if len(e.listeners) == 0 {
+		return fmt.Errorf("stages: Serve before Listen")
+	}
+	q := e.cfg.QueueLen
+	classifyIn := make(chan *conn.Conn, q)
+	dialIn := make(chan *conn.Conn, q)
+	spliceIn := make(chan *conn.Conn, q)
+	denyIn := make(chan *conn.Conn, q)
+
+	var g errgroup.Group
+	relayCtx, cutRelays := context.WithCancel(context.WithoutCancel(ctx))
+	defer cutRelays()
+
+	// Accept loops feed the entry channel; it closes when all have ended.
+	var accepting sync.WaitGroup
+	for _, ln := range e.listeners {
+		accepting.Add(1)
+		g.Go(func() error {
+			defer accepting.Done()
+			return e.acceptLoop(ctx, ln)
+		})
+	}
+	g.Go(func() error {
+		<-ctx.Done()
+		e.closeListeners()
+		return nil
+	})
+	g.Go(func() error {
+		accepting.Wait()
+		close(e.entry)
+		return nil
+	})
+
+	// Stages that can deny write to denyIn, which closes after all of them.
+	var denying sync.WaitGroup
+	denying.Add(4)
+	if e.cfg.Explicit {
+		// Fallback front: the client names its destination itself.
+		close(classifyIn)
+		denying.Done()
+		g.Go(func() error {
+			defer denying.Done()
+			runPool(e.cfg.Workers.Classify, e.entry, func(c *conn.Conn) { e.handshake(ctx, c, e.policyIn, denyIn) })
+			close(e.policyIn)
+			return nil
+		})
+	} else {
+		g.Go(func() error {
+			defer denying.Done()
+			runPool(e.cfg.Workers.OrigDst, e.entry, func(c *conn.Conn) { e.origDst(c, classifyIn, denyIn) })
+			close(classifyIn)
+			return nil
+		})
+		g.Go(func() error {
+			defer denying.Done()
+			runPool(e.cfg.Workers.Classify, classifyIn, func(c *conn.Conn) { e.classify(c, e.policyIn, denyIn) })
+			close(e.policyIn)
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer denying.Done()
+		runPool(e.cfg.Workers.Policy, e.policyIn, func(c *conn.Conn) { e.decide(ctx, c, dialIn, denyIn) })
+		close(dialIn)
+		return nil
+	})
+	g.Go(func() error {
+		defer denying.Done()
+		runPool(e.cfg.Workers.Dial, dialIn, func(c *conn.Conn) { e.dial(c, spliceIn, denyIn) })
+		close(spliceIn)
+		return nil
+	})
+	g.Go(func() error {
+		denying.Wait()
+		close(denyIn)
+		return nil
+	})
+	g.Go(func() error {
+		runPool(e.cfg.Workers.Deny, denyIn, e.deny)
+		return nil
+	})
+	g.Go(func() error {
+		e.spliceStage(relayCtx, spliceIn)
+		return nil
+	})
+	g.Go(func() error {
+		// Live relays are cut once the pipeline before them has drained.
+		<-ctx.Done()
+		cutRelays()
+		return nil
+	})
+	if e.cfg.Metrics != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go e.reportQueues(stop, map[string]chan *conn.Conn{
+			"origdst": e.entry, "classify": classifyIn, "policy": e.policyIn,
+			"dial": dialIn, "splice": spliceIn, "deny": denyIn,
+		})
+	}
+	err := g.Wait()
+	e.pipes.Close()
+	return err
+}
+
+// runPool runs n workers that call work for each connection from in, and
+// returns when in is closed and every worker is done.
+func runPool(n int, in <-chan *conn.Conn, work func(*conn.Conn)) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range in {
+				work(c)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// reportQueues samples channel depths into the queue-depth gauge.
+func (e *Engine) reportQueues(stop <-chan struct{}, queues map[string]chan *conn.Conn) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		for name, ch := range queues {
+			e.cfg.Metrics.QueueDepth.WithLabelValues(name).Set(float64(len(ch)))
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// observe records how long a connection spent in a stage.
+func (e *Engine) observe(stage string, since time.Time) time.Time {
+	now := time.Now()
+	if e.cfg.Metrics != nil {
+		e.cfg.Metrics.StageLatency.WithLabelValues(stage).Observe(now.Sub(since).Seconds())
+	}
+	return now
+}

@@ -1,0 +1,80 @@
+package stages
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/forge/forge-supervisor/conn"
+)
+
+// Reasons decided by the engine itself, before or after the policy.
+const (
+	ReasonOrigDstFailed  = "origdst_failed" // no original destination (not redirected, or conntrack lost it)
+	ReasonLoop           = "loop"           // the destination is one of the supervisor's own listeners
+	ReasonMalformedTLS   = "malformed_client_hello"
+	ReasonMalformedHTTP  = "malformed_http"
+	ReasonHeaderTooLarge = "header_too_large"
+	ReasonClassifyTimout = "classify_timeout" // a TLS/HTTP prefix, then silence
+	ReasonClientClosed   = "client_closed"
+	ReasonHostPort       = "host_port_mismatch" // Host/target names another port than the destination
+	ReasonClassifyError  = "classify_error"
+	ReasonDialFailed     = "dial_failed"
+	ReasonShutdown       = "shutdown"
+)
+
+// origDst stage: the original destination via SO_ORIGINAL_DST or
+// IP6T_SO_ORIGINAL_DST; a destination that is one of our own listeners is a
+// loop and is denied here, before any byte is read.
+func (e *Engine) origDst(c *conn.Conn, out, deny chan<- *conn.Conn) {
+	if ap, ok := c.Client.RemoteAddr().(*net.TCPAddr); ok {
+		c.Src = ap.AddrPort()
+	}
+	dst, err := e.cfg.OrigDst(c.Client)
+	c.Stamps.OrigDst = e.observe("origdst", c.Accepted)
+	if err != nil {
+		c.Reason = ReasonOrigDstFailed
+		deny <- c
+		return
+	}
+	c.Dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if e.isLoop(c) {
+		c.Reason = ReasonLoop
+		deny <- c
+		return
+	}
+	out <- c
+}
+
+// isLoop: the destination port is one of ours and the address is this
+// host's (loopback, unspecified, or the very address the client reached).
+func (e *Engine) isLoop(c *conn.Conn) bool {
+	if !slices.Contains(e.cfg.SelfPorts, c.Dst.Port()) {
+		return false
+	}
+	ip := c.Dst.Addr()
+	if ip.IsLoopback() || ip.IsUnspecified() {
+		return true
+	}
+	if la, ok := c.Client.LocalAddr().(*net.TCPAddr); ok && la.AddrPort().Addr().Unmap() == ip {
+		return true
+	}
+	return isLocalAddr(ip)
+}
+
+// isLocalAddr reports whether ip is assigned to an interface of this
+// network namespace.
+func isLocalAddr(ip netip.Addr) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true // cannot tell: treat our own port as a loop (fail closed)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if la, ok := netip.AddrFromSlice(n.IP); ok && la.Unmap() == ip {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,34 @@
+package stages
+
+import (
+	"context"
+
+	"github.com/forge/forge-supervisor/conn"
+	"github.com/forge/forge-supervisor/policy"
+)
+
+// decide stage: the policy's verdict on the claimed name and the original
+// destination. The policy pointer is loaded once per connection, so a
+// reload (SIGHUP) never mixes two policies in one decision.
+func (e *Engine) decide(ctx context.Context, c *conn.Conn, out, deny chan<- *conn.Conn) {
+	p := e.cfg.Policy.Load()
+	v := p.Decide(ctx, policy.Request{Name: c.Name(), IP: c.Dst.Addr(), Port: c.Dst.Port()}, e.cfg.Resolver)
+	c.Stamps.Policy = e.observe("policy", c.Stamps.Classify)
+	if c.WouldDeny {
+		// Dry run and classification already failed: keep that reason.
+		out <- c
+		return
+	}
+	c.Reason, c.Rule = v.Reason, v.Rule
+	if v.Allow {
+		c.Allowed = true
+		out <- c
+		return
+	}
+	if e.cfg.DryRun {
+		c.WouldDeny = true
+		out <- c
+		return
+	}
+	deny <- c
+}
