@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -67,6 +68,9 @@ func normalizeSlow(name string) (string, error) {
 		if c := name[i]; c <= ' ' || c == 0x7f {
 			return "", fmt.Errorf("%w: %q contains a space or control byte", ErrInvalidName, name)
 		}
+	}
+	if !utf8.ValidString(name) {
+		return "", fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalidName, name)
 	}
 	if isIPLiteral(name) {
 		return "", fmt.Errorf("%w: %q", ErrIPLiteral, name)
