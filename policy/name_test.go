@@ -25,7 +25,7 @@ func TestNormalizeName(t *testing.T) {
 		{"BÜCHER.example", "xn--bcher-kva.example", nil},
 		{"xn--bcher-kva.example", "xn--bcher-kva.example", nil},
 		{"ＡＰＩ．example.com", "api.example.com", nil}, // fullwidth letters and full stop
-		{"a\u00adb.example", "ab.example", nil},       // soft hyphen maps to nothing
+		{"a\u00adb.example", "ab.example", nil},     // soft hyphen maps to nothing
 		{label63 + ".com", label63 + ".com", nil},
 		{name253, name253, nil},
 		{name253 + ".", name253, nil},
