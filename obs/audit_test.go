@@ -347,3 +347,17 @@ func TestLifecycleEvents(t *testing.T) {
 type errTest string
 
 func (e errTest) Error() string { return string(e) }
+
+func TestWithSamplingTrueUsesDefaults(t *testing.T) {
+	const n = 5000
+	a, buf, _, _ := newTestAuditor(t, WithSampling(true))
+	for range n {
+		a.DNS(DNSQuery{Allowed: true, QName: "ok.test.", QType: "A", Reason: "domain_allowed"})
+	}
+	got := len(buf.lines(t))
+	// Within one tick: First, then every Thereafter-th of the rest.
+	oneTick := DefaultSampleFirst + (n-DefaultSampleFirst)/DefaultSampleThereafter
+	if got < oneTick || got > 3*oneTick {
+		t.Fatalf("lines = %d of %d allowed, want about %d with default sampling", got, n, oneTick)
+	}
+}
