@@ -263,3 +263,31 @@ func TestCommandRejectsBadSpec(t *testing.T) {
 		})
 	}
 }
+
+// TestJailModeGrantsNothing: an unprivileged process that invokes the hidden
+// jail mode itself (as an agent could) is refused at the first step: the mode
+// only ever drops privileges.
+func TestJailModeGrantsNothing(t *testing.T) {
+	netenv.RequireRoot(t)
+	dir := agentDir(t)
+	bin := agentCopyOfSelf(t, dir)
+	cmd, err := jail.Command(jail.Spec{UID: agentID, GID: agentID, Argv: []string{"/bin/true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.ExtraFiles[0].Close()
+	cmd.Path = bin // /proc/self/exe lives in a directory UID 1000 cannot enter
+	var errOut bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, &errOut
+	cmd.SysProcAttr.Setctty = false
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: agentID, Gid: agentID}
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 126 {
+		t.Fatalf("unprivileged jail mode: err %v, want exit 126", err)
+	}
+	want := "forge-supervisor: jail: step 1 setgroups([1000]): operation not permitted"
+	if !strings.Contains(errOut.String(), want) {
+		t.Fatalf("stderr %q, want %q", errOut.String(), want)
+	}
+}
