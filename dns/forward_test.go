@@ -37,7 +37,7 @@ func closedUpstream(t *testing.T) string {
 	return addr
 }
 
-func bigAnswer(t *testing.T, q *dns.Msg, n int) *dns.Msg {
+func bigAnswer(t testing.TB, q *dns.Msg, n int) *dns.Msg {
 	rrs := make([]string, n)
 	for i := range rrs {
 		rrs[i] = fmt.Sprintf("%s 300 IN A 198.51.100.%d", q.Question[0].Name, i+1)

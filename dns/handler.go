@@ -31,12 +31,12 @@ func (p *Proxy) accept(h dns.Header) dns.MsgAcceptAction {
 		p.malformed("response sent as a query")
 		return dns.MsgIgnore
 	}
-	if opcode := int(h.Bits>>11) & 0xF; opcode != dns.OpcodeQuery {
-		return dns.MsgRejectNotImplemented
-	}
 	if h.Qdcount != 1 || h.Ancount != 0 || h.Nscount != 0 || h.Arcount > 2 {
 		p.malformed("bad section counts")
 		return dns.MsgReject
+	}
+	if opcode := int(h.Bits>>11) & 0xF; opcode != dns.OpcodeQuery {
+		return dns.MsgRejectNotImplemented
 	}
 	return dns.MsgAccept
 }

@@ -66,7 +66,7 @@ func (u *upstream) received() []*dns.Msg {
 // sends nothing.
 type handleFunc func(network string, q *dns.Msg) *dns.Msg
 
-func startUpstream(t *testing.T, handle handleFunc) *upstream {
+func startUpstream(t testing.TB, handle handleFunc) *upstream {
 	t.Helper()
 	var (
 		pc  net.PacketConn

@@ -13,7 +13,7 @@ import (
 )
 
 // worldAnswers is an upstream that knows a few names of every type.
-func worldAnswers(t *testing.T) handleFunc {
+func worldAnswers(t testing.TB) handleFunc {
 	return func(_ string, q *dns.Msg) *dns.Msg {
 		n := q.Question[0].Name
 		switch q.Question[0].Qtype {
