@@ -1,0 +1,46 @@
+package nft
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// Probe reports whether the kernel path is usable: CAP_NET_ADMIN in the
+// effective set and nf_tables answering over netlink in cfg's namespace.
+// The error names what is missing; the supervisor uses it to decide on the
+// explicit-proxy fallback. Probe changes nothing.
+func Probe(cfg Config) error {
+	if cfg.NetNS < 0 {
+		return fmt.Errorf("nft: probe: netns fd %d is negative", cfg.NetNS)
+	}
+	if err := netAdminEffective(); err != nil {
+		return fmt.Errorf("nft: probe: %w", err)
+	}
+	c, err := connect(cfg)
+	if err != nil {
+		return fmt.Errorf("nft: probe: nf_tables unavailable: %w", err)
+	}
+	if _, err := c.ListTables(); err != nil {
+		return fmt.Errorf("nft: probe: nf_tables not answering over netlink (kernel without nf_tables?): %w", err)
+	}
+	return nil
+}
+
+// errNoNetAdmin says the process cannot program netfilter.
+var errNoNetAdmin = errors.New("CAP_NET_ADMIN is not in the effective capability set")
+
+// netAdminEffective checks the calling thread's effective capabilities.
+// The Go runtime keeps capabilities identical on all threads.
+func netAdminEffective() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData // version 3 uses two 32-bit words
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capget: %w", err)
+	}
+	if data[unix.CAP_NET_ADMIN/32].Effective&(1<<(unix.CAP_NET_ADMIN%32)) == 0 {
+		return errNoNetAdmin
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+package nft
+
+import (
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Each function below builds one rule and is named for what it does; the
+// comment on every expression is the line `nft --debug=netlink` prints for
+// it. All rules use register 1 only.
+
+// loopbackIfindex is the interface index of lo in every network namespace
+// (LOOPBACK_IFINDEX in the kernel), so `oif lo` needs no lookup by name.
+const loopbackIfindex = 1
+
+// markReturns is `meta mark MARK return`: the supervisor's own (marked)
+// sockets leave the chain before any owner match.
+func markReturns(mark uint32) []expr.Any {
+	return markVerdict(mark, expr.VerdictReturn)
+}
+
+// markAccepts is `meta mark MARK accept`.
+func markAccepts(mark uint32) []expr.Any {
+	return markVerdict(mark, expr.VerdictAccept)
+}
+
+func markVerdict(mark uint32, kind expr.VerdictKind) []expr.Any {
+	return []expr.Any{
+		// [ meta load mark => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: unix.NFT_REG_1},
+		// [ cmp eq reg 1 MARK ] (host byte order)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: binaryutil.NativeEndian.PutUint32(mark)},
+		// [ immediate reg 0 return|accept ]
+		&expr.Verdict{Kind: kind},
+	}
+}
+
+// skuidJumps is `meta skuid UID jump CHAIN`: packets from sockets the agent
+// user owns go to the agent chain. Packets without a full socket (kernel
+// generated, time-wait) have no owner and never match.
+func skuidJumps(uid uint32, chain string) []expr.Any {
+	return []expr.Any{
+		// [ meta load skuid => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeySKUID, Register: unix.NFT_REG_1},
+		// [ cmp eq reg 1 UID ] (host byte order)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: binaryutil.NativeEndian.PutUint32(uid)},
+		// [ immediate reg 0 jump -> CHAIN ]
+		&expr.Verdict{Kind: expr.VerdictJump, Chain: chain},
+	}
+}
+
+// skgidJumps is `meta skgid GID jump CHAIN`: the same by the socket's
+// group, for agent processes that run under another UID but the agent's
+// group.
+func skgidJumps(gid uint32, chain string) []expr.Any {
+	return []expr.Any{
+		// [ meta load skgid => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeySKGID, Register: unix.NFT_REG_1},
+		// [ cmp eq reg 1 GID ] (host byte order)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: binaryutil.NativeEndian.PutUint32(gid)},
+		// [ immediate reg 0 jump -> CHAIN ]
+		&expr.Verdict{Kind: expr.VerdictJump, Chain: chain},
+	}
+}
+
+// dnsRedirects is `udp dport 53 redirect to :PORT` (or tcp): every DNS
+// query, to any address including Docker's 127.0.0.11, goes to the DNS
+// proxy on loopback.
+func dnsRedirects(l4proto byte, port uint16) []expr.Any {
+	return []expr.Any{
+		// [ meta load l4proto => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
+		// [ cmp eq reg 1 udp|tcp ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{l4proto}},
+		// [ payload load 2b @ transport header + 2 => reg 1 ] (destination port)
+		&expr.Payload{DestRegister: unix.NFT_REG_1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		// [ cmp eq reg 1 0x00003500 ] (53, network byte order)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: binaryutil.BigEndian.PutUint16(53)},
+		// [ immediate reg 1 PORT ] (network byte order)
+		&expr.Immediate{Register: unix.NFT_REG_1, Data: binaryutil.BigEndian.PutUint16(port)},
+		// [ redir proto_min reg 1 ] (address: 127.0.0.1 or ::1 on output)
+		&expr.Redir{RegisterProtoMin: unix.NFT_REG_1},
+	}
+}
+
+// loopbackV4Accepts is `ip daddr 127.0.0.0/8 accept`: the agent's own
+// local services stay reachable, unproxied. Only TCP would be redirected
+// after this rule, so it need not name a protocol.
+func loopbackV4Accepts() []expr.Any {
+	return []expr.Any{
+		// [ meta load nfproto => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: unix.NFT_REG_1},
+		// [ cmp eq reg 1 0x00000002 ] (ipv4)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{unix.NFPROTO_IPV4}},
+		// [ payload load 4b @ network header + 16 => reg 1 ] (destination address)
+		&expr.Payload{DestRegister: unix.NFT_REG_1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		// [ bitwise reg 1 = ( reg 1 & 0x000000ff ) ^ 0x00000000 ] (/8)
+		&expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: 4,
+			Mask: []byte{0xff, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+		// [ cmp eq reg 1 0x0000007f ] (127.0.0.0)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{127, 0, 0, 0}},
+		// [ immediate reg 0 accept ]
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}
+}
+
+// loopbackV6Accepts is `ip6 daddr ::1 accept`.
+func loopbackV6Accepts() []expr.Any {
+	return []expr.Any{
+		// [ meta load nfproto => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: unix.NFT_REG_1},
+		// [ cmp eq reg 1 0x0000000a ] (ipv6)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{unix.NFPROTO_IPV6}},
+		// [ payload load 16b @ network header + 24 => reg 1 ] (destination address)
+		&expr.Payload{DestRegister: unix.NFT_REG_1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16},
+		// [ cmp eq reg 1 0x00000000 0x00000000 0x00000000 0x01000000 ] (::1)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{15: 1}},
+		// [ immediate reg 0 accept ]
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}
+}
+
+// tcpRedirects is `meta l4proto tcp redirect to :PORT`: every other TCP
+// connection, IPv4 and IPv6, goes to the transparent proxy, which reads the
+// original destination back with SO_ORIGINAL_DST.
+func tcpRedirects(port uint16) []expr.Any {
+	return []expr.Any{
+		// [ meta load l4proto => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
+		// [ cmp eq reg 1 0x00000006 ] (tcp)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{unix.IPPROTO_TCP}},
+		// [ immediate reg 1 PORT ] (network byte order)
+		&expr.Immediate{Register: unix.NFT_REG_1, Data: binaryutil.BigEndian.PutUint16(port)},
+		// [ redir proto_min reg 1 ]
+		&expr.Redir{RegisterProtoMin: unix.NFT_REG_1},
+	}
+}
+
+// loopbackOifAccepts is `oif "lo" accept`: redirected traffic (now headed
+// for the proxies on loopback) and the agent's local services.
+func loopbackOifAccepts() []expr.Any {
+	return []expr.Any{
+		// [ meta load oif => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyOIF, Register: unix.NFT_REG_1},
+		// [ cmp eq reg 1 0x00000001 ] (lo, host byte order)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: binaryutil.NativeEndian.PutUint32(loopbackIfindex)},
+		// [ immediate reg 0 accept ]
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}
+}
+
+// tcpAccepts is `meta l4proto tcp accept`. Every agent TCP connection that
+// does not go to loopback was redirected to the proxy by the nat chain, so
+// TCP that reaches here is the agent's half of an already-decided flow (for
+// example the replies of a server the agent runs).
+func tcpAccepts() []expr.Any {
+	return []expr.Any{
+		// [ meta load l4proto => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
+		// [ cmp eq reg 1 0x00000006 ] (tcp)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{unix.IPPROTO_TCP}},
+		// [ immediate reg 0 accept ]
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}
+}
+
+// l4protoRejects is `meta l4proto PROTO reject with icmpx admin-prohibited`.
+// Rejecting rather than dropping makes the sender's send(2) fail at once
+// (EPERM) and queues an ICMP error for the socket, so a client (QUIC on 443
+// above all) falls back or fails fast instead of waiting out its timeouts.
+func l4protoRejects(l4proto byte) []expr.Any {
+	return []expr.Any{
+		// [ meta load l4proto => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
+		// [ cmp eq reg 1 PROTO ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{l4proto}},
+		// [ reject type 2 code 3 ] (icmpx admin-prohibited)
+		adminProhibited(),
+	}
+}
+
+// everythingRejects is `reject with icmpx admin-prohibited`: any other L4
+// protocol the agent can emit.
+func everythingRejects() []expr.Any {
+	return []expr.Any{
+		// [ reject type 2 code 3 ]
+		adminProhibited(),
+	}
+}
+
+// adminProhibited is the icmpx form of reject, valid in the inet family: the
+// kernel answers with ICMP type 3 code 13 for IPv4 and ICMPv6 type 1 code 1
+// for IPv6.
+func adminProhibited() *expr.Reject {
+	return &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED}
+}
