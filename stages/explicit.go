@@ -317,6 +317,9 @@ func (e *Engine) resolveTarget(ctx context.Context, c *conn.Conn, t target) stri
 	addrs, err := e.cfg.Lookup(lctx, name)
 	start := c.Stamps.Classify
 	c.Stamps.Classify = e.observe("lookup", start)
+	if ctx.Err() != nil {
+		return ReasonShutdown
+	}
 	if err != nil || len(addrs) == 0 {
 		return ReasonDNSFailed
 	}

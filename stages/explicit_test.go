@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forge/forge-supervisor/conn"
 	"github.com/forge/forge-supervisor/obs"
 	"github.com/forge/forge-supervisor/policy"
 	"github.com/forge/forge-supervisor/tests/testpki"
@@ -593,4 +596,48 @@ func TestExplicitEveryConnectionAuditedOnce(t *testing.T) {
 	if denied != n/2 {
 		t.Fatalf("%d denied of %d, want %d", denied, n, n/2)
 	}
+}
+
+// FuzzProxyHead: whatever the client sends, a head the proxy accepts as
+// absolute-form is rewritten into a head that parses to the same request,
+// ends where it says, carries no proxy credentials, and closes unless it
+// upgrades.
+func FuzzProxyHead(f *testing.F) {
+	for _, name := range []string{"curl-proxy.bin", "curl-connect.bin", "curl-http.bin"} {
+		b, err := os.ReadFile(filepath.Join("..", "conn", "testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("GET http://a.test/ HTTP/1.0\nProxy-Authorization: x\nConnection: upgrade\nUpgrade: websocket\n\nbody"))
+	f.Add([]byte("\x16\x03\x01\x02\x00\x01"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := parseProxyHead(b)
+		if err != nil || !req.AbsoluteForm {
+			return
+		}
+		out := closeAfterResponse(b[:req.HeaderLen])
+		again, err := conn.ParseHTTPRequest(out)
+		if err != nil {
+			t.Fatalf("rewritten head %q does not parse: %v", out, err)
+		}
+		if again.Method != req.Method || again.Target != req.Target || again.Host != req.Host ||
+			again.Port != req.Port || !again.AbsoluteForm || again.HeaderLen != len(out) {
+			t.Fatalf("rewrite changed the request: %+v → %+v", req, again)
+		}
+		lower := strings.ToLower(string(out))
+		if strings.Contains(lower, "\nproxy-authorization:") || strings.Contains(lower, "\nproxy-connection:") {
+			t.Fatalf("proxy headers forwarded: %q", out)
+		}
+		upgrade := false
+		for _, l := range strings.Split(lower, "\r\n") {
+			if v, ok := strings.CutPrefix(l, "connection:"); ok && hasToken(v, "upgrade") {
+				upgrade = true
+			}
+		}
+		if !upgrade && !strings.HasSuffix(string(out), "\r\nConnection: close\r\n\r\n") {
+			t.Fatalf("no Connection: close in %q", out)
+		}
+	})
 }
