@@ -79,8 +79,8 @@ func dnsRedirects(l4proto byte, port uint16) []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: binaryutil.BigEndian.PutUint16(53)},
 		// [ immediate reg 1 PORT ] (network byte order)
 		&expr.Immediate{Register: unix.NFT_REG_1, Data: binaryutil.BigEndian.PutUint16(port)},
-		// [ redir proto_min reg 1 ] (address: 127.0.0.1 or ::1 on output)
-		&expr.Redir{RegisterProtoMin: unix.NFT_REG_1},
+		// [ redir proto_min reg 1 proto_max reg 1 flags 0x2 ] (to 127.0.0.1 or ::1 on output)
+		redirectToRegister1(),
 	}
 }
 
@@ -132,8 +132,19 @@ func tcpRedirects(port uint16) []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{unix.IPPROTO_TCP}},
 		// [ immediate reg 1 PORT ] (network byte order)
 		&expr.Immediate{Register: unix.NFT_REG_1, Data: binaryutil.BigEndian.PutUint16(port)},
-		// [ redir proto_min reg 1 ]
-		&expr.Redir{RegisterProtoMin: unix.NFT_REG_1},
+		// [ redir proto_min reg 1 proto_max reg 1 flags 0x2 ]
+		redirectToRegister1(),
+	}
+}
+
+// redirectToRegister1 redirects to the local port held in register 1. It
+// spells out what the kernel stores (max port = min port, "port given"
+// flag, as `nft` sends it) so a read-back compares equal.
+func redirectToRegister1() *expr.Redir {
+	return &expr.Redir{
+		RegisterProtoMin: unix.NFT_REG_1,
+		RegisterProtoMax: unix.NFT_REG_1,
+		Flags:            unix.NF_NAT_RANGE_PROTO_SPECIFIED,
 	}
 }
 
