@@ -98,7 +98,8 @@ func RunAgent(ctx context.Context, cfg AgentConfig) (exitCode int, err error) {
 	if err != nil {
 		return exitStartFailed, err
 	}
-	log.Info("agent_started", zap.Int("pid", pid), zap.Strings("argv", cfg.Spec.Argv))
+	// The agent_started audit event is the caller's (OnStart): it owns the
+	// schema, and argv may carry secrets that must not reach the log.
 	if cfg.OnStart != nil {
 		cfg.OnStart(pid)
 	}
