@@ -1,0 +1,262 @@
+// Command forge-supervisor runs as PID 1 in an agent's container and makes
+// its egress allowlist a kernel fact. This file turns configuration into
+// running actors and nothing else; see docs/architecture.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/forge/forge-supervisor/actors"
+	fdns "github.com/forge/forge-supervisor/dns"
+	"github.com/forge/forge-supervisor/jail"
+	"github.com/forge/forge-supervisor/nft"
+	"github.com/forge/forge-supervisor/obs"
+	"github.com/forge/forge-supervisor/policy"
+	"github.com/forge/forge-supervisor/stages"
+)
+
+func main() {
+	// The jail mode (the agent's first moments) never returns.
+	jail.RunIfJail()
+	os.Exit(run(os.Args[1:]))
+}
+
+// exitStartup is the status when the supervisor itself cannot start; the
+// agent never ran.
+const exitStartup = 1
+
+func run(args []string) int {
+	cfg, sub, argv, err := ParseConfig(args, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		configUsage(os.Stdout)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "forge-supervisor: %v\n", err)
+		return 2
+	}
+	switch sub {
+	case "version":
+		fmt.Println("forge-supervisor", version)
+		return 0
+	case "config":
+		b, err := cfg.JSON()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "forge-supervisor: %v\n", err)
+			return 2
+		}
+		fmt.Println(string(b))
+		return 0
+	}
+	log, err := obs.NewLogger(os.Stdout, cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "forge-supervisor: %v\n", err)
+		return 2
+	}
+	code, err := supervise(cfg, argv, log)
+	if err != nil {
+		// One clear line: on stderr for humans, as an event for pipelines.
+		log.Error("supervisor_failed", zap.Error(err))
+		fmt.Fprintf(os.Stderr, "forge-supervisor: %v\n", err)
+		return exitStartup
+	}
+	return code
+}
+
+// supervise starts everything in order — policy → nft → DNS and proxy →
+// health → agent — and stops it in reverse. It returns the agent's exit
+// status, or an error when the supervisor could not start.
+func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
+	if len(argv) == 0 {
+		return 0, errors.New("no agent command: usage: forge-supervisor [flags] [--] COMMAND [ARGS...]")
+	}
+	start := time.Now()
+	metrics := obs.NewMetrics()
+	denials := obs.NewDenials(cfg.DenialsSize)
+	audit := obs.NewAuditor(log, metrics, denials, obs.WithSampling(cfg.LogSample))
+	health := obs.NewHealth(obs.PartPolicy, obs.PartInterception, obs.PartProxy, obs.PartDNS, obs.PartAgent)
+
+	// 1. Policy: fail closed on any error.
+	pol, err := policy.Load(cfg.PolicyPath)
+	if err != nil {
+		return 0, err
+	}
+	var current atomic.Pointer[policy.Policy]
+	current.Store(pol)
+	health.Set(obs.PartPolicy, true, string(pol.Mode()))
+	if err := jail.CheckProfile(cfg.SeccompPath); err != nil {
+		return 0, err
+	}
+
+	// 2. Interception: the kernel path, or loudly the explicit fallback.
+	nftCfg := nft.Config{Table: nft.DefaultTable, AgentUID: cfg.AgentUID, AgentGID: cfg.AgentGID,
+		ProxyPort: cfg.ProxyPort, DNSPort: cfg.DNSPort, Mark: nft.DefaultMark}
+	mode := obs.InterceptionKernel
+	if err := nft.Probe(nftCfg); err != nil {
+		if cfg.RequireKernel {
+			return 0, fmt.Errorf("kernel interception unavailable and FORGE_SUPERVISOR_REQUIRE_KERNEL is set: %w", err)
+		}
+		mode = obs.InterceptionFallback
+		audit.InterceptionDegraded(err, fmt.Sprintf("explicit HTTP CONNECT/SOCKS5 proxy on 127.0.0.1:%d", cfg.ProxyPort))
+	} else if err := nft.Install(nftCfg); err != nil {
+		return 0, err
+	} else {
+		defer func() {
+			if err := nft.Remove(nftCfg); err != nil {
+				log.Error("nft_remove_failed", zap.Error(err))
+			}
+		}()
+	}
+	explicit := mode == obs.InterceptionFallback
+	health.Set(obs.PartInterception, true, mode)
+
+	// 3. DNS proxy and connection engine, bound before the agent starts so
+	// a port in use is a startup error.
+	upstreams := cfg.DNSUpstreams
+	if len(upstreams) == 0 {
+		if upstreams, err = fdns.UpstreamsFromResolvConf("/etc/resolv.conf"); err != nil {
+			return 0, err
+		}
+	}
+	dnsProxy, err := fdns.New(fdns.Config{
+		Port: cfg.DNSPort, Upstreams: upstreams, Policy: &current, DenyRcode: denyRcode(cfg.DNSDenyRcode),
+		MinTTL: cfg.DNSMinTTL, CacheSize: cfg.DNSCacheSize, RateLimit: cfg.DNSRate, Mark: nftCfg.Mark,
+		DryRun: cfg.DryRun, Audit: audit, Log: log,
+		Hooks: fdns.Hooks{
+			Malformed:   metrics.DNSMalformed.Inc,
+			RateLimited: metrics.DNSRateLimited.Inc,
+			Learned:     func(n int) { metrics.LearnedNames.Set(float64(n)) },
+		},
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := dnsProxy.Listen(); err != nil {
+		return 0, err
+	}
+	engine, err := stages.New(stages.Config{
+		Port: cfg.ProxyPort, Policy: &current, Resolver: dnsProxy, Audit: audit, Metrics: metrics, Log: log,
+		SelfPorts:       []uint16{cfg.ProxyPort, cfg.DNSPort, cfg.HealthPort},
+		ClassifyTimeout: cfg.ClassifyTimeout, DialTimeout: cfg.DialTimeout, IdleTimeout: cfg.IdleTimeout,
+		Mark: nftCfg.Mark, DryRun: cfg.DryRun, Explicit: explicit, Lookup: dnsProxy.Resolve,
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := engine.Listen(); err != nil {
+		return 0, err
+	}
+	health.Set(obs.PartProxy, true, "")
+	health.Set(obs.PartDNS, true, "")
+
+	// 4. Health, metrics, denials.
+	srv := obs.NewServer(fmt.Sprintf(":%d", cfg.HealthPort), health, metrics, denials, log)
+	if err := srv.Listen(); err != nil {
+		return 0, err
+	}
+
+	stopServers, cancelServers := context.WithCancel(context.Background())
+	defer cancelServers()
+	servers, serversCtx := actors.NewGroup(stopServers)
+	servers.Go("dns", dnsProxy.Serve)
+	servers.Go("proxy", engine.Serve)
+	servers.Go("health", srv.Serve)
+	health.SetAlive(true)
+
+	// 5. The agent, jailed. Its environment learns about the fallback.
+	env := os.Environ()
+	if explicit {
+		env = append(env, proxyEnv(cfg.ProxyPort)...)
+	}
+	reload := func() error {
+		t := time.Now()
+		p, err := policy.Load(cfg.PolicyPath)
+		if err != nil {
+			audit.PolicyReloadFailed(cfg.PolicyPath, err)
+			return err
+		}
+		current.Store(p)
+		audit.PolicyReloaded(obs.PolicyReload{Path: cfg.PolicyPath, Rules: p.RuleCount(), Mode: string(p.Mode()), Duration: time.Since(t)})
+		return nil
+	}
+	audit.SupervisorStarted(obs.SupervisorStarted{
+		Version: version, PolicyPath: cfg.PolicyPath, PolicyMode: string(pol.Mode()), Rules: pol.RuleCount(),
+		Interception: mode, DryRun: cfg.DryRun, ProxyPort: cfg.ProxyPort, DNSPort: cfg.DNSPort,
+		HealthPort: cfg.HealthPort, Startup: time.Since(start),
+	})
+	var agentPID int
+	var agentStart time.Time
+	code, err := actors.RunAgent(serversCtx, actors.AgentConfig{
+		Spec: jail.Spec{UID: cfg.AgentUID, GID: cfg.AgentGID, Argv: argv, Env: env,
+			SeccompPath: cfg.SeccompPath, SeccompLog: cfg.SeccompLog},
+		Grace:  cfg.Grace,
+		Reload: reload,
+		Log:    log,
+		OnStart: func(pid int) {
+			agentPID, agentStart = pid, time.Now()
+			health.Set(obs.PartAgent, true, "running")
+			audit.AgentStarted(obs.AgentStarted{PID: pid, Argv0: argv[0], UID: cfg.AgentUID, GID: cfg.AgentGID, Seccomp: true})
+		},
+	})
+	health.Set(obs.PartAgent, false, "exited")
+	if err == nil {
+		audit.AgentExited(obs.AgentExited{PID: agentPID, ExitCode: code, Signal: signalName(code), Duration: time.Since(agentStart)})
+	}
+
+	// Reverse order: servers stop (draining live connections), then the
+	// deferred call removes the nft table.
+	cancelServers()
+	serr := servers.Wait()
+	reason := "agent_exited"
+	if err != nil {
+		reason = "agent_failed"
+	} else if serr != nil {
+		reason = "server_failed"
+		log.Error("server_failed", zap.Error(serr))
+	}
+	audit.SupervisorStopped(reason, code, time.Since(start))
+	if err != nil {
+		return 0, err
+	}
+	return code, nil
+}
+
+// signalName names the signal behind a 128+N status, "" otherwise.
+func signalName(code int) string {
+	if code <= 128 || code > 128+64 {
+		return ""
+	}
+	return unix.SignalName(syscall.Signal(code - 128))
+}
+
+// proxyEnv advertises the explicit fallback proxy in every spelling that
+// common HTTP clients read.
+func proxyEnv(port uint16) []string {
+	http := fmt.Sprintf("http://127.0.0.1:%d", port)
+	socks := fmt.Sprintf("socks5h://127.0.0.1:%d", port)
+	var env []string
+	for _, kv := range [][2]string{
+		{"HTTP_PROXY", http}, {"HTTPS_PROXY", http}, {"ALL_PROXY", socks}, {"NO_PROXY", "localhost,127.0.0.1,::1"},
+	} {
+		env = append(env, kv[0]+"="+kv[1], strings.ToLower(kv[0])+"="+kv[1])
+	}
+	return env
+}
+
+func denyRcode(name string) int {
+	if name == "nxdomain" {
+		return 3 // NXDOMAIN
+	}
+	return 5 // REFUSED
+}
