@@ -1,0 +1,307 @@
+// Package bench holds the performance budgets of forge-supervisor as
+// go test benchmarks. Every figure is measured side by side in one run —
+// direct connection, through the engine, through a peer (HAProxy) — and
+// reported as a ratio, because the machines are shared and noisy.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/forge/forge-supervisor/obs"
+	"github.com/forge/forge-supervisor/policy"
+	"github.com/forge/forge-supervisor/stages"
+	"github.com/forge/forge-supervisor/tests/testpki"
+)
+
+const benchPolicy = `{"profile":"standard","mode":"allowlist","allowed_domains":["allowed.test"],
+ "tool_domains":[],"all_domains":["allowed.test"],"verify_sni_ip":false}`
+
+// worldAddr is the "original destination" every engine connection claims;
+// DialUpstream routes it to the loopback server (loopback itself is an
+// always-blocked destination for the policy).
+var worldAddr = netip.MustParseAddrPort("198.51.100.1:443")
+
+// startEngine runs the engine on loopback routing every connection to
+// upstream, with audit lines discarded.
+func startEngine(b *testing.B, upstream string) string {
+	b.Helper()
+	p, err := policy.Parse([]byte(benchPolicy))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var holder atomic.Pointer[policy.Policy]
+	holder.Store(p)
+	log := zap.NewNop()
+	eng, err := stages.New(stages.Config{
+		ListenAddrs: []string{"127.0.0.1"}, Port: freePort(b),
+		Policy: &holder, Audit: obs.NewAuditor(log, nil, nil), Log: log,
+		OrigDst: func(*net.TCPConn) (netip.AddrPort, error) { return worldAddr, nil },
+		DialUpstream: func(ctx context.Context, _ netip.AddrPort) (*net.TCPConn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "tcp", upstream)
+			if err != nil {
+				return nil, err
+			}
+			return c.(*net.TCPConn), nil
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := eng.Listen(); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { eng.Serve(ctx); close(done) }()
+	b.Cleanup(func() { cancel(); <-done })
+	return eng.Addrs()[0].String()
+}
+
+func freePort(b *testing.B) uint16 {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// startHAProxy runs HAProxy 2.6 in TCP mode with an SNI ACL in front of
+// tlsUpstream, and a plain TCP frontend in front of bulkUpstream: the peer
+// a sidecar user would compare us with. Skips when haproxy is missing.
+func startHAProxy(b *testing.B, tlsUpstream, bulkUpstream string) (tlsAddr, bulkAddr string) {
+	b.Helper()
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		b.Skip("haproxy not installed (.ci/run installs it)")
+	}
+	p1, p2 := freePort(b), freePort(b)
+	cfg := fmt.Sprintf(`global
+  maxconn 4000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend sni
+  bind 127.0.0.1:%d
+  tcp-request inspect-delay 1s
+  tcp-request content accept if { req_ssl_hello_type 1 }
+  use_backend up if { req.ssl_sni -i allowed.test }
+  default_backend deny
+frontend bulk
+  bind 127.0.0.1:%d
+  default_backend bulk
+backend up
+  server s %s
+backend bulk
+  server s %s
+backend deny
+  tcp-request content reject
+`, p1, p2, tlsUpstream, bulkUpstream)
+	dir := b.TempDir()
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-db", "-f", path)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	tlsAddr, bulkAddr = fmt.Sprintf("127.0.0.1:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)
+	waitListening(b, tlsAddr)
+	waitListening(b, bulkAddr)
+	return tlsAddr, bulkAddr
+}
+
+func waitListening(b *testing.B, addr string) {
+	for range 200 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.Fatalf("%s never listened", addr)
+}
+
+// tlsUpstream answers one HTTP request per TLS connection.
+func tlsUpstream(b *testing.B) string {
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{testpki.Cert(b, "allowed.test")}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// bulkUpstream reads a request line block, then streams size bytes.
+func bulkUpstream(b *testing.B, size int) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	chunk := make([]byte, 256<<10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				for left := size; left > 0; left -= len(chunk) {
+					if _, err := c.Write(chunk[:min(left, len(chunk))]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// connectOnce does a full TLS handshake, one request, and reads the first
+// response byte: connection setup plus first byte, as an agent sees it.
+func connectOnce(addr string, cfg *tls.Config) (time.Duration, error) {
+	start := time.Now()
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n"); err != nil {
+		return 0, err
+	}
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// BenchmarkConnectFirstByte measures TLS connection setup + first byte,
+// direct vs through the engine vs through HAProxy, and reports p50/p99
+// and the added latency over direct.
+func BenchmarkConnectFirstByte(b *testing.B) {
+	up := tlsUpstream(b)
+	eng := startEngine(b, up)
+	hap, _ := startHAProxy(b, up, bulkUpstream(b, 1))
+	// No session cache: every op is a full handshake.
+	cfg := &tls.Config{ServerName: "allowed.test", RootCAs: testpki.Pool(b)}
+	paths := []struct{ name, addr string }{{"direct", up}, {"engine", eng}, {"haproxy", hap}}
+	lat := map[string][]time.Duration{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// Interleave the paths so noise hits all three alike.
+		for _, p := range paths {
+			d, err := connectOnce(p.addr, cfg)
+			if err != nil {
+				b.Fatalf("%s: %v", p.name, err)
+			}
+			lat[p.name] = append(lat[p.name], d)
+		}
+	}
+	b.StopTimer()
+	d50, d99 := pct(lat["direct"], 50), pct(lat["direct"], 99)
+	for _, p := range paths {
+		p50, p99 := pct(lat[p.name], 50), pct(lat[p.name], 99)
+		b.ReportMetric(float64(p50.Microseconds()), p.name+"_p50_us")
+		b.ReportMetric(float64(p99.Microseconds()), p.name+"_p99_us")
+		if p.name != "direct" {
+			b.ReportMetric(float64((p50 - d50).Microseconds()), p.name+"_added_p50_us")
+			b.ReportMetric(float64((p99 - d99).Microseconds()), p.name+"_added_p99_us")
+		}
+	}
+}
+
+// BenchmarkBulkThroughput streams 64 MiB per op and reports MB/s per path
+// and the ratio to direct.
+func BenchmarkBulkThroughput(b *testing.B) {
+	const size = 64 << 20
+	up := bulkUpstream(b, size)
+	eng := startEngine(b, up)
+	_, hap := startHAProxy(b, tlsUpstream(b), up)
+	paths := []struct{ name, addr string }{{"direct", up}, {"engine", eng}, {"haproxy", hap}}
+	total := map[string]time.Duration{}
+	b.SetBytes(size)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, p := range paths {
+			start := time.Now()
+			c, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+			n, err := io.Copy(io.Discard, c)
+			c.Close()
+			if err != nil || n != size {
+				b.Fatalf("%s: %d bytes, %v", p.name, n, err)
+			}
+			total[p.name] += time.Since(start)
+		}
+	}
+	b.StopTimer()
+	mbps := func(d time.Duration) float64 { return float64(size) * float64(b.N) / d.Seconds() / 1e6 }
+	for _, p := range paths {
+		b.ReportMetric(mbps(total[p.name]), p.name+"_MB/s")
+	}
+	b.ReportMetric(mbps(total["engine"])/mbps(total["direct"]), "engine/direct")
+	b.ReportMetric(mbps(total["haproxy"])/mbps(total["direct"]), "haproxy/direct")
+}
+
+func pct(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*p/100)]
+}
