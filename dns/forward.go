@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -23,6 +24,16 @@ const maxAnswerTime = 5 * time.Second
 // bits), so any upstream answer fits the read buffer.
 const maxUpstreamMsg = 65535
 
+// Upstream UDP sockets are reused: a socket, connect and close per query
+// cost more than the rest of the forwarding together. A socket carries at
+// most udpSocketUses queries and is then closed, so the source port keeps
+// changing and an off-path spoofer is not left with only the 16-bit ID to
+// guess for long; at most maxIdleUDPSockets per upstream wait for reuse.
+const (
+	udpSocketUses     = 64
+	maxIdleUDPSockets = 64
+)
+
 var (
 	errMismatch = errors.New("response does not match the query")
 	errNoReply  = errors.New("no upstream answered")
@@ -35,14 +46,75 @@ type forwarder struct {
 	timeout   time.Duration
 	dialer    net.Dialer
 	bufs      *bufpool.Buffers // maxUpstreamMsg-sized read buffers
+
+	mu     sync.Mutex
+	closed bool
+	idle   map[string]chan *upstreamConn // per upstream, UDP only
+}
+
+// upstreamConn is a connected socket to one upstream.
+type upstreamConn struct {
+	net.Conn
+	uses int
 }
 
 func newForwarder(upstreams []string, timeout time.Duration, mark uint32) *forwarder {
+	idle := make(map[string]chan *upstreamConn, len(upstreams))
+	for _, up := range upstreams {
+		idle[up] = make(chan *upstreamConn, maxIdleUDPSockets)
+	}
 	return &forwarder{
 		upstreams: upstreams,
 		timeout:   timeout,
 		dialer:    net.Dialer{Control: markControl(mark)},
 		bufs:      bufpool.NewBuffers(maxUpstreamMsg),
+		idle:      idle,
+	}
+}
+
+// conn returns an idle UDP socket to upstream or a new one.
+func (f *forwarder) conn(ctx context.Context, network, upstream string) (*upstreamConn, error) {
+	if network == "udp" {
+		select {
+		case c := <-f.idle[upstream]:
+			return c, nil
+		default:
+		}
+	}
+	c, err := f.dialer.DialContext(ctx, network, upstream)
+	if err != nil {
+		return nil, err
+	}
+	return &upstreamConn{Conn: c}, nil
+}
+
+// release keeps a UDP socket that ended its exchange cleanly for reuse and
+// closes every other.
+func (f *forwarder) release(c *upstreamConn, network, upstream string, clean bool) {
+	c.uses++
+	if network == "udp" && clean && c.uses < udpSocketUses {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if !f.closed {
+			select {
+			case f.idle[upstream] <- c:
+				return
+			default:
+			}
+		}
+	}
+	c.Close()
+}
+
+// close closes the idle sockets; sockets released later are closed then.
+func (f *forwarder) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	for _, ch := range f.idle {
+		for len(ch) > 0 {
+			(<-ch).Close()
+		}
 	}
 }
 
@@ -106,14 +178,14 @@ func (f *forwarder) exchange(ctx context.Context, q *dns.Msg, overTCP bool) (*dn
 // not parse or do not match are skipped (a spoofed packet must not end the
 // wait for the real one); over TCP, the stream is the upstream's own and a
 // bad answer ends the attempt.
-func (f *forwarder) attempt(ctx context.Context, upstream, network string, wire []byte, q *dns.Msg) (*dns.Msg, error) {
+func (f *forwarder) attempt(ctx context.Context, upstream, network string, wire []byte, q *dns.Msg) (_ *dns.Msg, err error) {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	c, err := f.dialer.DialContext(ctx, network, upstream)
+	c, err := f.conn(ctx, network, upstream)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer func() { f.release(c, network, upstream, err == nil) }()
 	// The deadline covers the normal case; AfterFunc ends the wait early
 	// when the proxy shuts down.
 	if dl, ok := ctx.Deadline(); ok {
@@ -122,14 +194,18 @@ func (f *forwarder) attempt(ctx context.Context, upstream, network string, wire 
 		}
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer func() {
+		if !stop() {
+			err = errors.Join(err, ctx.Err()) // the deadline was cut: not reusable
+		}
+	}()
 
 	id := uint16(rand.Uint32())
 	out := make([]byte, len(wire))
 	copy(out, wire)
 	out[0], out[1] = byte(id>>8), byte(id)
 
-	co := &dns.Conn{Conn: c, UDPSize: maxUpstreamMsg}
+	co := &dns.Conn{Conn: c.Conn, UDPSize: maxUpstreamMsg} // the raw conn: dns.Conn frames by its type
 	if _, err := co.Write(out); err != nil {
 		return nil, fmt.Errorf("%s write: %w", network, err)
 	}

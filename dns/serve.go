@@ -111,6 +111,7 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	}
 	defer p.endLife()
 	defer p.sockets.close()
+	defer p.fwd.close()
 
 	servers := []*dns.Server{
 		p.newServer(&dns.Server{PacketConn: p.sockets.udp}),

@@ -1,0 +1,247 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	fdns "github.com/forge/forge-supervisor/dns"
+	"github.com/forge/forge-supervisor/obs"
+	"github.com/forge/forge-supervisor/policy"
+)
+
+// dnsperfSeconds bounds each dnsperf run; three targets keep the whole
+// comparison near 10 s.
+const dnsperfSeconds = 3
+
+const dnsBenchPolicy = `{"mode":"allowlist","allowed_domains":["*.allowed.test","allowed.test"]}`
+
+// BenchmarkDNSComparison measures, in one run and interleaved so noise hits
+// all alike: asking the upstream directly, asking through the supervisor's
+// DNS proxy, and asking through dnsmasq forwarding (its cache off, so it
+// forwards every query like the proxy does) to the same upstream. The
+// upstream is dnsmasq, authoritative for allowed.test. b.N sequential
+// queries per target give latency percentiles; then dnsperf gives each
+// target's throughput.
+func BenchmarkDNSComparison(b *testing.B) {
+	dnsmasq := dnsLookPath(b, "dnsmasq")
+	upstream := dnsStartDnsmasq(b, dnsmasq, "--address=/allowed.test/198.51.100.1")
+	forwarder := dnsStartDnsmasq(b, dnsmasq, "--server="+dnsmasqServer(upstream), "--cache-size=0")
+	proxy := dnsStartProxy(b, upstream)
+	targets := []struct{ name, addr string }{
+		{"direct", upstream}, {"proxy", proxy}, {"dnsmasq", forwarder},
+	}
+
+	lat := make(map[string][]time.Duration)
+	conns := make(map[string]*dns.Conn)
+	for _, tg := range targets {
+		c, err := dns.Dial("udp", tg.addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		conns[tg.name] = c
+		dnsAsk(b, c) // warm up
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, tg := range targets {
+			lat[tg.name] = append(lat[tg.name], dnsAsk(b, conns[tg.name]))
+		}
+	}
+	b.StopTimer()
+
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	for _, tg := range targets {
+		b.ReportMetric(us(dnsPct(lat[tg.name], 50)), tg.name+"_p50_µs")
+		b.ReportMetric(us(dnsPct(lat[tg.name], 99)), tg.name+"_p99_µs")
+	}
+	b.ReportMetric(us(dnsPct(lat["proxy"], 50)-dnsPct(lat["direct"], 50)), "proxy_added_p50_µs")
+	b.ReportMetric(us(dnsPct(lat["dnsmasq"], 50)-dnsPct(lat["direct"], 50)), "dnsmasq_added_p50_µs")
+
+	perf, err := exec.LookPath("dnsperf")
+	if err != nil {
+		b.Logf("dnsperf not installed: throughput skipped")
+		return
+	}
+	data := filepath.Join(b.TempDir(), "queries")
+	if err := os.WriteFile(data, []byte("allowed.test A\nwww.allowed.test A\napi.allowed.test AAAA\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	qps := make(map[string]float64)
+	for _, tg := range targets {
+		qps[tg.name] = dnsperfQPS(b, perf, data, tg.addr)
+		b.ReportMetric(qps[tg.name], tg.name+"_qps")
+	}
+	if qps["direct"] > 0 {
+		b.ReportMetric(qps["proxy"]/qps["direct"], "proxy/direct_qps")
+	}
+	if qps["dnsmasq"] > 0 {
+		b.ReportMetric(qps["proxy"]/qps["dnsmasq"], "proxy/dnsmasq_qps")
+	}
+}
+
+func dnsAsk(b *testing.B, c *dns.Conn) time.Duration {
+	q := new(dns.Msg)
+	q.SetQuestion("www.allowed.test.", dns.TypeA)
+	start := time.Now()
+	_ = c.SetDeadline(start.Add(2 * time.Second))
+	if err := c.WriteMsg(q); err != nil {
+		b.Fatal(err)
+	}
+	r, err := c.ReadMsg()
+	d := time.Since(start)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		b.Fatalf("answer %s with %d records", dns.RcodeToString[r.Rcode], len(r.Answer))
+	}
+	return d
+}
+
+var dnsperfQPSLine = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
+
+// dnsperfQPS runs dnsperf against addr for dnsperfSeconds with 100 queries
+// outstanding and returns its queries per second.
+func dnsperfQPS(b *testing.B, perf, data, addr string) float64 {
+	host, port, _ := net.SplitHostPort(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), (dnsperfSeconds+10)*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, perf, "-s", host, "-p", port, "-d", data,
+		"-l", strconv.Itoa(dnsperfSeconds), "-c", "4", "-q", "100", "-t", "2").CombinedOutput()
+	if err != nil {
+		b.Fatalf("dnsperf %s: %v\n%s", addr, err, out)
+	}
+	m := dnsperfQPSLine.FindSubmatch(out)
+	if m == nil {
+		b.Fatalf("dnsperf %s: no qps in output:\n%s", addr, out)
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+func dnsLookPath(b *testing.B, name string) string {
+	for _, p := range []string{name, "/usr/sbin/" + name} {
+		if bin, err := exec.LookPath(p); err == nil {
+			return bin
+		}
+	}
+	b.Skipf("%s not installed (Debian package %s)", name, name)
+	return ""
+}
+
+func dnsmasqServer(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	return host + "#" + port
+}
+
+// dnsStartDnsmasq runs dnsmasq in the foreground on a free loopback port,
+// with no config file, resolv.conf or hosts file, and stops it in cleanup.
+func dnsStartDnsmasq(b *testing.B, bin string, args ...string) string {
+	b.Helper()
+	port := dnsFreePort(b)
+	cmd := exec.Command(bin, append([]string{
+		"--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+		"--listen-address=127.0.0.1", "--bind-interfaces", "--port=" + strconv.Itoa(int(port)),
+		"--pid-file=", "--user=root", "--log-facility=-",
+	}, args...)...)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start dnsmasq: %v", err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))
+	dnsWaitAnswering(b, addr)
+	return addr
+}
+
+// dnsStartProxy runs the supervisor's DNS proxy in front of upstream with
+// the audit log encoded as in production (JSON) but discarded.
+func dnsStartProxy(b *testing.B, upstream string) string {
+	b.Helper()
+	pol, err := policy.Parse([]byte(dnsBenchPolicy))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var holder atomic.Pointer[policy.Policy]
+	holder.Store(pol)
+	log, err := obs.NewLogger(io.Discard, "info")
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := fdns.New(fdns.Config{
+		Upstreams: []string{upstream}, Policy: &holder, RateLimit: -1,
+		Audit: obs.NewAuditor(log, nil, nil), Log: log,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Listen(); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx) }()
+	b.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("proxy Serve: %v", err)
+		}
+	})
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.Port())))
+	dnsWaitAnswering(b, addr)
+	return addr
+}
+
+func dnsWaitAnswering(b *testing.B, addr string) {
+	c := &dns.Client{Timeout: 200 * time.Millisecond}
+	q := new(dns.Msg)
+	q.SetQuestion("allowed.test.", dns.TypeA)
+	for range 50 {
+		if r, _, err := c.Exchange(q, addr); err == nil && r.Rcode == dns.RcodeSuccess {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Fatalf("no DNS answer from %s", addr)
+}
+
+func dnsFreePort(b *testing.B) uint16 {
+	for range 16 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		pc.Close()
+		if err == nil {
+			l.Close()
+			return uint16(port)
+		}
+	}
+	b.Fatal("no port free on both udp and tcp")
+	return 0
+}
+
+func dnsPct(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*p/100)]
+}
