@@ -84,9 +84,12 @@ func dnsRedirects(l4proto byte, port uint16) []expr.Any {
 	}
 }
 
-// loopbackV4Accepts is `ip daddr 127.0.0.0/8 accept`: the agent's own
-// local services stay reachable, unproxied. Only TCP would be redirected
-// after this rule, so it need not name a protocol.
+// loopbackV4Accepts is `ip daddr 127.0.0.0/8 accept`. In the nat chain it
+// keeps the agent's own local services reachable, unproxied (only TCP is
+// redirected after it, so it need not name a protocol). In the filter chain
+// it passes traffic the nat chain redirected to the proxies on loopback.
+// Only the local host can be reached at 127.0.0.0/8: the agent cannot
+// route it elsewhere without CAP_NET_ADMIN.
 func loopbackV4Accepts() []expr.Any {
 	return []expr.Any{
 		// [ meta load nfproto => reg 1 ]
@@ -148,8 +151,10 @@ func redirectToRegister1() *expr.Redir {
 	}
 }
 
-// loopbackOifAccepts is `oif "lo" accept`: redirected traffic (now headed
-// for the proxies on loopback) and the agent's local services.
+// loopbackOifAccepts is `oif "lo" accept`: the agent's local services,
+// including those on the host's own non-loopback addresses. meta oif is
+// the device of the route taken before NAT, so this rule does not see
+// redirected traffic; loopbackV4Accepts and loopbackV6Accepts do.
 func loopbackOifAccepts() []expr.Any {
 	return []expr.Any{
 		// [ meta load oif => reg 1 ]

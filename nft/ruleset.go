@@ -89,6 +89,11 @@ func ruleset(cfg Config) []chainRules {
 			chain: nftables.Chain{Name: ChainAgentFilter},
 			rules: [][]expr.Any{
 				loopbackOifAccepts(),
+				// The output hook keeps the pre-NAT route's device for the
+				// whole traversal, so redirected packets still show the
+				// outer oif here; their rewritten destination is loopback.
+				loopbackV4Accepts(),
+				loopbackV6Accepts(),
 				tcpAccepts(),
 				l4protoRejects(unix.IPPROTO_UDP),
 				l4protoRejects(unix.IPPROTO_ICMP),
