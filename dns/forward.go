@@ -31,7 +31,7 @@ const maxUpstreamMsg = 65535
 // guess for long; at most maxIdleUDPSockets per upstream wait for reuse.
 const (
 	udpSocketUses     = 64
-	maxIdleUDPSockets = 64
+	maxIdleUDPSockets = 128
 )
 
 var (
