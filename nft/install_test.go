@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/forge/forge-supervisor/tests/netenv"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 )
 
 // foreignRuleset stands for what Docker (iptables-nft) and Kubernetes leave
@@ -269,5 +271,37 @@ func TestInstallInsideDo(t *testing.T) {
 	}
 	if got := listTables(t, pair.Agent); got != "" {
 		t.Fatalf("tables after Remove: %q", got)
+	}
+}
+
+// TestCreateRacesWithStaleTable covers the window between Install's check
+// and its batch: if a table appears, the exclusive create fails whole with
+// EEXIST (the appeared table untouched) and the replacing batch wins.
+func TestCreateRacesWithStaleTable(t *testing.T) {
+	pair := netenv.NewPair(t)
+	cfg := testConfig(t, pair.Agent)
+	pair.Agent.Run(t, "nft", "add", "table", "inet", DefaultTable)
+	pair.Agent.Run(t, "nft", "add", "chain", "inet", DefaultTable, "leftover")
+	before := listTable(t, pair.Agent, "inet", DefaultTable)
+
+	c, err := connect(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := createTable(c, cfg); !errors.Is(err, unix.EEXIST) {
+		t.Fatalf("createTable over an existing table = %v, want EEXIST", err)
+	}
+	if got := listTable(t, pair.Agent, "inet", DefaultTable); got != before {
+		t.Fatalf("failed create changed the table:\n%s", got)
+	}
+	if err := replaceTable(c, cfg); err != nil {
+		t.Fatal(err)
+	}
+	golden, err := os.ReadFile(filepath.Join("testdata", "ruleset.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := listTable(t, pair.Agent, "inet", DefaultTable); got != string(golden) {
+		t.Fatalf("replaced table differs from the golden file:\n%s", got)
 	}
 }
