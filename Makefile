@@ -21,12 +21,18 @@ test: build vet unit fuzz
 unit:
 	FORGE_SUPERVISOR_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m ./...
 
+# A short run of every fuzz target (package:target). Longer runs:
+# make fuzz FUZZTIME=10m
+FUZZ_TARGETS := ./conn:FuzzParseClientHello ./conn:FuzzParseHTTPRequest ./conn:FuzzSniff \
+	./conn:FuzzSOCKS5 ./stages:FuzzProxyHead ./policy:FuzzParse ./policy:FuzzNormalizeName \
+	./dns:FuzzHandler ./jail:FuzzParseProfile .:FuzzParseConfig
+
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzParseClientHello$$' -fuzztime=$(FUZZTIME) ./conn
-	$(GO) test -run='^$$' -fuzz='^FuzzParseHTTPRequest$$' -fuzztime=$(FUZZTIME) ./conn
-	$(GO) test -run='^$$' -fuzz='^FuzzSniff$$' -fuzztime=$(FUZZTIME) ./conn
-	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./policy
-	$(GO) test -run='^$$' -fuzz='^FuzzHandler$$' -fuzztime=$(FUZZTIME) ./dns
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
 
 demo: build
 	FORGE_SUPERVISOR_BIN=$(CURDIR)/$(BIN) ./tests/demo/demo.sh
