@@ -47,16 +47,27 @@ func (e *Engine) deny(c *conn.Conn) {
 	e.finish(c)
 }
 
-// forbidden renders the 403. The host was validated by the HTTP parser;
-// it is still stripped of anything but printable ASCII before echoing.
+// forbidden renders the HTTP answer to a denied connection: 403 when the
+// policy (or a malformed request) refused it, 502 when an allowed
+// destination could not be resolved or reached — the explicit proxy's
+// clients then see an honest gateway error. The host was validated by the
+// HTTP parser; it is still stripped of anything but printable ASCII.
 func forbidden(c *conn.Conn) []byte {
 	host := printable(c.Host)
-	if host == "" {
+	switch {
+	case host != "":
+	case c.Dst.IsValid():
 		host = c.Dst.Addr().String()
+	default:
+		host = "the requested destination"
 	}
-	body := fmt.Sprintf("forge-supervisor: egress to %s denied (%s)\n", host, c.Reason)
-	return fmt.Appendf(nil, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"+
-		"Content-Length: %d\r\nConnection: close\r\nX-Forge-Supervisor: denied\r\n\r\n%s", len(body), body)
+	status, verb := "403 Forbidden", "denied"
+	if c.Reason == ReasonDialFailed || c.Reason == ReasonDNSFailed {
+		status, verb = "502 Bad Gateway", "failed"
+	}
+	body := fmt.Sprintf("forge-supervisor: egress to %s %s (%s)\n", host, verb, c.Reason)
+	return fmt.Appendf(nil, "HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+		"Content-Length: %d\r\nConnection: close\r\nX-Forge-Supervisor: denied\r\n\r\n%s", status, len(body), body)
 }
 
 func printable(s string) string {

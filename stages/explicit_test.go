@@ -399,8 +399,12 @@ func TestExplicitHTTPDenials(t *testing.T) {
 				t.Fatalf("no HTTP answer: %v", err)
 			}
 			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != 403 || !strings.Contains(string(body), "("+tt.reason+")") {
-				t.Fatalf("answer %d %q, want 403 naming %s", resp.StatusCode, body, tt.reason)
+			want := 403
+			if tt.reason == ReasonDNSFailed || tt.reason == ReasonDialFailed {
+				want = 502 // allowed, but the destination could not be had
+			}
+			if resp.StatusCode != want || !strings.Contains(string(body), "("+tt.reason+")") {
+				t.Fatalf("answer %d %q, want %d naming %s", resp.StatusCode, body, want, tt.reason)
 			}
 			checkEvent(t, h.onlyEvent(), map[string]any{"msg": "egress_denied", "reason": tt.reason})
 			if got := h.lookups.names(); !slices.Equal(got, tt.resolved) {
