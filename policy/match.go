@@ -3,6 +3,7 @@ package policy
 import (
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // portRules are the rules that share one key (a name, a wildcard suffix or
@@ -70,6 +71,18 @@ func (r *portRules) noteFirst(rule string) {
 type nameTable struct {
 	exact map[string]*portRules
 	wild  map[string]*portRules
+	// wildDepths has bit n set when some wildcard suffix has n labels, so
+	// the walk probes only suffixes of a length that exists (a 253-octet
+	// name has at most 127 labels).
+	wildDepths [2]uint64
+}
+
+func labelCount(name string) int {
+	return strings.Count(name, ".") + 1
+}
+
+func (t *nameTable) hasWildDepth(n int) bool {
+	return n < 128 && t.wildDepths[n/64]&(1<<(n%64)) != 0
 }
 
 func newNameTable() nameTable {
@@ -85,6 +98,9 @@ func (t *nameTable) entry(key string, wildcard bool) *portRules {
 	if r == nil {
 		r = &portRules{}
 		m[key] = r
+		if n := labelCount(key); wildcard && n < 128 {
+			t.wildDepths[n/64] |= 1 << (n % 64)
+		}
 	}
 	return r
 }
@@ -106,8 +122,13 @@ func (t *nameTable) lookup(name string, port uint16) (rule string, ok bool, near
 	if len(t.wild) == 0 {
 		return "", false, nearest
 	}
+	depth := labelCount(name) // labels in the suffix after the next dot, plus one
 	for i := 0; i < len(name); i++ {
 		if name[i] != '.' {
+			continue
+		}
+		depth--
+		if !t.hasWildDepth(depth) {
 			continue
 		}
 		r := t.wild[name[i+1:]]

@@ -208,6 +208,14 @@ func decodeStrings(field string, raw json.RawMessage) ([]string, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
+	var out []string
+	if err := json.Unmarshal(raw, &out); err == nil {
+		if len(out) > maxListEntries {
+			return nil, fmt.Errorf("%s: %d entries, at most %d are accepted", field, len(out), maxListEntries)
+		}
+		return out, nil
+	}
+	// Decode again item by item, only to say which entry is wrong.
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
 		return nil, fmt.Errorf(`%s: must be a list of strings like ["api.example.com"], got %s`, field, abbreviate(raw))
@@ -215,7 +223,7 @@ func decodeStrings(field string, raw json.RawMessage) ([]string, error) {
 	if len(items) > maxListEntries {
 		return nil, fmt.Errorf("%s: %d entries, at most %d are accepted", field, len(items), maxListEntries)
 	}
-	out := make([]string, len(items))
+	out = make([]string, len(items))
 	for i, item := range items {
 		if err := json.Unmarshal(item, &out[i]); err != nil {
 			return nil, fmt.Errorf("%s[%d]: must be a string, got %s", field, i, abbreviate(item))
