@@ -80,7 +80,7 @@ func TestRulesShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCounts := map[string]int{ChainNATOutput: 3, ChainAgentNAT: 5, ChainFilterOutput: 3, ChainAgentFilter: 8}
+	wantCounts := map[string]int{ChainNATOutput: 3, ChainAgentNAT: 5, ChainFilterOutput: 3, ChainAgentFilter: 9}
 	if len(rules) != len(wantCounts) {
 		t.Fatalf("got %d chains, want %d", len(rules), len(wantCounts))
 	}

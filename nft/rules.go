@@ -166,18 +166,40 @@ func loopbackOifAccepts() []expr.Any {
 	}
 }
 
-// tcpAccepts is `meta l4proto tcp accept`. Every agent TCP connection that
-// does not go to loopback was redirected to the proxy by the nat chain, so
-// TCP that reaches here is the agent's half of an already-decided flow (for
-// example the replies of a server the agent runs).
-func tcpAccepts() []expr.Any {
+// tcpRepliesAccept is `meta l4proto tcp ct direction reply accept`: the
+// agent's half of connections others opened to it (a dev server the agent
+// runs). Everything the agent itself opens is in the original direction.
+func tcpRepliesAccept() []expr.Any {
 	return []expr.Any{
 		// [ meta load l4proto => reg 1 ]
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
 		// [ cmp eq reg 1 0x00000006 ] (tcp)
 		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{unix.IPPROTO_TCP}},
+		// [ ct load direction => reg 1 ]
+		&expr.Ct{Key: expr.CtKeyDIRECTION, Register: unix.NFT_REG_1},
+		// [ cmp eq reg 1 0x00000001 ] (IP_CT_DIR_REPLY)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{ipCtDirReply}},
 		// [ immediate reg 0 accept ]
 		&expr.Verdict{Kind: expr.VerdictAccept},
+	}
+}
+
+// ipCtDirReply is IP_CT_DIR_REPLY from the kernel's conntrack headers.
+const ipCtDirReply = 1
+
+// tcpResets is `meta l4proto tcp reject with tcp reset`: agent TCP that
+// reaches the filter chain in the original direction and not to loopback
+// escaped the redirect (an untracked packet, or a nat chain ahead of ours
+// that bound a mapping first). It is refused, not let through: the
+// redirect failing must never mean the agent goes out directly.
+func tcpResets() []expr.Any {
+	return []expr.Any{
+		// [ meta load l4proto => reg 1 ]
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
+		// [ cmp eq reg 1 0x00000006 ] (tcp)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{unix.IPPROTO_TCP}},
+		// [ reject type 1 code 0 ] (tcp reset)
+		&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
 	}
 }
 

@@ -94,7 +94,8 @@ func ruleset(cfg Config) []chainRules {
 				// outer oif here; their rewritten destination is loopback.
 				loopbackV4Accepts(),
 				loopbackV6Accepts(),
-				tcpAccepts(),
+				tcpRepliesAccept(),
+				tcpResets(),
 				l4protoRejects(unix.IPPROTO_UDP),
 				l4protoRejects(unix.IPPROTO_ICMP),
 				l4protoRejects(unix.IPPROTO_ICMPV6),
