@@ -30,8 +30,8 @@ const (
 const natPriority nftables.ChainPriority = -110
 
 // filterPriority is the standard filter priority: after every nat chain,
-// so the rules see destinations after redirection (lo for redirected
-// traffic).
+// so the rules see destination addresses after redirection (127.0.0.1 or
+// ::1). The output device (meta oif) stays the one routed before NAT.
 const filterPriority nftables.ChainPriority = 0
 
 // chainRules is one chain with the rules Install adds to it, in order.
@@ -40,7 +40,41 @@ type chainRules struct {
 	rules [][]expr.Any
 }
 
-// ruleset is the whole table's contents for a validated config, in the
+// ruleset is the whole table's contents. With the default config,
+// `nft list table inet forge_supervisor` prints (testdata/ruleset.golden):
+//
+//	chain nat_output {
+//		type nat hook output priority -110; policy accept;
+//		meta mark 0x46524745 return
+//		meta skuid 1000 jump agent_nat
+//		meta skgid 1000 jump agent_nat
+//	}
+//	chain agent_nat {
+//		udp dport 53 redirect to :15002
+//		tcp dport 53 redirect to :15002
+//		ip daddr 127.0.0.0/8 accept
+//		ip6 daddr ::1 accept
+//		meta l4proto tcp redirect to :15001
+//	}
+//	chain filter_output {
+//		type filter hook output priority filter; policy accept;
+//		meta mark 0x46524745 accept
+//		meta skuid 1000 jump agent_filter
+//		meta skgid 1000 jump agent_filter
+//	}
+//	chain agent_filter {
+//		oif "lo" accept
+//		ip daddr 127.0.0.0/8 accept
+//		ip6 daddr ::1 accept
+//		meta l4proto tcp ct direction reply accept
+//		meta l4proto tcp reject with tcp reset
+//		meta l4proto udp reject with icmpx admin-prohibited
+//		meta l4proto icmp reject with icmpx admin-prohibited
+//		meta l4proto ipv6-icmp reject with icmpx admin-prohibited
+//		reject with icmpx admin-prohibited
+//	}
+//
+// The chains are returned for a validated config, in the
 // order `nft list` shows it: each base chain followed by the agent chain it
 // jumps to. Install adds every chain before any rule, so jump targets exist
 // when a rule names them.
