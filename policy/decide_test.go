@@ -261,3 +261,18 @@ func TestCheckNameFastPathAllocatesNothing(t *testing.T) {
 		t.Errorf("Decide allocates %.0f times, want 0", n)
 	}
 }
+
+func TestNilPolicyDeniesAndDoesNotPanic(t *testing.T) {
+	var p *Policy
+	if p.Mode() != ModeDenyAll || p.RuleCount() != 0 || p.Names() != nil || !p.VerifySNIIP() || p.AllowPrivateIPs() || p.Profile() != "" || p.Describe() == "" {
+		t.Error("nil policy accessors must report a deny-everything policy")
+	}
+}
+
+func TestNamesIsACopy(t *testing.T) {
+	p := mustParse(t, testPolicy)
+	p.Names()[0] = "changed.test"
+	if p.Names()[0] == "changed.test" {
+		t.Error("Names() exposes the policy's own slice")
+	}
+}

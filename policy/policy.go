@@ -1,10 +1,3 @@
-// Package policy is forge-supervisor's egress policy: the model of Forge's
-// egress_allowlist.json, its strict loader, and the matcher that decides
-// every TCP connection (Decide) and every DNS question (CheckName).
-//
-// A Policy is built once by Parse or Load and never changes; a reload
-// builds a new one and swaps a pointer. All lookups are map probes whose
-// cost does not grow with the number of rules.
 package policy
 
 import (
@@ -23,7 +16,8 @@ const (
 )
 
 // Policy is a parsed, validated egress policy. It is immutable after Parse
-// and safe for concurrent use.
+// and safe for concurrent use. Every method accepts a nil *Policy, which
+// denies everything.
 type Policy struct {
 	mode            Mode
 	profile         string
@@ -38,22 +32,35 @@ type Policy struct {
 }
 
 // Mode is the policy's egress mode.
-func (p *Policy) Mode() Mode { return p.mode }
+func (p *Policy) Mode() Mode {
+	if p == nil {
+		return ModeDenyAll // a nil policy denies everything
+	}
+	return p.mode
+}
 
 // Profile is Forge's profile name ("strict", "standard", "permissive", or
 // free-form); empty when the file has none.
-func (p *Policy) Profile() string { return p.profile }
+func (p *Policy) Profile() string {
+	if p == nil {
+		return ""
+	}
+	return p.profile
+}
 
 // VerifySNIIP reports whether a claimed SNI/Host must have resolved to the
 // destination IP (verify_sni_ip, default true).
-func (p *Policy) VerifySNIIP() bool { return p.verifySNIIP }
+func (p *Policy) VerifySNIIP() bool { return p == nil || p.verifySNIIP }
 
 // AllowPrivateIPs reports allow_private_ips (default false).
-func (p *Policy) AllowPrivateIPs() bool { return p.allowPrivateIPs }
+func (p *Policy) AllowPrivateIPs() bool { return p != nil && p.allowPrivateIPs }
 
 // RuleCount is the number of distinct rules: domain rules, allowed_tcp
 // entries and allowed_private_cidrs.
 func (p *Policy) RuleCount() int {
+	if p == nil {
+		return 0
+	}
 	return len(p.domainRules) + p.tcpRules + p.cidrs.count()
 }
 
@@ -61,11 +68,17 @@ func (p *Policy) RuleCount() int {
 // tool_domains and all_domains) in normalized form — lowercase, no
 // trailing dot, punycode — sorted. The slice is a copy.
 func (p *Policy) Names() []string {
+	if p == nil {
+		return nil
+	}
 	return append([]string(nil), p.domainRules...)
 }
 
 // Describe is a one-line summary for startup logs and `config` output.
 func (p *Policy) Describe() string {
+	if p == nil {
+		return "no policy (everything denied)"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "mode=%s", p.mode)
 	if p.profile != "" {
