@@ -60,6 +60,9 @@ func (p *Policy) checkNormalized(name string, port uint16) Verdict {
 	default:
 		return Verdict{Reason: ReasonDenyAll}
 	}
+	if p.rego != nil {
+		return p.rego.checkName(name, port)
+	}
 	rule, ok, nearest := p.names.lookup(name, port)
 	switch {
 	case ok:
@@ -103,6 +106,9 @@ func ruleReason(rule string) string {
 //     CheckName allows on port → allow (learned_ip, that name's rule).
 //     Otherwise deny (no_name_for_ip, or ip_literal from step 7).
 //
+// For a Rego policy, steps 1–5 run as written here and steps 6–8 ask
+// data.forge.egress.decision instead of the tables (see decideRego).
+//
 // A nil policy denies everything (no_policy).
 func (p *Policy) Decide(ctx context.Context, req Request, r Resolver) Verdict {
 	if p == nil {
@@ -133,6 +139,10 @@ func (p *Policy) Decide(ctx context.Context, req Request, r Resolver) Verdict {
 	// 5. dev-open.
 	if p.mode == ModeDevOpen {
 		return Verdict{Allow: true, Reason: ReasonDevOpen}
+	}
+	// 6–8 for a Rego policy: see decideRego.
+	if p.rego != nil {
+		return p.decideRego(ctx, req, ip, r)
 	}
 	// 6. allowed_tcp IP literals.
 	if rules := p.ips[ip]; rules != nil {

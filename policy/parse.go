@@ -53,9 +53,10 @@ type document struct {
 
 var domainListFields = [3]string{fieldAllowedDomains, fieldToolDomains, fieldAllDomains}
 
-// Load reads and parses the policy file at path. Any failure — missing,
-// unreadable, not a regular file, too large, invalid — is an error naming
-// the path; there is no fallback policy.
+// Load reads and parses the policy file at path: a Rego module when the
+// path ends in ".rego" (see ParseRego), else egress_allowlist.json. Any
+// failure — missing, unreadable, not a regular file, too large, invalid —
+// is an error naming the path; there is no fallback policy.
 func Load(path string) (*Policy, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -75,6 +76,9 @@ func Load(path string) (*Policy, error) {
 	}
 	if len(data) > maxPolicyBytes {
 		return nil, fmt.Errorf("policy: %s: larger than %d bytes", path, maxPolicyBytes)
+	}
+	if strings.HasSuffix(path, RegoSuffix) {
+		return ParseRego(path, data)
 	}
 	p, err := parse(data)
 	if err != nil {

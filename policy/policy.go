@@ -29,6 +29,8 @@ type Policy struct {
 	cidrs       cidrTable                 // allowed_private_cidrs
 	domainRules []string                  // normalized domain rules, sorted
 	tcpRules    int                       // distinct allowed_tcp entries
+
+	rego *regoEngine // non-nil for a Rego policy: it replaces the tables above (cidrs excepted)
 }
 
 // Mode is the policy's egress mode.
@@ -56,17 +58,21 @@ func (p *Policy) VerifySNIIP() bool { return p == nil || p.verifySNIIP }
 func (p *Policy) AllowPrivateIPs() bool { return p != nil && p.allowPrivateIPs }
 
 // RuleCount is the number of distinct rules: domain rules, allowed_tcp
-// entries and allowed_private_cidrs.
+// entries and allowed_private_cidrs. For a Rego policy: the module's rules
+// and allowed_private_cidrs.
 func (p *Policy) RuleCount() int {
 	if p == nil {
 		return 0
+	}
+	if p.rego != nil {
+		return p.rego.rules + p.cidrs.count()
 	}
 	return len(p.domainRules) + p.tcpRules + p.cidrs.count()
 }
 
 // Names returns every domain rule (the union of allowed_domains,
-// tool_domains and all_domains) in normalized form — lowercase, no
-// trailing dot, punycode — sorted. The slice is a copy.
+// tool_domains and all_domains; none for a Rego policy) in normalized
+// form — lowercase, no trailing dot, punycode — sorted. The slice is a copy.
 func (p *Policy) Names() []string {
 	if p == nil {
 		return nil
@@ -78,6 +84,9 @@ func (p *Policy) Names() []string {
 func (p *Policy) Describe() string {
 	if p == nil {
 		return "no policy (everything denied)"
+	}
+	if p.rego != nil {
+		return p.rego.describe(p)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "mode=%s", p.mode)
