@@ -23,6 +23,9 @@ var version = "dev"
 const (
 	subConfig  = "config"
 	subVersion = "version"
+	// subGenerate takes its own arguments, returned unparsed as agentArgv
+	// (see generate.go).
+	subGenerate = "generate"
 )
 
 // Limits of the settings. Each says why that bound.
@@ -199,7 +202,9 @@ func ParseConfig(args []string, getenv func(string) string) (cfg Config, sub str
 		return Config{}, "", nil, flagError(err)
 	}
 	rest := fs.Args()
-	if len(rest) > 0 && !followsTerminator(args, rest, fs) && (rest[0] == subConfig || rest[0] == subVersion) {
+	if len(rest) > 0 && !followsTerminator(args, rest, fs) && rest[0] == subGenerate {
+		sub, rest = subGenerate, rest[1:]
+	} else if len(rest) > 0 && !followsTerminator(args, rest, fs) && (rest[0] == subConfig || rest[0] == subVersion) {
 		sub = rest[0]
 		// Flags may follow the subcommand too: `forge-supervisor config -dns-port 53`.
 		if err := fs.Parse(rest[1:]); err != nil {

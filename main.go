@@ -47,6 +47,8 @@ func run(args []string) int {
 		return 2
 	}
 	switch sub {
+	case subGenerate:
+		return runGenerate(cfg, argv, os.Stdout, os.Stderr)
 	case "version":
 		fmt.Println("forge-supervisor", version)
 		return 0

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/forge/forge-supervisor/deploy"
+	"github.com/forge/forge-supervisor/policy"
+)
+
+// What `forge-supervisor generate` can write.
+const (
+	genDockerfile = "dockerfile"
+	genK8s        = "k8s"
+	genSeccomp    = "seccomp"
+	genRego       = "rego"
+)
+
+// generateUsage is printed for -h and for a missing or unknown target.
+const generateUsage = `usage: forge-supervisor [flags] generate dockerfile|k8s|seccomp|rego [generate flags] [--] [AGENT COMMAND...]
+
+  dockerfile  a FROM-scratch Dockerfile: the supervisor, the seccomp profile and
+              the policy at their default paths, the agent command as CMD
+  k8s         a ConfigMap with the policy and a Deployment with a minimal
+              SecurityContext (needs -image)
+  seccomp     the built-in seccomp profile as Docker/OCI JSON
+  rego        the policy (-policy-path) rewritten as a Rego module
+
+The supervisor's flags before "generate" (or their FORGE_SUPERVISOR_*
+variables) set the ports, agent uid/gid and grace the output uses.
+Generate flags:
+`
+
+// runGenerate writes the requested deployment artefact to stdout and
+// returns the exit status: 0, or 2 with a message on stderr.
+func runGenerate(cfg Config, args []string, stdout, stderr io.Writer) int {
+	out, err := generate(cfg, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, generateUsage)
+		fs := generateFlags(cfg, new(deploy.Options))
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "forge-supervisor: generate: %v\n", err)
+		return 2
+	}
+	if _, err := stdout.Write(out); err != nil {
+		fmt.Fprintf(stderr, "forge-supervisor: generate: write: %v\n", err)
+		return 2
+	}
+	return 0
+}
+
+// generateFlags binds the generate flags to o, with defaults from cfg.
+func generateFlags(cfg Config, o *deploy.Options) *flag.FlagSet {
+	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	fs.StringVar(&o.PolicyPath, "policy-path", cfg.PolicyPath, "policy file to embed (k8s), copy (dockerfile) or convert (rego)")
+	fs.StringVar(&o.Image, "image", "", "image reference the Deployment runs (k8s)")
+	fs.StringVar(&o.Name, "name", deploy.DefaultName, "name of the Kubernetes objects and the container")
+	fs.StringVar(&o.Namespace, "namespace", deploy.DefaultNamespace, "Kubernetes namespace")
+	fs.StringVar(&o.BinarySource, "binary-source", deploy.DefaultBinarySrc, "the static supervisor binary, relative to the build context")
+	fs.StringVar(&o.SeccompSource, "seccomp-source", deploy.DefaultSeccompSrc, "the seccomp profile, relative to the build context")
+	fs.StringVar(&o.PolicySource, "policy-source", "", "the policy, relative to the build context (default: the base name of -policy-path)")
+	fs.StringVar(&o.Resources.CPURequest, "cpu-request", deploy.DefaultCPURequest, "container CPU request")
+	fs.StringVar(&o.Resources.MemoryRequest, "memory-request", deploy.DefaultMemoryRequest, "container memory request")
+	fs.StringVar(&o.Resources.CPULimit, "cpu-limit", deploy.DefaultCPULimit, "container CPU limit")
+	fs.StringVar(&o.Resources.MemoryLimit, "memory-limit", deploy.DefaultMemoryLimit, "container memory limit")
+	fs.StringVar(&o.Resources.TmpSize, "tmp-size", deploy.DefaultTmpSize, "size limit of the agent's writable /tmp")
+	return fs
+}
+
+// generate renders one artefact. args are everything after "generate".
+func generate(cfg Config, args []string) ([]byte, error) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+		return nil, flag.ErrHelp
+	}
+	what := args[0]
+	o := deploy.Options{
+		AgentUID: cfg.AgentUID, AgentGID: cfg.AgentGID,
+		ProxyPort: cfg.ProxyPort, DNSPort: cfg.DNSPort, HealthPort: cfg.HealthPort,
+		Grace: cfg.Grace,
+	}
+	fs := generateFlags(cfg, &o)
+	fs.SetOutput(io.Discard) // errors are returned; -h prints the usage
+	if err := fs.Parse(args[1:]); err != nil {
+		return nil, err
+	}
+	o.AgentCommand = fs.Args()
+	switch what {
+	case genDockerfile:
+		return deploy.Dockerfile(o)
+	case genK8s:
+		data, _, err := loadPolicy(o.PolicyPath)
+		if err != nil {
+			return nil, err
+		}
+		return deploy.Kubernetes(o, data)
+	case genSeccomp:
+		if len(o.AgentCommand) > 0 {
+			return nil, fmt.Errorf("seccomp takes no agent command, got %q", o.AgentCommand)
+		}
+		return deploy.Seccomp()
+	}
+	return nil, fmt.Errorf("unknown target %q: want dockerfile, k8s, seccomp or rego (-h for usage)", what)
+}
+
+// loadPolicy reads the policy file once and parses it as the supervisor
+// would (Rego by the .rego suffix), so a manifest never embeds a policy
+// that would only fail in the pod. It returns the bytes and the policy.
+func loadPolicy(path string) ([]byte, *policy.Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, deploy.MaxPolicyBytes+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy: %s: read: %w", path, err)
+	}
+	if len(data) > deploy.MaxPolicyBytes {
+		return nil, nil, fmt.Errorf("policy: %s: larger than %d bytes, the most a ConfigMap holds", path, deploy.MaxPolicyBytes)
+	}
+	var p *policy.Policy
+	if strings.HasSuffix(path, policy.RegoSuffix) {
+		p, err = policy.ParseRego(path, data)
+	} else if p, err = policy.Parse(data); err != nil {
+		err = fmt.Errorf("%s: %w", path, err)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return data, p, nil
+}
