@@ -12,8 +12,8 @@ import (
 
 // Kubernetes manifest constants. Each says why that value.
 const (
-	// maxPolicyBytes: a ConfigMap holds at most 1 MiB in total.
-	maxPolicyBytes = 1 << 20
+	// MaxPolicyBytes: a ConfigMap holds at most 1 MiB in total.
+	MaxPolicyBytes = 1 << 20
 	// graceMargin is how much longer the pod's termination grace period is
 	// than the supervisor's own grace, so the supervisor (not the kubelet's
 	// SIGKILL) ends the agent, removes its table and logs the exit.
@@ -51,8 +51,8 @@ func Kubernetes(o Options, policy []byte) ([]byte, error) {
 	if err := o.validate(true); err != nil {
 		return nil, err
 	}
-	if len(policy) == 0 || len(policy) > maxPolicyBytes || !utf8.Valid(policy) {
-		return nil, fmt.Errorf("deploy: policy: %d bytes; a ConfigMap needs 1..%d bytes of UTF-8", len(policy), maxPolicyBytes)
+	if len(policy) == 0 || len(policy) > MaxPolicyBytes || !utf8.Valid(policy) {
+		return nil, fmt.Errorf("deploy: policy: %d bytes; a ConfigMap needs 1..%d bytes of UTF-8", len(policy), MaxPolicyBytes)
 	}
 	sum := sha256.Sum256(policy)
 	var out bytes.Buffer
