@@ -106,6 +106,15 @@ func generate(cfg Config, args []string) ([]byte, error) {
 			return nil, fmt.Errorf("seccomp takes no agent command, got %q", o.AgentCommand)
 		}
 		return deploy.Seccomp()
+	case genRego:
+		if len(o.AgentCommand) > 0 {
+			return nil, fmt.Errorf("rego takes no agent command, got %q", o.AgentCommand)
+		}
+		_, p, err := loadPolicy(o.PolicyPath)
+		if err != nil {
+			return nil, err
+		}
+		return deploy.Rego(p)
 	}
 	return nil, fmt.Errorf("unknown target %q: want dockerfile, k8s, seccomp or rego (-h for usage)", what)
 }

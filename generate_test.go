@@ -129,3 +129,18 @@ func TestGenerateSubcommandParsing(t *testing.T) {
 		t.Errorf("sub %q argv %q dns %d err %v", sub, argv, cfg.DNSPort, err)
 	}
 }
+
+func TestGenerateRego(t *testing.T) {
+	pol := writePolicy(t, "egress_allowlist.json", `{"mode":"allowlist","allowed_domains":["*.example.com"]}`)
+	code, out, errOut := runGen(t, "generate", "rego", "-policy-path", pol)
+	if code != 0 || !strings.Contains(out, "\npackage forge.egress\n") {
+		t.Fatalf("exit %d, stderr %s, output:\n%s", code, errOut, out)
+	}
+	rego := writePolicy(t, "policy.rego", out)
+	if code, _, errOut := runGen(t, "generate", "k8s", "-image", "i", "-policy-path", rego); code != 0 {
+		t.Errorf("k8s with the generated Rego policy: exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := runGen(t, "generate", "rego", "-policy-path", pol, "/agent"); code != 2 || !strings.Contains(errOut, "rego takes no agent command") {
+		t.Errorf("rego with argv: exit %d: %s", code, errOut)
+	}
+}
