@@ -20,6 +20,6 @@ try "curl allowed SNI to another IP"             blocked curl -sS --max-time 5 -
 try "raw TCP to 198.51.100.3:7000"               blocked sh -c 'printf hi | nc -w 3 198.51.100.3 7000 | grep -q echo'
 try "dig evil.test"                              blocked sh -c 'dig +time=2 +tries=1 evil.test | grep -q "status: NOERROR"'
 try "dig allowed.test"                           allowed sh -c 'dig +time=2 +tries=1 allowed.test | grep -q "status: NOERROR"'
-try "UDP to 198.51.100.1:443 (QUIC)"             blocked sh -c 'printf x | nc -u -w 1 198.51.100.1 443; printf x | nc -u -w 1 198.51.100.1 443'
+try "UDP to 198.51.100.1:443 (QUIC)"             blocked dig +time=1 +tries=1 -p 443 @198.51.100.1 quic.test
 try "ping 198.51.100.1"                          blocked ping -c 1 -W 1 198.51.100.1
 try "unshare -n (new network namespace)"         blocked unshare -n true
