@@ -154,7 +154,12 @@ func regoRef(name string) ast.Ref {
 // message", so the startup error points at the line to fix.
 func regoCompileError(filename string, err error) error {
 	var errs ast.Errors
-	if !errors.As(err, &errs) || len(errs) == 0 {
+	var one *ast.Error
+	switch {
+	case errors.As(err, &errs) && len(errs) > 0:
+	case errors.As(err, &one):
+		errs = ast.Errors{one}
+	default:
 		return fmt.Errorf("%s: %w", filename, err)
 	}
 	errs.Sort()
@@ -172,9 +177,10 @@ func regoCompileError(filename string, err error) error {
 	return errors.New(b.String())
 }
 
-// locate renders a location as file:line:col.
+// locate renders a location as file:line:col (just file when the error
+// has no line, like "empty module").
 func locate(filename string, loc *ast.Location) string {
-	if loc == nil {
+	if loc == nil || loc.Row == 0 {
 		return filename
 	}
 	file := loc.File

@@ -16,8 +16,9 @@ import (
 // blocked, deny-all, allowed_private_cidrs, private destinations, dev-open)
 // have already run in Go. ip is canonical.
 //
-//   - A claimed name is normalized first; an invalid one denies
-//     (invalid_name) and an IP literal is treated as no name.
+//   - A claimed name is normalized first. An IP literal is treated as no
+//     name. An invalid name denies (invalid_name) unless Rego allows the
+//     address with no name ({tcp, "", ip, port}), as JSON's IP rules do.
 //   - With a name, Rego is asked {tcp, name, ip, port}. A deny stands. An
 //     allow stands if verify_sni_ip is off or the resolver confirms the
 //     name resolves to ip. Otherwise the claim is unconfirmed and the
@@ -41,6 +42,11 @@ func (p *Policy) decideRego(ctx context.Context, req Request, ip netip.Addr, r R
 		case errors.Is(err, ErrIPLiteral):
 			ipLiteral = true
 		case err != nil:
+			// As for JSON, an address-only allow (step 6) does not
+			// depend on the name, so it still stands.
+			if v := e.decide(ctx, regoKindTCP, "", ipText, req.Port); v.Allow || isRegoFailure(v) {
+				return v
+			}
 			return Verdict{Reason: ReasonInvalidName}
 		default:
 			name = n
@@ -99,7 +105,8 @@ func isRegoFailure(v Verdict) bool {
 
 // decide evaluates data.forge.egress.decision for one input under
 // regoEvalTimeout. Every failure denies; Rule then says what failed
-// ("rego:timeout", "rego:policy.rego:12: eval_conflict_error", ...) so the
+// ("rego:timeout", "rego:cancelled", "rego:policy.rego:12:
+// eval_conflict_error", ...) so the
 // audit event points at the cause.
 func (e *regoEngine) decide(ctx context.Context, kind, name, ip string, port uint16) Verdict {
 	ctx, cancel := context.WithTimeout(ctx, regoEvalTimeout)
@@ -110,7 +117,13 @@ func (e *regoEngine) decide(ctx context.Context, kind, name, ip string, port uin
 		[2]*ast.Term{ast.InternedTerm("ip"), ast.StringTerm(ip)},
 		[2]*ast.Term{ast.InternedTerm("port"), ast.InternedTerm(int(port))},
 	)
+	if err := ctx.Err(); err != nil { // a caller that gave up gets no decision
+		return Verdict{Reason: ReasonRegoError, Rule: regoFailureRule(err)}
+	}
 	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil && ctx.Err() != nil {
+		err = ctx.Err() // OPA reports only "cancelled"; say whether it was the deadline
+	}
 	switch {
 	case err != nil:
 		return Verdict{Reason: ReasonRegoError, Rule: regoFailureRule(err)}
@@ -186,8 +199,11 @@ func regoTypeName(v any) string {
 // regoFailureRule names an evaluation failure for the audit event: its
 // location and code, never its message (which can quote input values).
 func regoFailureRule(err error) string {
-	if topdown.IsCancel(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
 		return "rego:timeout"
+	case errors.Is(err, context.Canceled), topdown.IsCancel(err):
+		return "rego:cancelled"
 	}
 	var te *topdown.Error
 	if errors.As(err, &te) {

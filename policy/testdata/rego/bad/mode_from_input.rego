@@ -1,0 +1,5 @@
+package forge.egress
+
+mode := input.mode
+
+decision := {"allow": false, "reason": "x", "rule": ""}

@@ -1,0 +1,5 @@
+package forge.egress
+
+mode := "open"
+
+decision := {"allow": false, "reason": "x", "rule": ""}

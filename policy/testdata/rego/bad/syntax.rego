@@ -1,0 +1,5 @@
+package forge.egress
+
+decision := {"allow": true,
+	"reason": "x"
+

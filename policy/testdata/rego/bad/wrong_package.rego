@@ -1,0 +1,3 @@
+package forge.other
+
+decision := {"allow": true, "reason": "x", "rule": ""}
