@@ -225,9 +225,12 @@ func TestPortInUseStopsStartup(t *testing.T) {
 func TestSIGHUPReloadsPolicy(t *testing.T) {
 	w := world.New(t)
 	pol := w.WritePolicy(t, "egress_allowlist.json", allowlist)
-	// SIGHUP is forwarded to the agent too: it must survive it.
-	s := w.StartSupervisor(t, pol, nil, "sh", "-c", "trap '' HUP; sleep 600")
+	// SIGHUP is forwarded to the agent too: it must survive it, so the
+	// test waits until the agent ignores it.
+	ready := filepath.Join(w.SharedDir(t), "ready")
+	s := w.StartSupervisor(t, pol, nil, "sh", "-c", "trap '' HUP; echo ready >"+ready+"; sleep 600")
 	s.WaitReady()
+	waitFile(t, s, ready, 5*time.Second)
 	curl := func() string {
 		code, _, _ := w.Curl("--resolve", "allowed.test:443:198.51.100.1", "https://allowed.test/")
 		return code
