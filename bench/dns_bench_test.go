@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,11 +39,14 @@ const dnsBenchPolicy = `{"mode":"allowlist","allowed_domains":["*.allowed.test",
 // target's throughput.
 func BenchmarkDNSComparison(b *testing.B) {
 	dnsmasq := dnsLookPath(b, "dnsmasq")
-	upstream := dnsStartDnsmasq(b, dnsmasq, "--address=/allowed.test/198.51.100.1")
-	forwarder := dnsStartDnsmasq(b, dnsmasq, "--server="+dnsmasqServer(upstream), "--cache-size=0")
+	upstream, upstreamPID := dnsStartDnsmasqPID(b, dnsmasq, "--address=/allowed.test/198.51.100.1")
+	forwarder, forwarderPID := dnsStartDnsmasqPID(b, dnsmasq, "--server="+dnsmasqServer(upstream), "--cache-size=0")
 	proxy := dnsStartProxy(b, upstream)
-	targets := []struct{ name, addr string }{
-		{"direct", upstream}, {"proxy", proxy}, {"dnsmasq", forwarder},
+	targets := []struct {
+		name, addr string
+		pid        int // the process answering at addr, for its CPU time
+	}{
+		{"direct", upstream, upstreamPID}, {"proxy", proxy, os.Getpid()}, {"dnsmasq", forwarder, forwarderPID},
 	}
 
 	lat := make(map[string][]time.Duration)
@@ -82,8 +87,14 @@ func BenchmarkDNSComparison(b *testing.B) {
 	}
 	qps := make(map[string]float64)
 	for _, tg := range targets {
-		qps[tg.name] = dnsperfQPS(b, perf, data, tg.addr)
+		before := dnsProcCPU(b, tg.pid)
+		var done int
+		qps[tg.name], done = dnsperfRun(b, perf, data, tg.addr)
 		b.ReportMetric(qps[tg.name], tg.name+"_qps")
+		if done > 0 {
+			cpu := dnsProcCPU(b, tg.pid) - before
+			b.ReportMetric(us(cpu)/float64(done), tg.name+"_cpu_µs/q")
+		}
 	}
 	if qps["direct"] > 0 {
 		b.ReportMetric(qps["proxy"]/qps["direct"], "proxy/direct_qps")
@@ -112,11 +123,20 @@ func dnsAsk(b *testing.B, c *dns.Conn) time.Duration {
 	return d
 }
 
-var dnsperfQPSLine = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
+var (
+	dnsperfQPSLine  = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
+	dnsperfDoneLine = regexp.MustCompile(`Queries completed:\s+([0-9]+)`)
+)
 
 // dnsperfQPS runs dnsperf against addr for dnsperfSeconds with 100 queries
 // outstanding and returns its queries per second.
 func dnsperfQPS(b *testing.B, perf, data, addr string) float64 {
+	qps, _ := dnsperfRun(b, perf, data, addr)
+	return qps
+}
+
+// dnsperfRun is dnsperfQPS that also returns how many queries completed.
+func dnsperfRun(b *testing.B, perf, data, addr string) (float64, int) {
 	host, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), (dnsperfSeconds+10)*time.Second)
 	defer cancel()
@@ -129,8 +149,31 @@ func dnsperfQPS(b *testing.B, perf, data, addr string) float64 {
 	if m == nil {
 		b.Fatalf("dnsperf %s: no qps in output:\n%s", addr, out)
 	}
+	if os.Getenv("DNSPERF_LOG") != "" {
+		b.Logf("dnsperf %s:\n%s", addr, out)
+	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
-	return v
+	done := 0
+	if m := dnsperfDoneLine.FindSubmatch(out); m != nil {
+		done, _ = strconv.Atoi(string(m[1]))
+	}
+	return v, done
+}
+
+// dnsProcCPU is the user+system CPU time process pid has used so far
+// (/proc/PID/stat fields 14 and 15, in USER_HZ = 100 ticks per second).
+func dnsProcCPU(b *testing.B, pid int) time.Duration {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses: state is
+	// field 3, so utime (14) and stime (15) are at 11 and 12.
+	rest := raw[bytes.LastIndexByte(raw, ')')+2:]
+	f := strings.Fields(string(rest))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func dnsLookPath(b *testing.B, name string) string {
@@ -152,6 +195,13 @@ func dnsmasqServer(addr string) string {
 // with no config file, resolv.conf or hosts file, and stops it in cleanup.
 func dnsStartDnsmasq(b *testing.B, bin string, args ...string) string {
 	b.Helper()
+	addr, _ := dnsStartDnsmasqPID(b, bin, args...)
+	return addr
+}
+
+// dnsStartDnsmasqPID is dnsStartDnsmasq that also returns the process ID.
+func dnsStartDnsmasqPID(b *testing.B, bin string, args ...string) (string, int) {
+	b.Helper()
 	port := dnsFreePort(b)
 	cmd := exec.Command(bin, append([]string{
 		"--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
@@ -165,7 +215,7 @@ func dnsStartDnsmasq(b *testing.B, bin string, args ...string) string {
 	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))
 	dnsWaitAnswering(b, addr)
-	return addr
+	return addr, cmd.Process.Pid
 }
 
 // dnsStartProxy runs the supervisor's DNS proxy in front of upstream with
@@ -244,4 +294,54 @@ func dnsPct(ds []time.Duration, p int) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+// dnsLoadClients is how many concurrent clients BenchmarkDNSProxyLoad runs:
+// enough to keep both cores of the test machine busy through the proxy.
+const dnsLoadClients = 32
+
+// BenchmarkDNSProxyLoad drives the proxy over loopback from concurrent
+// clients (each one query outstanding) in front of a dnsmasq upstream. It
+// exists to be profiled (-cpuprofile): the CPU the proxy spends per query.
+func BenchmarkDNSProxyLoad(b *testing.B) {
+	dnsmasq := dnsLookPath(b, "dnsmasq")
+	upstream := dnsStartDnsmasq(b, dnsmasq, "--address=/allowed.test/198.51.100.1")
+	proxy := dnsStartProxy(b, upstream)
+	b.SetParallelism((dnsLoadClients + 1) / 2)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := dns.Dial("udp", proxy)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		for pb.Next() {
+			dnsAsk(b, c)
+		}
+	})
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e3, "µs/query")
+}
+
+// BenchmarkDNSProxyDnsperf runs dnsperf (100 queries outstanding) through
+// the proxy for dnsperfSeconds per iteration; with -cpuprofile it shows
+// where the proxy spends its CPU under the comparison's load.
+func BenchmarkDNSProxyDnsperf(b *testing.B) {
+	dnsmasq := dnsLookPath(b, "dnsmasq")
+	perf := dnsLookPath(b, "dnsperf")
+	upstream := dnsStartDnsmasq(b, dnsmasq, "--address=/allowed.test/198.51.100.1")
+	proxy := dnsStartProxy(b, upstream)
+	data := filepath.Join(b.TempDir(), "queries")
+	if err := os.WriteFile(data, []byte("allowed.test A\nwww.allowed.test A\napi.allowed.test AAAA\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		before := dnsProcCPU(b, os.Getpid())
+		qps, done := dnsperfRun(b, perf, data, proxy)
+		b.ReportMetric(qps, "qps")
+		if done > 0 {
+			b.ReportMetric(float64((dnsProcCPU(b, os.Getpid())-before).Microseconds())/float64(done), "cpu_µs/q")
+		}
+	}
 }

@@ -49,7 +49,7 @@ func decide(pol decider, qname string, lim nameLimits) (string, policy.Verdict) 
 	if pol == nil {
 		return "", policy.Verdict{Reason: policy.ReasonNoPolicy}
 	}
-	name, err := policy.NormalizeName(qname)
+	name, err := normalizeQName(qname)
 	if errors.Is(err, policy.ErrIPLiteral) {
 		return name, policy.Verdict{Reason: policy.ReasonIPLiteral}
 	}
@@ -64,6 +64,24 @@ func decide(pol decider, qname string, lim nameLimits) (string, policy.Verdict) 
 		return name, policy.Verdict{Reason: ReasonLabelLimit, Rule: v.Rule}
 	}
 	return name, v
+}
+
+// normalizeQName is policy.NormalizeName for a name as a query carries it,
+// with the root's trailing dot. The policy's allocation-free path takes
+// only names without that dot, so it is cut first; the result is the one
+// the full name would give, because normalization drops the dot anyway.
+// A dotted IP literal ("192.0.2.1.") is not an address to the policy, so
+// those keep the full name's verdict.
+func normalizeQName(qname string) (string, error) {
+	t, dotted := strings.CutSuffix(qname, ".")
+	if !dotted || t == "" || strings.HasSuffix(t, ".") {
+		return policy.NormalizeName(qname)
+	}
+	name, err := policy.NormalizeName(t)
+	if errors.Is(err, policy.ErrIPLiteral) {
+		return policy.NormalizeName(qname)
+	}
+	return name, err
 }
 
 // withinRFCLimits reports whether name (normalized: lower case, no

@@ -2,17 +2,14 @@ package dns
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/miekg/dns"
-
-	"github.com/forge/forge-supervisor/bufpool"
 )
 
 // maxAnswerTime bounds the whole forwarding of one query, over every
@@ -35,8 +32,8 @@ const (
 )
 
 var (
-	errMismatch = errors.New("response does not match the query")
 	errNoReply  = errors.New("no upstream answered")
+	errShutdown = errors.New("proxy shutting down")
 )
 
 // forwarder sends queries to the upstream resolvers, in order, and returns
@@ -45,11 +42,11 @@ type forwarder struct {
 	upstreams []string
 	timeout   time.Duration
 	dialer    net.Dialer
-	bufs      *bufpool.Buffers // maxUpstreamMsg-sized read buffers
 
 	mu     sync.Mutex
 	closed bool
-	idle   map[string]chan *upstreamConn // per upstream, UDP only
+	idle   map[string][]*upstreamConn // per upstream, UDP only
+	busy   map[*upstreamConn]struct{} // in an exchange: cut at close
 }
 
 // upstreamConn is a connected socket to one upstream.
@@ -59,62 +56,95 @@ type upstreamConn struct {
 }
 
 func newForwarder(upstreams []string, timeout time.Duration, mark uint32) *forwarder {
-	idle := make(map[string]chan *upstreamConn, len(upstreams))
+	idle := make(map[string][]*upstreamConn, len(upstreams))
 	for _, up := range upstreams {
-		idle[up] = make(chan *upstreamConn, maxIdleUDPSockets)
+		idle[up] = make([]*upstreamConn, 0, maxIdleUDPSockets)
 	}
 	return &forwarder{
 		upstreams: upstreams,
 		timeout:   timeout,
 		dialer:    net.Dialer{Control: markControl(mark)},
-		bufs:      bufpool.NewBuffers(maxUpstreamMsg),
 		idle:      idle,
+		busy:      make(map[*upstreamConn]struct{}),
 	}
 }
 
-// conn returns an idle UDP socket to upstream or a new one.
-func (f *forwarder) conn(ctx context.Context, network, upstream string) (*upstreamConn, error) {
-	if network == "udp" {
-		select {
-		case c := <-f.idle[upstream]:
-			return c, nil
-		default:
+// conn returns an idle UDP socket to upstream or a new one, registered as
+// busy so close can cut its wait.
+func (f *forwarder) conn(network, upstream string, deadline time.Time) (*upstreamConn, error) {
+	var c *upstreamConn
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil, errShutdown
+	}
+	if idle := f.idle[upstream]; network == "udp" && len(idle) > 0 {
+		c = idle[len(idle)-1]
+		idle[len(idle)-1] = nil
+		f.idle[upstream] = idle[:len(idle)-1]
+		f.busy[c] = struct{}{}
+	}
+	f.mu.Unlock()
+	if c == nil {
+		d := f.dialer
+		d.Deadline = deadline
+		nc, err := d.Dial(network, upstream)
+		if err != nil {
+			return nil, err
+		}
+		c = &upstreamConn{Conn: nc}
+		f.mu.Lock()
+		closed := f.closed
+		if !closed {
+			f.busy[c] = struct{}{}
+		}
+		f.mu.Unlock()
+		if closed {
+			nc.Close()
+			return nil, errShutdown
 		}
 	}
-	c, err := f.dialer.DialContext(ctx, network, upstream)
-	if err != nil {
+	if err := c.SetDeadline(deadline); err != nil {
+		f.release(c, network, upstream, false)
 		return nil, err
 	}
-	return &upstreamConn{Conn: c}, nil
+	return c, nil
 }
 
 // release keeps a UDP socket that ended its exchange cleanly for reuse and
 // closes every other.
 func (f *forwarder) release(c *upstreamConn, network, upstream string, clean bool) {
 	c.uses++
-	if network == "udp" && clean && c.uses < udpSocketUses {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if !f.closed {
-			select {
-			case f.idle[upstream] <- c:
-				return
-			default:
-			}
-		}
+	f.mu.Lock()
+	delete(f.busy, c)
+	keep := network == "udp" && clean && c.uses < udpSocketUses && !f.closed &&
+		len(f.idle[upstream]) < maxIdleUDPSockets
+	if keep {
+		f.idle[upstream] = append(f.idle[upstream], c)
 	}
-	c.Close()
+	f.mu.Unlock()
+	if !keep {
+		c.Close()
+	}
 }
 
-// close closes the idle sockets; sockets released later are closed then.
+// close closes the idle sockets and cuts the waits of busy ones; sockets
+// released later are closed then, and no new exchange starts.
 func (f *forwarder) close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
 	f.closed = true
-	for _, ch := range f.idle {
-		for len(ch) > 0 {
-			(<-ch).Close()
+	for up, idle := range f.idle {
+		for _, c := range idle {
+			c.Close()
 		}
+		f.idle[up] = nil
+	}
+	for c := range f.busy {
+		_ = c.SetDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -124,123 +154,122 @@ func (f *forwarder) budget() time.Duration {
 	return min(f.timeout*time.Duration(len(f.upstreams)+1), maxAnswerTime)
 }
 
-// exchange forwards q and returns the upstream's answer with q's ID. The
-// query goes out with a fresh random ID per attempt (the agent's ID never
-// leaves the supervisor) and otherwise unchanged, so EDNS0 options and the
-// DO bit pass through. An answer that does not match the query's ID and
-// question is discarded. A truncated UDP answer is asked again over TCP.
-// Upstreams fail over in order on errors, timeouts, SERVFAIL and REFUSED;
-// the whole exchange ends within budget(). q is not modified.
-func (f *forwarder) exchange(ctx context.Context, q *dns.Msg, overTCP bool) (*dns.Msg, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.budget())
-	defer cancel()
-	wire, err := q.Pack()
-	if err != nil {
-		return nil, fmt.Errorf("dns: pack query: %w", err)
-	}
+// exchange forwards query (a packed query; its ID bytes are overwritten)
+// and returns the upstream's answer as wire bytes, in buf when it fits
+// (buf must hold maxUpstreamMsg bytes), with its parse. The query goes out
+// with a fresh random ID per attempt (the agent's ID never leaves the
+// supervisor) and otherwise unchanged, so EDNS0 options and the DO bit pass
+// through; the answer carries that random ID, so callers must write the
+// agent's back. An answer that does not match the query's ID and question,
+// or is malformed, is discarded. A truncated UDP answer is asked again
+// over TCP. Upstreams fail over in order on errors, timeouts, SERVFAIL and
+// REFUSED; the whole exchange ends within budget(), or when ctx ends or
+// the forwarder closes. rrs is scratch space for the answer's index.
+func (f *forwarder) exchange(ctx context.Context, query []byte, overTCP bool, buf []byte, rrs []rrRef) ([]byte, wireAnswer, error) {
+	end := time.Now().Add(f.budget())
 	var (
-		fallback *dns.Msg // a SERVFAIL/REFUSED/truncated answer, if nothing better comes
-		lastErr  = errNoReply
+		fallback  []byte // a SERVFAIL/REFUSED/truncated answer, if nothing better comes
+		fallbackA wireAnswer
+		lastErr   = errNoReply
 	)
+	network := "udp"
+	if overTCP {
+		network = "tcp"
+	}
 	for _, up := range f.upstreams {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !time.Now().Before(end) {
 			break
 		}
-		network := "udp"
-		if overTCP {
-			network = "tcp"
-		}
-		resp, err := f.attempt(ctx, up, network, wire, q)
-		if err == nil && resp.Truncated && network == "udp" {
-			fallback = resp
-			resp, err = f.attempt(ctx, up, "tcp", wire, q)
+		msg, a, err := f.attempt(up, network, query, buf, rrs, end)
+		if err == nil && a.truncated && network == "udp" {
+			fallback, fallbackA = append([]byte(nil), msg...), a
+			msg, a, err = f.attempt(up, "tcp", query, buf, rrs, end)
 		}
 		if err != nil {
 			lastErr = fmt.Errorf("dns: upstream %s: %w", up, err)
 			continue
 		}
-		if resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused {
-			fallback = resp
-			lastErr = fmt.Errorf("dns: upstream %s: %s", up, dns.RcodeToString[resp.Rcode])
+		if a.rcode == rcodeServFail || a.rcode == rcodeRefused {
+			fallback, fallbackA = append([]byte(nil), msg...), a
+			lastErr = fmt.Errorf("dns: upstream %s: %s", up, rcodeString(a.rcode))
 			continue
 		}
-		resp.Id = q.Id
-		return resp, nil
+		return msg, a, nil
 	}
 	if fallback != nil {
-		fallback.Id = q.Id
-		return fallback, nil
+		// Re-parse the copy so the record index points into it.
+		a, err := parseAnswer(fallback, fallback, rrs)
+		if err != nil {
+			return nil, wireAnswer{}, fmt.Errorf("dns: fallback answer: %w", err)
+		}
+		a.truncated = fallbackA.truncated
+		return fallback, a, nil
 	}
-	return nil, lastErr
+	return nil, wireAnswer{}, lastErr
 }
+
+// Rcodes the forwarder fails over on (RFC 1035).
+const (
+	rcodeServFail = 2
+	rcodeRefused  = 5
+)
 
 // attempt does one round trip with one upstream. Over UDP, packets that do
 // not parse or do not match are skipped (a spoofed packet must not end the
 // wait for the real one); over TCP, the stream is the upstream's own and a
 // bad answer ends the attempt.
-func (f *forwarder) attempt(ctx context.Context, upstream, network string, wire []byte, q *dns.Msg) (_ *dns.Msg, err error) {
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	c, err := f.conn(ctx, network, upstream)
+func (f *forwarder) attempt(upstream, network string, query, buf []byte, rrs []rrRef, end time.Time) (msg []byte, a wireAnswer, err error) {
+	deadline := time.Now().Add(f.timeout)
+	if end.Before(deadline) {
+		deadline = end
+	}
+	c, err := f.conn(network, upstream, deadline)
 	if err != nil {
-		return nil, err
+		return nil, wireAnswer{}, err
 	}
 	defer func() { f.release(c, network, upstream, err == nil) }()
-	// The deadline covers the normal case; AfterFunc ends the wait early
-	// when the proxy shuts down.
-	if dl, ok := ctx.Deadline(); ok {
-		if err := c.SetDeadline(dl); err != nil {
-			return nil, err
-		}
-	}
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
-	defer func() {
-		if !stop() {
-			err = errors.Join(err, ctx.Err()) // the deadline was cut: not reusable
-		}
-	}()
 
 	id := uint16(rand.Uint32())
-	out := make([]byte, len(wire))
-	copy(out, wire)
-	out[0], out[1] = byte(id>>8), byte(id)
-
-	co := &dns.Conn{Conn: c.Conn, UDPSize: maxUpstreamMsg} // the raw conn: dns.Conn frames by its type
-	if _, err := co.Write(out); err != nil {
-		return nil, fmt.Errorf("%s write: %w", network, err)
+	binary.BigEndian.PutUint16(query, id)
+	if network == "udp" {
+		return f.attemptUDP(c, query, buf, rrs)
 	}
-	bufp := f.bufs.Get()
-	defer f.bufs.Put(bufp)
-	buf := *bufp
+	return f.attemptTCP(c, query, buf, rrs)
+}
+
+func (f *forwarder) attemptUDP(c *upstreamConn, query, buf []byte, rrs []rrRef) ([]byte, wireAnswer, error) {
+	if _, err := c.Write(query); err != nil {
+		return nil, wireAnswer{}, fmt.Errorf("udp write: %w", err)
+	}
 	for {
-		n, err := co.Read(buf)
+		n, err := c.Read(buf)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("%s read: %w", network, ctx.Err())
-			}
-			return nil, fmt.Errorf("%s read: %w", network, err)
+			return nil, wireAnswer{}, fmt.Errorf("udp read: %w", err)
 		}
-		resp := new(dns.Msg)
-		err = resp.Unpack(buf[:n])
-		if err == nil && !matches(resp, id, q) {
-			err = errMismatch
-		}
-		if err == nil {
-			return resp, nil
-		}
-		if network == "tcp" {
-			return nil, fmt.Errorf("tcp answer: %w", err)
+		if a, err := parseAnswer(buf[:n], query, rrs); err == nil {
+			return buf[:n], a, nil
 		}
 	}
 }
 
-// matches reports whether resp answers the query sent with ID id and
-// question q.Question[0]. Names compare case-insensitively: resolvers may
-// echo a 0x20-randomized spelling.
-func matches(resp *dns.Msg, id uint16, q *dns.Msg) bool {
-	if resp.Id != id || !resp.Response || resp.Opcode != q.Opcode || len(resp.Question) != 1 {
-		return false
+func (f *forwarder) attemptTCP(c *upstreamConn, query, buf []byte, rrs []rrRef) ([]byte, wireAnswer, error) {
+	framed := make([]byte, 2+len(query))
+	binary.BigEndian.PutUint16(framed, uint16(len(query)))
+	copy(framed[2:], query)
+	if _, err := c.Write(framed); err != nil {
+		return nil, wireAnswer{}, fmt.Errorf("tcp write: %w", err)
 	}
-	got, want := resp.Question[0], q.Question[0]
-	return got.Qtype == want.Qtype && got.Qclass == want.Qclass && strings.EqualFold(got.Name, want.Name)
+	var prefix [2]byte
+	if _, err := io.ReadFull(c, prefix[:]); err != nil {
+		return nil, wireAnswer{}, fmt.Errorf("tcp read: %w", err)
+	}
+	n := int(binary.BigEndian.Uint16(prefix[:]))
+	if _, err := io.ReadFull(c, buf[:n]); err != nil {
+		return nil, wireAnswer{}, fmt.Errorf("tcp read: %w", err)
+	}
+	a, err := parseAnswer(buf[:n], query, rrs)
+	if err != nil {
+		return nil, wireAnswer{}, fmt.Errorf("tcp answer: %w", err)
+	}
+	return buf[:n], a, nil
 }

@@ -37,11 +37,21 @@ func (r *recorder) TsigStatus() error   { return nil }
 func (r *recorder) TsigTimersOnly(bool) {}
 func (r *recorder) Hijack()             {}
 
-// serveRaw does what miekg's server does with a datagram before and
-// around the handler: header screen (accept), unpack, then ServeDNS.
-// Rejections the server answers itself are not the handler's; they are
-// tested over a real socket in TestMalformedPacketsOverUDP.
+func (r *recorder) sendReply(b []byte) error {
+	_, err := r.Write(b)
+	return err
+}
+
+// serveRaw feeds a packet to the proxy as its UDP readers do (servePacket:
+// header screen, unpack, handle), or for TCP as miekg's server does around
+// ServeDNS. Rejections the TCP server answers itself are not the
+// handler's; the UDP ones are tested over a real socket in
+// TestMalformedPacketsOverUDP.
 func serveRaw(p *Proxy, raw []byte, w *recorder) {
+	if !isTCP(w.remote) {
+		p.servePacket(raw, clientIP(w.remote), w)
+		return
+	}
 	if len(raw) < 12 {
 		return
 	}
@@ -107,16 +117,26 @@ func FuzzHandler(f *testing.F) {
 		if len(w.replies) == 0 {
 			return
 		}
-		req := new(dns.Msg)
-		if err := req.Unpack(raw); err != nil {
-			t.Fatalf("replied to a packet that does not parse: %v", err)
-		}
 		r := new(dns.Msg)
 		if err := r.Unpack(w.replies[0]); err != nil {
 			t.Fatalf("reply does not parse: %v", err)
 		}
-		if !r.Response || r.Id != req.Id {
-			t.Fatalf("reply QR=%v id %#x to query id %#x", r.Response, r.Id, req.Id)
+		if len(raw) < 12 {
+			t.Fatalf("replied to a %d-byte packet", len(raw))
+		}
+		if id := binary.BigEndian.Uint16(raw); !r.Response || r.Id != id {
+			t.Fatalf("reply QR=%v id %#x to query id %#x", r.Response, r.Id, id)
+		}
+		req := new(dns.Msg)
+		counts := func(off int) uint16 { return binary.BigEndian.Uint16(raw[off:]) }
+		screened := counts(4) != 1 || counts(6) != 0 || counts(8) != 0 || counts(10) > 2
+		if err := req.Unpack(raw); err != nil || screened || req.Response || req.Opcode != dns.OpcodeQuery {
+			// Screened out: only a header, FORMERR or NOTIMP, may answer
+			// (as miekg's UDP server answers).
+			if len(w.replies[0]) != 12 || (r.Rcode != dns.RcodeFormatError && r.Rcode != dns.RcodeNotImplemented) {
+				t.Fatalf("reply to a packet that is not a query: %d bytes, rcode %s", len(w.replies[0]), dns.RcodeToString[r.Rcode])
+			}
+			return
 		}
 		if len(r.Question) != 1 || r.Question[0] != req.Question[0] {
 			t.Fatalf("reply question %v, query question %v", r.Question, req.Question)

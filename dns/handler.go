@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"strconv"
@@ -53,25 +54,43 @@ func (p *Proxy) malformed(why string) {
 	p.log.Debug("dns: malformed query", zap.String("error", why))
 }
 
+// replier sends one reply, in wire form, to the agent that asked.
+type replier interface {
+	sendReply(b []byte) error
+}
+
+// responseReplier adapts miekg's ResponseWriter (which frames TCP).
+type responseReplier struct{ w dns.ResponseWriter }
+
+func (r *responseReplier) sendReply(b []byte) error {
+	_, err := r.w.Write(b)
+	return err
+}
+
 // ServeDNS answers one query: screen it, decide it against the current
 // policy, then refuse it or forward it and learn the answer. Every query
-// that reaches the decision gets exactly one audit line.
+// that reaches the decision gets exactly one audit line. The proxy's own
+// UDP readers call handle directly; miekg's server calls this for TCP.
 func (p *Proxy) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	p.handle(req, clientIP(w.RemoteAddr()), isTCP(w.RemoteAddr()), &responseReplier{w})
+}
+
+// handle is ServeDNS over any transport.
+func (p *Proxy) handle(req *dns.Msg, client netip.Addr, overTCP bool, out replier) {
 	start := time.Now()
-	overTCP := isTCP(w.RemoteAddr())
-	// The server screens with accept; this repeats the checks for callers
+	// The servers screen with accept; this repeats the checks for callers
 	// that hand the handler a message directly.
 	if req.Response || len(req.Question) != 1 {
 		p.malformed("not a single-question query")
 		return
 	}
 	if req.Opcode != dns.OpcodeQuery {
-		p.reply(w, req, overTCP, errorReply(req, dns.RcodeNotImplemented))
+		p.reply(out, req, overTCP, errorReply(req, dns.RcodeNotImplemented))
 		return
 	}
 	q := req.Question[0]
 	qtype := typeString(q.Qtype)
-	if p.limiter != nil && !p.allowRate(w, req, overTCP, qtype) {
+	if p.limiter != nil && !p.allowRate(out, client, req, overTCP, qtype) {
 		return
 	}
 
@@ -83,7 +102,7 @@ func (p *Proxy) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 
 	if q.Qclass != dns.ClassINET || unsupportedType(q.Qtype) {
 		ev.Reason = ReasonUnsupported
-		ev.Rcode = p.reply(w, req, overTCP, errorReply(req, dns.RcodeNotImplemented))
+		ev.Rcode = p.reply(out, req, overTCP, errorReply(req, dns.RcodeNotImplemented))
 		return
 	}
 
@@ -98,12 +117,12 @@ func (p *Proxy) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	case p.cfg.DryRun:
 		ev.Allowed, ev.WouldDeny = true, true
 	default:
-		ev.Rcode = p.reply(w, req, overTCP, errorReply(req, p.cfg.DenyRcode))
+		ev.Rcode = p.reply(out, req, overTCP, errorReply(req, p.cfg.DenyRcode))
 		return
 	}
 
 	if q.Qtype == dns.TypeANY {
-		ev.Rcode = p.reply(w, req, overTCP, anyReply(req))
+		ev.Rcode = p.reply(out, req, overTCP, anyReply(req))
 		return
 	}
 	select {
@@ -111,27 +130,72 @@ func (p *Proxy) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		defer func() { <-p.inflight }()
 	default:
 		ev.Allowed, ev.Reason = false, ReasonOverloaded
-		ev.Rcode = p.reply(w, req, overTCP, errorReply(req, dns.RcodeServerFailure))
+		ev.Rcode = p.reply(out, req, overTCP, errorReply(req, dns.RcodeServerFailure))
 		return
 	}
-	resp, err := p.fwd.exchange(p.life, req, overTCP)
-	if err != nil {
-		p.log.Debug("dns: forward failed", zap.String("qname", name), zap.Error(err))
-		ev.Reason = ReasonUpstreamFailed
-		ev.Rcode = p.reply(w, req, overTCP, errorReply(req, dns.RcodeServerFailure))
-		return
-	}
-	if v.Allow && resp.Rcode == dns.RcodeSuccess {
-		ev.Answers = p.learn(name, q.Name, resp.Answer)
-	}
-	resp.Question = req.Question // the agent's own spelling
-	ev.Rcode = p.reply(w, req, overTCP, resp)
+	ev.Rcode, ev.Answers, ev.Reason = p.forward(out, req, overTCP, name, v.Allow, ev.Reason)
 }
 
-// learn records the addresses answer gives for qname under the normalized
-// name the agent asked, and returns how many it learned.
-func (p *Proxy) learn(name, qname string, answer []dns.RR) int {
-	addrs := chainAddrs(qname, answer)
+// forward sends req upstream and relays the answer to the agent, learning
+// its addresses when the policy allowed the name (not in a dry run's
+// would-deny). It returns the rcode sent, how many addresses were learned
+// and the audit reason.
+func (p *Proxy) forward(out replier, req *dns.Msg, overTCP bool, name string, learn bool, reason string) (string, int, string) {
+	qbufp, abufp := p.qbufs.Get(), p.abufs.Get()
+	defer p.qbufs.Put(qbufp)
+	defer p.abufs.Put(abufp)
+	var rrs [stackRRs]rrRef
+	query, err := req.PackBuffer(*qbufp)
+	var (
+		msg  []byte
+		a    wireAnswer
+		qend int
+	)
+	if err == nil {
+		qend, err = questionEnd(query)
+	}
+	if err == nil {
+		msg, a, err = p.fwd.exchange(p.life, query, overTCP, *abufp, rrs[:])
+	}
+	if err != nil {
+		p.log.Debug("dns: forward failed", zap.String("qname", name), zap.Error(err))
+		return p.reply(out, req, overTCP, errorReply(req, dns.RcodeServerFailure)), 0, ReasonUpstreamFailed
+	}
+	learned := 0
+	if learn && a.rcode == dns.RcodeSuccess {
+		learned = p.learn(name, wireChainAddrs(msg, a))
+	}
+	// The agent's ID and its own spelling of the question (the answer's
+	// question matched it case-insensitively, so it has the same length).
+	binary.BigEndian.PutUint16(msg, req.Id)
+	copy(msg[headerLen:qend], query[headerLen:qend])
+	if limit := udpLimit(req); !overTCP && len(msg) > limit {
+		return p.replyCut(out, req, msg, limit), learned, reason
+	}
+	if err := out.sendReply(msg); err != nil {
+		p.log.Debug("dns: write reply", zap.Error(err))
+	}
+	return rcodeString(a.rcode), learned, reason
+}
+
+// replyCut sends an upstream answer too large for the agent's UDP size cut
+// to fit, with TC set. Upstreams are asked with the agent's own EDNS0 size,
+// so this is rare: only then is the answer unpacked and repacked.
+func (p *Proxy) replyCut(out replier, req *dns.Msg, msg []byte, limit int) string {
+	resp := new(dns.Msg)
+	if err := resp.Unpack(msg); err != nil {
+		// parseAnswer accepted it, but miekg's unpacking checks every
+		// record's data: fail closed.
+		p.log.Debug("dns: upstream answer does not unpack", zap.Error(err))
+		return p.reply(out, req, false, errorReply(req, dns.RcodeServerFailure))
+	}
+	resp.Question = req.Question
+	return p.reply(out, req, false, resp)
+}
+
+// learn records addrs under the normalized name the agent asked, and
+// returns how many it learned.
+func (p *Proxy) learn(name string, addrs []learnedAddr) int {
 	for _, a := range addrs {
 		p.cache.Learn(name, a.ip, a.ttl)
 	}
@@ -143,20 +207,29 @@ func (p *Proxy) learn(name, qname string, answer []dns.RR) int {
 	return len(addrs)
 }
 
-// reply writes resp to the agent, cut to the size the agent can take over
-// UDP (512 bytes, or its EDNS0 size) with TC set when cut, and returns the
-// rcode sent.
-func (p *Proxy) reply(w dns.ResponseWriter, req *dns.Msg, overTCP bool, resp *dns.Msg) string {
+// udpLimit is the largest UDP reply the agent takes: 512 bytes, or its
+// EDNS0 size.
+func udpLimit(req *dns.Msg) int {
+	size := dns.MinMsgSize
+	if opt := req.IsEdns0(); opt != nil {
+		size = max(size, int(opt.UDPSize()))
+	}
+	return size
+}
+
+// reply packs resp and writes it to the agent, cut to the size the agent
+// can take over UDP with TC set when cut, and returns the rcode sent.
+func (p *Proxy) reply(out replier, req *dns.Msg, overTCP bool, resp *dns.Msg) string {
 	resp.Id = req.Id
 	resp.Compress = true
 	if !overTCP {
-		size := dns.MinMsgSize
-		if opt := req.IsEdns0(); opt != nil {
-			size = max(size, int(opt.UDPSize()))
-		}
-		resp.Truncate(size)
+		resp.Truncate(udpLimit(req))
 	}
-	if err := w.WriteMsg(resp); err != nil {
+	b, err := resp.Pack()
+	if err == nil {
+		err = out.sendReply(b)
+	}
+	if err != nil {
 		p.log.Debug("dns: write reply", zap.Error(err))
 	}
 	return rcodeString(resp.Rcode)
@@ -166,12 +239,12 @@ func (p *Proxy) reply(w dns.ResponseWriter, req *dns.Msg, overTCP bool, resp *dn
 // empty it refuses the query; one dns_rate_limited audit line per client
 // and window stands for all refusals in it, so a flood cannot become a
 // flood of log lines, and the others are only counted (Hooks.RateLimited).
-func (p *Proxy) allowRate(w dns.ResponseWriter, req *dns.Msg, overTCP bool, qtype string) bool {
-	ok, report := p.limiter.allow(clientIP(w.RemoteAddr()))
+func (p *Proxy) allowRate(out replier, client netip.Addr, req *dns.Msg, overTCP bool, qtype string) bool {
+	ok, report := p.limiter.allow(client)
 	if ok {
 		return true
 	}
-	rcode := p.reply(w, req, overTCP, errorReply(req, dns.RcodeRefused))
+	rcode := p.reply(out, req, overTCP, errorReply(req, dns.RcodeRefused))
 	if report == 0 {
 		if f := p.cfg.Hooks.RateLimited; f != nil {
 			f()

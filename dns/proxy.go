@@ -16,6 +16,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/forge/forge-supervisor/bufpool"
 	"github.com/forge/forge-supervisor/obs"
 	"github.com/forge/forge-supervisor/policy"
 )
@@ -99,6 +100,8 @@ type Proxy struct {
 	fwd      *forwarder
 	limiter  *rateLimiter // nil when unlimited
 	inflight chan struct{}
+	qbufs    *bufpool.Buffers // packed queries sent upstream
+	abufs    *bufpool.Buffers // upstream answers, relayed in place
 	lookups  singleflight.Group
 
 	// life ends when Serve's context does: in-flight upstream exchanges
@@ -174,6 +177,8 @@ func newProxy(cfg Config, current func() decider) (*Proxy, error) {
 		cache:    NewCache(cfg.CacheSize, cfg.MinTTL, cfg.Now),
 		fwd:      newForwarder(cfg.Upstreams, cfg.Timeout, cfg.Mark),
 		inflight: make(chan struct{}, maxInFlight),
+		qbufs:    bufpool.NewBuffers(maxQuerySize),
+		abufs:    bufpool.NewBuffers(maxUpstreamMsg),
 		life:     life,
 		endLife:  end,
 	}

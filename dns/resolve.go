@@ -67,18 +67,25 @@ func (p *Proxy) lookupType(name string, qtype uint16) ([]netip.Addr, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(name), qtype)
 	q.SetEdns0(ednsSize, false)
-	resp, err := p.fwd.exchange(p.life, q, false)
+	query, err := q.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("dns: pack query %s: %w", name, err)
+	}
+	abufp := p.abufs.Get()
+	defer p.abufs.Put(abufp)
+	var rrs [stackRRs]rrRef
+	msg, a, err := p.fwd.exchange(p.life, query, false, *abufp, rrs[:])
 	if err != nil {
 		return nil, err
 	}
-	switch resp.Rcode {
+	switch a.rcode {
 	case dns.RcodeSuccess:
 	case dns.RcodeNameError:
 		return nil, nil
 	default:
-		return nil, fmt.Errorf("%s %s: %s", name, typeString(qtype), rcodeString(resp.Rcode))
+		return nil, fmt.Errorf("%s %s: %s", name, typeString(qtype), rcodeString(a.rcode))
 	}
-	learned := chainAddrs(q.Question[0].Name, resp.Answer)
+	learned := wireChainAddrs(msg, a)
 	out := make([]netip.Addr, 0, len(learned))
 	for _, a := range learned {
 		p.cache.Learn(name, a.ip, a.ttl)

@@ -113,60 +113,56 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	defer p.sockets.close()
 	defer p.fwd.close()
 
-	servers := []*dns.Server{
-		p.newServer(&dns.Server{PacketConn: p.sockets.udp}),
-		p.newServer(&dns.Server{Listener: netutil.LimitListener(p.sockets.tcp, maxTCPConns)}),
+	udp, ok := p.sockets.udp.(*net.UDPConn)
+	if !ok {
+		return fmt.Errorf("dns: udp socket is a %T", p.sockets.udp)
 	}
-	// Each server reports once: started (then it must be shut down) or
-	// ended (it failed before or while serving).
-	started := make([]chan struct{}, len(servers))
-	ended := make([]chan error, len(servers))
-	anyEnded := make(chan struct{}, len(servers))
-	var wg sync.WaitGroup
-	for i, srv := range servers {
-		started[i] = make(chan struct{})
-		ended[i] = make(chan error, 1)
-		srv.NotifyStartedFunc = sync.OnceFunc(func() { close(started[i]) })
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ended[i] <- srv.ActivateAndServe()
-			anyEnded <- struct{}{}
-		}()
-	}
+	udpEnded := make(chan error, 1)
+	go func() { udpEnded <- p.serveUDP(udp) }()
+
+	// TCP is rare (truncated answers, zone-sized records): miekg's server,
+	// a goroutine per connection, is fine there.
+	tcp := p.newServer(&dns.Server{Listener: netutil.LimitListener(p.sockets.tcp, maxTCPConns)})
+	tcpStarted := make(chan struct{})
+	tcpEnded := make(chan error, 1)
+	tcp.NotifyStartedFunc = sync.OnceFunc(func() { close(tcpStarted) })
+	go func() { tcpEnded <- tcp.ActivateAndServe() }()
 	p.log.Info("dns proxy serving", zap.Uint16("port", p.sockets.port), zap.Strings("upstreams", p.cfg.Upstreams))
 
+	var udpErr, tcpErr error
+	udpDone, tcpDone := false, false
 	select {
 	case <-ctx.Done():
-	case <-anyEnded:
+	case udpErr = <-udpEnded:
+		udpDone = true
+	case tcpErr = <-tcpEnded:
+		tcpDone = true
 	}
-	// Cut upstream waits, then stop every server that is still running.
+	// Cut upstream waits, then stop both servers: closing the UDP socket
+	// ends its readers once their current query is answered.
 	p.endLife()
-	errs := make([]error, len(servers))
-	for i, srv := range servers {
+	p.fwd.close()
+	udp.Close()
+	if !tcpDone {
 		select {
-		case err := <-ended[i]:
-			errs[i], ended[i] = err, nil
-		case <-started[i]:
+		case tcpErr = <-tcpEnded:
+		case <-tcpStarted:
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-			_ = srv.ShutdownContext(sctx) // a failure to stop shows as its serve error below
+			_ = tcp.ShutdownContext(sctx) // a failure to stop shows as its serve error below
 			cancel()
+			tcpErr = <-tcpEnded
 		}
 	}
-	wg.Wait()
-	var firstErr error
-	for i := range servers {
-		if ended[i] != nil {
-			errs[i] = <-ended[i]
-		}
-		if errs[i] != nil && firstErr == nil {
-			firstErr = fmt.Errorf("dns: server stopped: %w", errs[i])
-		}
+	if !udpDone {
+		udpErr = <-udpEnded
 	}
-	if firstErr == nil && ctx.Err() == nil {
-		firstErr = errors.New("dns: server stopped unexpectedly")
+	if err := errors.Join(udpErr, tcpErr); err != nil {
+		return fmt.Errorf("dns: server stopped: %w", err)
 	}
-	return firstErr
+	if ctx.Err() == nil {
+		return errors.New("dns: server stopped unexpectedly")
+	}
+	return nil
 }
 
 func (p *Proxy) newServer(srv *dns.Server) *dns.Server {
