@@ -320,7 +320,18 @@ var dropNetAdmin = []string{"setpriv", "--inh-caps=-net_admin", "--bounding-set=
 // TestFallbackWithoutNetAdmin: without CAP_NET_ADMIN the supervisor says
 // so, reports fallback readiness, and its explicit proxy (advertised in
 // the agent's environment) still enforces the policy.
+//
+// The second case also drops CAP_NET_RAW, as a Kubernetes pod that drops
+// ALL capabilities would: SO_MARK on the supervisor's upstream sockets
+// then needs a capability it does not have.
 func TestFallbackWithoutNetAdmin(t *testing.T) {
+	t.Run("net_admin", func(t *testing.T) { testFallback(t, dropNetAdmin) })
+	t.Run("net_admin+net_raw", func(t *testing.T) {
+		testFallback(t, []string{"setpriv", "--inh-caps=-net_admin,-net_raw", "--bounding-set=-net_admin,-net_raw"})
+	})
+}
+
+func testFallback(t *testing.T, drop []string) {
 	w := world.New(t)
 	pol := w.WritePolicy(t, "egress_allowlist.json", allowlist)
 	dir := w.SharedDir(t)
@@ -330,7 +341,7 @@ func TestFallbackWithoutNetAdmin(t *testing.T) {
 %[1]s https://evil.test/ >%[2]s/evil 2>&1; echo " rc=$?" >>%[2]s/evil
 env | grep -i _proxy= | sort >%[2]s/env
 while [ ! -e %[3]s ]; do sleep 0.05; done`, curl, dir, gate)
-	s := w.StartLaunch(t, world.Launch{Policy: pol, Wrap: dropNetAdmin}, "sh", "-c", script)
+	s := w.StartLaunch(t, world.Launch{Policy: pol, Wrap: drop}, "sh", "-c", script)
 	s.WaitReady()
 
 	e := s.WaitEvent(func(e world.Event) bool { return e.Msg() == "interception_degraded" }, 5*time.Second)
