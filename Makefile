@@ -25,7 +25,7 @@ unit:
 # make fuzz FUZZTIME=10m
 FUZZ_TARGETS := ./conn:FuzzParseClientHello ./conn:FuzzParseHTTPRequest ./conn:FuzzSniff \
 	./conn:FuzzSOCKS5 ./stages:FuzzProxyHead ./policy:FuzzParse ./policy:FuzzNormalizeName \
-	./dns:FuzzHandler ./jail:FuzzParseProfile .:FuzzParseConfig
+	./dns:FuzzHandler ./jail:FuzzParseProfile .:FuzzParseConfig ./deploy:FuzzKubernetesPolicy
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -489,7 +489,9 @@ func (c Config) JSON() ([]byte, error) {
 func configUsage(w io.Writer) {
 	fmt.Fprintf(w, "usage: forge-supervisor [flags] [--] COMMAND [ARGS...]\n")
 	fmt.Fprintf(w, "       forge-supervisor [flags] config    print the effective configuration as JSON\n")
-	fmt.Fprintf(w, "       forge-supervisor version           print the version\n\n")
+	fmt.Fprintf(w, "       forge-supervisor version           print the version\n")
+	fmt.Fprintf(w, "       forge-supervisor [flags] generate dockerfile|k8s|seccomp|rego [options] [-- AGENT...]\n")
+	fmt.Fprintf(w, "                                          print what a deployment needs (generate -h for options)\n\n")
 	fmt.Fprintf(w, "Every flag has an environment variable; a flag wins over its variable.\n\n")
 	for _, s := range settings() {
 		arg := " VALUE"
