@@ -156,10 +156,18 @@ func parseAnswer(msg, query []byte, rrs []rrRef) (wireAnswer, error) {
 	}
 	a := wireAnswer{rcode: int(bits & 0xF), truncated: bits&bitTC != 0, answers: rrs[:0]}
 	an := int(binary.BigEndian.Uint16(msg[6:]))
-	rest := int(binary.BigEndian.Uint16(msg[8:])) + int(binary.BigEndian.Uint16(msg[10:]))
+	ns := int(binary.BigEndian.Uint16(msg[8:]))
+	ar := int(binary.BigEndian.Uint16(msg[10:]))
+	extRcode := 0
 	off := qend
 	var scratch [maxWireName]byte
-	for i := range an + rest {
+	for i := range an + ns + ar {
+		if off == len(msg) {
+			// Fewer records than counted, ending on a record boundary:
+			// miekg's unpacking accepts such answers (some servers send
+			// them when they truncate), and so does the proxy.
+			break
+		}
 		owner := off
 		_, next, err := wireName(msg, off, scratch[:])
 		if err != nil {
@@ -186,12 +194,14 @@ func parseAnswer(msg, query []byte, rrs []rrRef) (wireAnswer, error) {
 				return wireAnswer{}, err
 			}
 			a.answers = append(a.answers, r)
-		case r.rtype == typeOPT:
+		case i >= an+ns && r.rtype == typeOPT:
 			// RFC 6891: the OPT TTL's top byte holds the upper 8 bits of
-			// the 12-bit rcode.
-			a.rcode |= int(r.ttl>>24) << 4
+			// the 12-bit rcode. The last OPT of the additional section
+			// counts, as in miekg's IsEdns0.
+			extRcode = int(r.ttl>>24) << 4
 		}
 	}
+	a.rcode |= extRcode
 	return a, nil
 }
 
@@ -209,6 +219,9 @@ func checkRdata(msg []byte, r rrRef, scratch []byte) error {
 			return errBadRR
 		}
 	case typeCNAME:
+		if r.rdlen == 0 {
+			return nil // no target: ends a chain
+		}
 		_, next, err := wireName(msg, r.rdata, scratch)
 		if err != nil {
 			return err
@@ -257,6 +270,10 @@ func wireChainAddrs(msg []byte, a wireAnswer) []learnedAddr {
 			if r.rtype != typeCNAME || !ownerIs(msg, r, target, obuf[:]) {
 				continue
 			}
+			chainTTL = min(chainTTL, r.ttl)
+			if r.rdlen == 0 {
+				break // an empty CNAME ends the chain where it is
+			}
 			// The next target replaces the current one in tbuf: decode
 			// into obuf first, then copy.
 			next, _, err := wireName(msg, r.rdata, obuf[:])
@@ -264,7 +281,6 @@ func wireChainAddrs(msg []byte, a wireAnswer) []learnedAddr {
 				return nil
 			}
 			target = tbuf[:copy(tbuf[:], next)]
-			chainTTL = min(chainTTL, r.ttl)
 			found = true
 			break
 		}
