@@ -556,13 +556,17 @@ func FuzzRegoDifferential(f *testing.F) {
 		f.Add(n, []byte{198, 51, 100, 7}, uint16(443))
 	}
 	f.Add("x.a.b.svc.example", []byte{0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7}, uint16(22))
+	// Parallel fuzz workers on a small shared machine can starve one
+	// evaluation past regoEvalTimeout; that deny is by design and says
+	// nothing about the equivalence under test.
+	timedOut := func(v Verdict) bool { return v == Verdict{Reason: ReasonRegoError, Rule: "rego:timeout"} }
 	f.Fuzz(func(t *testing.T, name string, ipBytes []byte, port uint16) {
 		ip, _ := netip.AddrFromSlice(ipBytes)
 		req := Request{Name: name, IP: ip, Port: port}
-		if want, got := jp.Decide(context.Background(), req, res), rp.Decide(context.Background(), req, res); want != got {
+		if want, got := jp.Decide(context.Background(), req, res), rp.Decide(context.Background(), req, res); want != got && !timedOut(got) {
 			t.Errorf("Decide(%+v): JSON %+v, Rego %+v", req, want, got)
 		}
-		if want, got := jp.CheckName(name, port), rp.CheckName(name, port); want != got {
+		if want, got := jp.CheckName(name, port), rp.CheckName(name, port); want != got && !timedOut(got) {
 			t.Errorf("CheckName(%q, %d): JSON %+v, Rego %+v", name, port, want, got)
 		}
 	})
