@@ -122,6 +122,13 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	}
 	explicit := mode == obs.InterceptionFallback
 	health.Set(obs.PartInterception, true, mode)
+	// The mark exempts the supervisor's own sockets from its nft rules. In
+	// the fallback there are no rules, and setting SO_MARK needs
+	// CAP_NET_ADMIN or CAP_NET_RAW, which the fallback may not have.
+	mark := nftCfg.Mark
+	if explicit {
+		mark = 0
+	}
 
 	// 3. DNS proxy and connection engine, bound before the agent starts so
 	// a port in use is a startup error.
@@ -133,7 +140,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	}
 	dnsProxy, err := fdns.New(fdns.Config{
 		Port: cfg.DNSPort, Upstreams: upstreams, Policy: &current, DenyRcode: denyRcode(cfg.DNSDenyRcode),
-		MinTTL: cfg.DNSMinTTL, CacheSize: cfg.DNSCacheSize, RateLimit: cfg.DNSRate, Mark: nftCfg.Mark,
+		MinTTL: cfg.DNSMinTTL, CacheSize: cfg.DNSCacheSize, RateLimit: cfg.DNSRate, Mark: mark,
 		DryRun: cfg.DryRun, Audit: audit, Log: log,
 		Hooks: fdns.Hooks{
 			Malformed:   metrics.DNSMalformed.Inc,
@@ -151,7 +158,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 		Port: cfg.ProxyPort, Policy: &current, Resolver: dnsProxy, Audit: audit, Metrics: metrics, Log: log,
 		SelfPorts:       []uint16{cfg.ProxyPort, cfg.DNSPort, cfg.HealthPort},
 		ClassifyTimeout: cfg.ClassifyTimeout, DialTimeout: cfg.DialTimeout, IdleTimeout: cfg.IdleTimeout,
-		Mark: nftCfg.Mark, DryRun: cfg.DryRun, Explicit: explicit, Lookup: dnsProxy.Resolve,
+		Mark: mark, DryRun: cfg.DryRun, Explicit: explicit, Lookup: dnsProxy.Resolve,
 	})
 	if err != nil {
 		return 0, err

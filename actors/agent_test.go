@@ -202,7 +202,7 @@ exit 4`
 }
 
 // TestSIGHUPReloads: SIGHUP calls Reload and reaches the agent; a failing
-// Reload is logged and changes nothing else.
+// Reload changes nothing else.
 func TestSIGHUPReloads(t *testing.T) {
 	for _, fails := range []bool{false, true} {
 		name := map[bool]string{false: "reload ok", true: "reload fails"}[fails]
@@ -220,10 +220,9 @@ func TestSIGHUPReloads(t *testing.T) {
 					t.Errorf("missing %q; output:\n%s", want, out)
 				}
 			}
-			wantLog := map[bool]string{false: "policy_reloaded", true: "policy_reload_failed"}[fails]
-			if !strings.Contains(out, wantLog) {
-				t.Errorf("missing log %q; output:\n%s", wantLog, out)
-			}
+			// The reload's own audit line is Reload's business (main);
+			// a failing Reload must not stop the loop: the agent still
+			// got the signal and its status is the supervisor's.
 		})
 	}
 }

@@ -15,7 +15,9 @@ func (e *Engine) decide(ctx context.Context, c *conn.Conn, out, deny chan<- *con
 	v := p.Decide(ctx, policy.Request{Name: c.Name(), IP: c.Dst.Addr(), Port: c.Dst.Port()}, e.cfg.Resolver)
 	c.Stamps.Policy = e.observe("policy", c.Stamps.Classify)
 	if c.WouldDeny {
-		// Dry run and classification already failed: keep that reason.
+		// Dry run and classification already failed: keep that reason; the
+		// connection passes.
+		c.Allowed = true
 		out <- c
 		return
 	}
@@ -26,7 +28,9 @@ func (e *Engine) decide(ctx context.Context, c *conn.Conn, out, deny chan<- *con
 		return
 	}
 	if e.cfg.DryRun {
-		c.WouldDeny = true
+		// Nothing is blocked in a dry run: the connection goes through and
+		// its audit line is egress_allowed with would_deny and the reason.
+		c.WouldDeny, c.Allowed = true, true
 		out <- c
 		return
 	}
