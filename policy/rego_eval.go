@@ -106,20 +106,19 @@ func isRegoFailure(v Verdict) bool {
 // decide evaluates data.forge.egress.decision for one input under
 // regoEvalTimeout. Every failure denies; Rule then says what failed
 // ("rego:timeout", "rego:cancelled", "rego:policy.rego:12:
-// eval_conflict_error", ...) so the
-// audit event points at the cause.
+// eval_conflict_error", ...) so the audit event points at the cause.
 func (e *regoEngine) decide(ctx context.Context, kind, name, ip string, port uint16) Verdict {
 	ctx, cancel := context.WithTimeout(ctx, regoEvalTimeout)
 	defer cancel()
+	if err := ctx.Err(); err != nil { // a caller that gave up gets no decision
+		return Verdict{Reason: ReasonRegoError, Rule: regoFailureRule(err)}
+	}
 	input := ast.NewObject(
 		[2]*ast.Term{ast.InternedTerm("kind"), ast.StringTerm(kind)},
 		[2]*ast.Term{ast.InternedTerm("name"), ast.StringTerm(name)},
 		[2]*ast.Term{ast.InternedTerm("ip"), ast.StringTerm(ip)},
 		[2]*ast.Term{ast.InternedTerm("port"), ast.InternedTerm(int(port))},
 	)
-	if err := ctx.Err(); err != nil { // a caller that gave up gets no decision
-		return Verdict{Reason: ReasonRegoError, Rule: regoFailureRule(err)}
-	}
 	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil && ctx.Err() != nil {
 		err = ctx.Err() // OPA reports only "cancelled"; say whether it was the deadline
