@@ -98,7 +98,7 @@ func TestUpstreamFaultsMidStream(t *testing.T) {
 			t.Errorf("the stalled connection ended after %v, want about the idle timeout %v", r.elapsed, idleTimeout)
 		}
 		e := oneEvent(t, s, before)
-		if d, _ := e["duration_ms"].(float64); d < float64((idleTimeout-200*time.Millisecond).Milliseconds()) {
+		if d, _ := e["duration_ms"].(float64); d < float64((idleTimeout - 200*time.Millisecond).Milliseconds()) {
 			t.Errorf("audit duration %vms, want at least the idle timeout", d)
 		}
 		if ls.Path("/stall") != 1 {

@@ -95,10 +95,16 @@ func (c *counters) report(phase string, start time.Time) Report {
 		Failures: f, Ends: e, Bytes: c.bytes.Load(), Seconds: time.Since(start).Seconds(), NoFile: lim.Cur}
 }
 
+// errNotOK is a response other than 200: the supervisor's 403 when it
+// denied the connection.
+var errNotOK = errors.New("response not 200")
+
 // kind names an error for the report.
 func kind(err error) string {
 	var ne net.Error
 	switch {
+	case errors.Is(err, errNotOK):
+		return "denied"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "eof"
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -231,7 +237,7 @@ func readHead(r *bufio.Reader) error {
 		return err
 	}
 	if !strings.HasPrefix(status, "HTTP/1.1 200") {
-		return fmt.Errorf("status %q", strings.TrimSpace(status))
+		return fmt.Errorf("%w: %q", errNotOK, strings.TrimSpace(status))
 	}
 	for {
 		l, err := r.ReadString('\n')
