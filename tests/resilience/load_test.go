@@ -95,11 +95,14 @@ func TestTenThousandConnections(t *testing.T) {
 	}
 	healthy(t, w, s)
 
-	// Exactly one audit event per connection (warm-up included).
-	want := int(done.Established) + 20
-	ev := waitEgress(t, s, loadPort, want, 30*time.Second)
-	if len(ev) != want {
-		t.Errorf("%d audit events for %d connections: %v", len(ev), want, countBy(ev))
+	// One audit event per connection (warm-up included): at least one for
+	// each connection the agent established, and never more than one per
+	// connect attempt. (A connect the client gave up on may still have
+	// reached the supervisor's accept queue; it is audited then too.)
+	lo, hi := int(done.Established)+20, manyConns+20
+	ev := waitEgress(t, s, loadPort, lo, 30*time.Second)
+	if len(ev) < lo || len(ev) > hi {
+		t.Errorf("%d audit events for %d established connections (%d attempts): %v", len(ev), lo, hi, countBy(ev))
 	}
 	t.Logf("audit events: %v", countBy(ev))
 	hwm, _ := s.ProcStatus("VmHWM")

@@ -185,6 +185,14 @@ func (lg *loadgen) next(phase string, timeout time.Duration) report {
 		}
 		return r
 	case <-lg.exited:
+		// The last report may be buffered when the process has exited.
+		select {
+		case r := <-lg.reports:
+			if r.Phase == phase {
+				return r
+			}
+		default:
+		}
 		lg.t.Fatalf("loadgen exited before its %q report: %s", phase, lg.stderr.String())
 	case <-time.After(timeout):
 		lg.t.Fatalf("loadgen: no %q report within %v", phase, timeout)
