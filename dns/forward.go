@@ -69,8 +69,10 @@ func newForwarder(upstreams []string, timeout time.Duration, mark uint32) *forwa
 	}
 }
 
-// conn returns an idle UDP socket to upstream or a new one, registered as
-// busy so close can cut its wait.
+// conn returns an idle UDP socket to upstream or a new one, with its
+// deadline set and registered as busy so close can cut its wait. The
+// deadline is set before the socket is registered (under the lock for an
+// idle one), so a close that comes later always wins.
 func (f *forwarder) conn(network, upstream string, deadline time.Time) (*upstreamConn, error) {
 	var c *upstreamConn
 	f.mu.Lock()
@@ -82,31 +84,37 @@ func (f *forwarder) conn(network, upstream string, deadline time.Time) (*upstrea
 		c = idle[len(idle)-1]
 		idle[len(idle)-1] = nil
 		f.idle[upstream] = idle[:len(idle)-1]
+		if err := c.SetDeadline(deadline); err != nil {
+			f.mu.Unlock()
+			c.Close()
+			return nil, err
+		}
 		f.busy[c] = struct{}{}
 	}
 	f.mu.Unlock()
-	if c == nil {
-		d := f.dialer
-		d.Deadline = deadline
-		nc, err := d.Dial(network, upstream)
-		if err != nil {
-			return nil, err
-		}
-		c = &upstreamConn{Conn: nc}
-		f.mu.Lock()
-		closed := f.closed
-		if !closed {
-			f.busy[c] = struct{}{}
-		}
-		f.mu.Unlock()
-		if closed {
-			nc.Close()
-			return nil, errShutdown
-		}
+	if c != nil {
+		return c, nil
 	}
-	if err := c.SetDeadline(deadline); err != nil {
-		f.release(c, network, upstream, false)
+	d := f.dialer
+	d.Deadline = deadline
+	nc, err := d.Dial(network, upstream)
+	if err != nil {
 		return nil, err
+	}
+	if err := nc.SetDeadline(deadline); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c = &upstreamConn{Conn: nc}
+	f.mu.Lock()
+	closed := f.closed
+	if !closed {
+		f.busy[c] = struct{}{}
+	}
+	f.mu.Unlock()
+	if closed {
+		nc.Close()
+		return nil, errShutdown
 	}
 	return c, nil
 }

@@ -133,14 +133,19 @@ func (p *Proxy) handle(req *dns.Msg, client netip.Addr, overTCP bool, out replie
 		ev.Rcode = p.reply(out, req, overTCP, errorReply(req, dns.RcodeServerFailure))
 		return
 	}
-	ev.Rcode, ev.Answers, ev.Reason = p.forward(out, req, overTCP, name, v.Allow, ev.Reason)
+	var err error
+	ev.Rcode, ev.Answers, err = p.forward(out, req, overTCP, name, v.Allow)
+	if err != nil {
+		ev.Reason = ReasonUpstreamFailed
+	}
 }
 
 // forward sends req upstream and relays the answer to the agent, learning
 // its addresses when the policy allowed the name (not in a dry run's
-// would-deny). It returns the rcode sent, how many addresses were learned
-// and the audit reason.
-func (p *Proxy) forward(out replier, req *dns.Msg, overTCP bool, name string, learn bool, reason string) (string, int, string) {
+// would-deny). It returns the rcode sent and how many addresses were
+// learned; when no upstream gave a usable answer it sends SERVFAIL and
+// returns the error.
+func (p *Proxy) forward(out replier, req *dns.Msg, overTCP bool, name string, learn bool) (string, int, error) {
 	qbufp, abufp := p.qbufs.Get(), p.abufs.Get()
 	defer p.qbufs.Put(qbufp)
 	defer p.abufs.Put(abufp)
@@ -159,7 +164,7 @@ func (p *Proxy) forward(out replier, req *dns.Msg, overTCP bool, name string, le
 	}
 	if err != nil {
 		p.log.Debug("dns: forward failed", zap.String("qname", name), zap.Error(err))
-		return p.reply(out, req, overTCP, errorReply(req, dns.RcodeServerFailure)), 0, ReasonUpstreamFailed
+		return p.reply(out, req, overTCP, errorReply(req, dns.RcodeServerFailure)), 0, err
 	}
 	learned := 0
 	if learn && a.rcode == dns.RcodeSuccess {
@@ -170,12 +175,12 @@ func (p *Proxy) forward(out replier, req *dns.Msg, overTCP bool, name string, le
 	binary.BigEndian.PutUint16(msg, req.Id)
 	copy(msg[headerLen:qend], query[headerLen:qend])
 	if limit := udpLimit(req); !overTCP && len(msg) > limit {
-		return p.replyCut(out, req, msg, limit), learned, reason
+		return p.replyCut(out, req, msg, limit), learned, nil
 	}
 	if err := out.sendReply(msg); err != nil {
 		p.log.Debug("dns: write reply", zap.Error(err))
 	}
-	return rcodeString(a.rcode), learned, reason
+	return rcodeString(a.rcode), learned, nil
 }
 
 // replyCut sends an upstream answer too large for the agent's UDP size cut

@@ -138,11 +138,12 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	case tcpErr = <-tcpEnded:
 		tcpDone = true
 	}
-	// Cut upstream waits, then stop both servers: closing the UDP socket
-	// ends its readers once their current query is answered.
+	// Cut upstream waits, then stop both servers: the cut read deadline
+	// ends the UDP readers once their current query is answered (SERVFAIL
+	// if it was waiting upstream); the socket closes on return.
 	p.endLife()
 	p.fwd.close()
-	udp.Close()
+	_ = udp.SetReadDeadline(time.Unix(1, 0)) // cannot fail on an open socket; a closed one has no readers left
 	if !tcpDone {
 		select {
 		case tcpErr = <-tcpEnded:

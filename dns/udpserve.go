@@ -31,7 +31,8 @@ const udpReaders = 128
 var oobSize = unix.CmsgSpace(unix.SizeofInet6Pktinfo)
 
 // serveUDP answers UDP queries on conn with udpReaders readers until conn
-// is closed. The destination address of each query (IP_PKTINFO /
+// is closed, or until the proxy's life ends and conn's read deadline is
+// cut (readers then answer the query they hold and stop). The destination address of each query (IP_PKTINFO /
 // IPV6_PKTINFO) becomes the source of its reply, so a reply leaves from
 // the address the agent asked even on a wildcard socket with several
 // addresses, and conntrack can undo the nftables redirect on it.
@@ -47,7 +48,13 @@ func (p *Proxy) serveUDP(conn *net.UDPConn) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- p.udpReader(conn)
+			err := p.udpReader(conn)
+			if err != nil {
+				// A socket that keeps failing serves nobody: stop every
+				// reader, and Serve with this error.
+				conn.Close()
+			}
+			errs <- err
 		}()
 	}
 	wg.Wait()
@@ -60,19 +67,31 @@ func (p *Proxy) serveUDP(conn *net.UDPConn) error {
 	return nil
 }
 
+// maxUDPReadErrors is how many reads in a row may fail before a reader
+// gives up on the socket: a transient failure (ENOBUFS, ENOMEM) clears
+// within a few reads; one that lasts this long does not clear.
+const maxUDPReadErrors = 100
+
 // udpReader is one reader of the listening socket; it returns nil once
-// the socket is closed and the error otherwise.
+// the socket is closed or Serve is ending, and the error when reads keep
+// failing.
 func (p *Proxy) udpReader(conn *net.UDPConn) error {
 	r := &udpReplier{conn: conn, oob: make([]byte, oobSize), replyOOB: make([]byte, oobSize)}
 	buf := make([]byte, maxQuerySize)
+	failed := 0
 	for {
 		n, oobn, _, from, err := conn.ReadMsgUDPAddrPort(buf, r.oob)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
+			if errors.Is(err, net.ErrClosed) || p.life.Err() != nil {
+				return nil // closed, or Serve is ending (read deadline cut)
 			}
-			return fmt.Errorf("dns: udp read: %w", err)
+			if failed++; failed >= maxUDPReadErrors {
+				return fmt.Errorf("dns: udp read: %d failures in a row: %w", failed, err)
+			}
+			p.log.Debug("dns: udp read", zap.Error(err))
+			continue
 		}
+		failed = 0
 		r.to = from
 		r.setSource(r.oob[:oobn])
 		p.servePacket(buf[:n], from.Addr().Unmap(), r)

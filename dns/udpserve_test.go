@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -126,5 +127,74 @@ func TestRejectHeader(t *testing.T) {
 		if got := w.replies[0]; string(got) != string(want) {
 			t.Errorf("%s: reply % x, want % x", tt.name, got, want)
 		}
+	}
+}
+
+// An upstream that echoes the question in another case (0x20) is matched,
+// and the agent gets its own spelling and ID back, byte for byte.
+func TestAgentSpellingAndIDRestored(t *testing.T) {
+	up := startUpstream(t, func(_ string, q *dns.Msg) *dns.Msg {
+		m := answer(t, q, q.Question[0].Name+" 300 IN A 198.51.100.1")
+		m.Question[0].Name = strings.ToUpper(q.Question[0].Name)
+		return m
+	})
+	p := startProxy(t, allowlist("www.allowed.test"), []string{up.addr})
+	for _, network := range []string{"udp", "tcp"} {
+		q := query("wWw.allowed.TEST", dns.TypeA)
+		q.Id = 0x0102
+		r := ask(t, network, p.addr, q)
+		if r.Id != 0x0102 || r.Question[0].Name != "wWw.allowed.TEST." || len(r.Answer) != 1 {
+			t.Errorf("%s: reply id %#x question %q answers %d, want id 0x102, the agent's spelling, 1 answer", network, r.Id, r.Question[0].Name, len(r.Answer))
+		}
+	}
+	if !p.Cache().Knows("www.allowed.test", ip1) {
+		t.Error("answer not learned")
+	}
+}
+
+// Ending Serve cuts the wait on a silent upstream at once, rather than
+// after the upstream timeout.
+func TestServeEndCutsUpstreamWait(t *testing.T) {
+	p, err := newProxy(Config{Upstreams: []string{silentUpstream(t)}, Timeout: 5 * time.Second, RateLimit: -1},
+		func() decider { return allowlist("allowed.test") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx) }()
+	c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", fmt.Sprint(p.Port())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b, _ := query("allowed.test", dns.TypeA).Pack()
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the query is now waiting upstream
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("Serve took %v to end with a query upstream", d)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("Serve did not end while a query waited on a silent upstream")
+	}
+	// The waiting query was answered SERVFAIL on the way out.
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 512)
+	n, err := c.Read(buf)
+	r := new(dns.Msg)
+	if err != nil || r.Unpack(buf[:n]) != nil || r.Rcode != dns.RcodeServerFailure {
+		t.Errorf("waiting query: %v, reply %v; want SERVFAIL", err, r)
 	}
 }
