@@ -25,7 +25,8 @@ unit:
 # make fuzz FUZZTIME=10m
 FUZZ_TARGETS := ./conn:FuzzParseClientHello ./conn:FuzzParseHTTPRequest ./conn:FuzzSniff \
 	./conn:FuzzSOCKS5 ./stages:FuzzProxyHead ./policy:FuzzParse ./policy:FuzzNormalizeName \
-	./dns:FuzzHandler ./jail:FuzzParseProfile .:FuzzParseConfig ./deploy:FuzzKubernetesPolicy
+	./dns:FuzzHandler ./jail:FuzzParseProfile .:FuzzParseConfig ./deploy:FuzzKubernetesPolicy \
+	./policy:FuzzRegoDifferential
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

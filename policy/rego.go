@@ -32,10 +32,11 @@ const RegoSuffix = ".rego"
 
 const (
 	// regoEvalTimeout bounds one decision. A decision is a few map probes
-	// (tens of microseconds); 50 ms is three orders of magnitude of slack
-	// and still short enough that a pathological policy denies promptly
-	// instead of stalling the connection pipeline.
-	regoEvalTimeout = 50 * time.Millisecond
+	// (tens to a hundred microseconds), but the bound is wall time: on a
+	// starved 2-core machine 50 ms was seen to expire and falsely deny. At
+	// 250 ms a pathological policy still denies promptly, and one slow
+	// decision holds one of the policy stage's workers, not the pipeline.
+	regoEvalTimeout = 250 * time.Millisecond
 	// regoLoadTimeout bounds preparing the query and reading the constant
 	// settings at load: they run once, but a settings rule could still loop.
 	regoLoadTimeout = 5 * time.Second
