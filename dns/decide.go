@@ -115,16 +115,15 @@ func withinRFCLimits(name string) bool {
 }
 
 func (l nameLimits) fits(name string) bool {
-	labels := strings.Split(name, ".")
-	if l.maxLabels > 0 && len(labels) > l.maxLabels {
-		return false
-	}
-	if l.maxLabelLen > 0 {
-		for _, label := range labels {
-			if len(label) > l.maxLabelLen {
-				return false
-			}
+	labels, labelLen := 1, 0
+	for i := 0; i < len(name); i++ {
+		if name[i] == '.' {
+			labels, labelLen = labels+1, 0
+			continue
+		}
+		if labelLen++; l.maxLabelLen > 0 && labelLen > l.maxLabelLen {
+			return false
 		}
 	}
-	return true
+	return l.maxLabels <= 0 || labels <= l.maxLabels
 }

@@ -171,7 +171,8 @@ func (f *forwarder) budget() time.Duration {
 // agent's back. An answer that does not match the query's ID and question,
 // or is malformed, is discarded. A truncated UDP answer is asked again
 // over TCP. Upstreams fail over in order on errors, timeouts, SERVFAIL and
-// REFUSED; the whole exchange ends within budget(), or when ctx ends or
+// REFUSED (the last upstream's SERVFAIL or REFUSED is the answer); the
+// whole exchange ends within budget(), or when ctx ends or
 // the forwarder closes. rrs is scratch space for the answer's index.
 func (f *forwarder) exchange(ctx context.Context, query []byte, overTCP bool, buf []byte, rrs []rrRef) ([]byte, wireAnswer, error) {
 	end := time.Now().Add(f.budget())
@@ -184,10 +185,11 @@ func (f *forwarder) exchange(ctx context.Context, query []byte, overTCP bool, bu
 	if overTCP {
 		network = "tcp"
 	}
-	for _, up := range f.upstreams {
+	for i, up := range f.upstreams {
 		if ctx.Err() != nil || !time.Now().Before(end) {
 			break
 		}
+		last := i == len(f.upstreams)-1
 		msg, a, err := f.attempt(up, network, query, buf, rrs, end)
 		if err == nil && a.truncated && network == "udp" {
 			fallback, fallbackA = append([]byte(nil), msg...), a
@@ -197,7 +199,7 @@ func (f *forwarder) exchange(ctx context.Context, query []byte, overTCP bool, bu
 			lastErr = fmt.Errorf("dns: upstream %s: %w", up, err)
 			continue
 		}
-		if a.rcode == rcodeServFail || a.rcode == rcodeRefused {
+		if (a.rcode == rcodeServFail || a.rcode == rcodeRefused) && !last {
 			fallback, fallbackA = append([]byte(nil), msg...), a
 			lastErr = fmt.Errorf("dns: upstream %s: %s", up, rcodeString(a.rcode))
 			continue

@@ -37,6 +37,8 @@ func (r *recorder) TsigStatus() error   { return nil }
 func (r *recorder) TsigTimersOnly(bool) {}
 func (r *recorder) Hijack()             {}
 
+func (r *recorder) scratch() (query, answer []byte) { return nil, nil }
+
 func (r *recorder) sendReply(b []byte) error {
 	_, err := r.Write(b)
 	return err

@@ -57,6 +57,10 @@ func (p *Proxy) malformed(why string) {
 // replier sends one reply, in wire form, to the agent that asked.
 type replier interface {
 	sendReply(b []byte) error
+	// scratch returns buffers the query may use while forwarding: one of
+	// maxQuerySize bytes for the packed query and one of maxUpstreamMsg
+	// for the answer, or nils to take them from the proxy's pools.
+	scratch() (query, answer []byte)
 }
 
 // responseReplier adapts miekg's ResponseWriter (which frames TCP).
@@ -66,6 +70,8 @@ func (r *responseReplier) sendReply(b []byte) error {
 	_, err := r.w.Write(b)
 	return err
 }
+
+func (r *responseReplier) scratch() (query, answer []byte) { return nil, nil }
 
 // ServeDNS answers one query: screen it, decide it against the current
 // policy, then refuse it or forward it and learn the answer. Every query
@@ -146,11 +152,15 @@ func (p *Proxy) handle(req *dns.Msg, client netip.Addr, overTCP bool, out replie
 // learned; when no upstream gave a usable answer it sends SERVFAIL and
 // returns the error.
 func (p *Proxy) forward(out replier, req *dns.Msg, overTCP bool, name string, learn bool) (string, int, error) {
-	qbufp, abufp := p.qbufs.Get(), p.abufs.Get()
-	defer p.qbufs.Put(qbufp)
-	defer p.abufs.Put(abufp)
+	qbuf, abuf := out.scratch()
+	if qbuf == nil || abuf == nil {
+		qbufp, abufp := p.qbufs.Get(), p.abufs.Get()
+		defer p.qbufs.Put(qbufp)
+		defer p.abufs.Put(abufp)
+		qbuf, abuf = *qbufp, *abufp
+	}
 	var rrs [stackRRs]rrRef
-	query, err := req.PackBuffer(*qbufp)
+	query, err := req.PackBuffer(qbuf)
 	var (
 		msg  []byte
 		a    wireAnswer
@@ -160,7 +170,7 @@ func (p *Proxy) forward(out replier, req *dns.Msg, overTCP bool, name string, le
 		qend, err = questionEnd(query)
 	}
 	if err == nil {
-		msg, a, err = p.fwd.exchange(p.life, query, overTCP, *abufp, rrs[:])
+		msg, a, err = p.fwd.exchange(p.life, query, overTCP, abuf, rrs[:])
 	}
 	if err != nil {
 		p.log.Debug("dns: forward failed", zap.String("qname", name), zap.Error(err))

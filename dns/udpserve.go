@@ -76,7 +76,10 @@ const maxUDPReadErrors = 100
 // the socket is closed or Serve is ending, and the error when reads keep
 // failing.
 func (p *Proxy) udpReader(conn *net.UDPConn) error {
-	r := &udpReplier{conn: conn, oob: make([]byte, oobSize), replyOOB: make([]byte, oobSize)}
+	r := &udpReplier{
+		conn: conn, oob: make([]byte, oobSize), replyOOB: make([]byte, oobSize),
+		query: make([]byte, maxQuerySize), answer: make([]byte, maxUpstreamMsg),
+	}
 	buf := make([]byte, maxQuerySize)
 	failed := 0
 	for {
@@ -106,7 +109,12 @@ type udpReplier struct {
 	replyOOB []byte // backing store of src
 	src      []byte // control message setting the reply's source
 	to       netip.AddrPort
+	// The reader's own forwarding buffers: a pool would hand the same
+	// memory around, but lose it at every GC and allocate it again.
+	query, answer []byte
 }
+
+func (r *udpReplier) scratch() (query, answer []byte) { return r.query, r.answer }
 
 func (r *udpReplier) sendReply(b []byte) error {
 	_, _, err := r.conn.WriteMsgUDPAddrPort(b, r.src, r.to)
