@@ -123,9 +123,16 @@ func (c *Config) setDefaults() {
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultMaxConns
 	}
+	// Never promise more relays than there are file descriptors for:
+	// past the budget, connections wait in the queues and the kernel's
+	// accept queue (backpressure) instead of failing with EMFILE — and the
+	// health server and DNS proxy keep the descriptors they need.
+	c.MaxConns = relayBudget(c.MaxConns)
 	if c.PipesIdle <= 0 {
 		c.PipesIdle = DefaultPipesIdle
 	}
+	// Idle pipes count against the same budget as live relays.
+	c.PipesIdle = min(c.PipesIdle, c.MaxConns)
 	w := &c.Workers
 	for _, p := range []struct {
 		v *int

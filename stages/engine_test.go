@@ -457,3 +457,41 @@ func TestEveryConnectionAuditedOnce(t *testing.T) {
 		t.Fatalf("%d audit events for %d connections", len(ev), n)
 	}
 }
+
+// TestUpstreamResetReachesClientAsReset: a response cut by an upstream
+// reset must not end in a FIN at the agent, or a truncated transfer would
+// look complete.
+func TestUpstreamResetReachesClientAsReset(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Read(make([]byte, 4096))
+		c.Write(bytes.Repeat([]byte("x"), 32<<10))
+		time.Sleep(50 * time.Millisecond)
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}()
+	h := newHarness(t, false, map[uint16]string{7000: ln.Addr().String()})
+	h.to(worldIP, 7000)
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "\x00opaque request")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadAll(c)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read ended with %v, want a reset", err)
+	}
+	if ev := h.events(1)[0]; ev["msg"] != "egress_allowed" || ev["bytes_down"].(float64) == 0 {
+		t.Errorf("audit = %v", ev)
+	}
+}

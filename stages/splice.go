@@ -21,7 +21,7 @@ func (e *Engine) spliceStage(ctx context.Context, in <-chan *conn.Conn) {
 		mu.Lock()
 		defer mu.Unlock()
 		for c := range active {
-			cutConn(c)
+			abortConn(c)
 		}
 	})
 	defer stopCut()
@@ -29,7 +29,7 @@ func (e *Engine) spliceStage(ctx context.Context, in <-chan *conn.Conn) {
 		slots <- struct{}{}
 		mu.Lock()
 		if ctx.Err() != nil {
-			cutConn(c)
+			abortConn(c)
 		}
 		active[c] = struct{}{}
 		mu.Unlock()
@@ -47,23 +47,43 @@ func (e *Engine) spliceStage(ctx context.Context, in <-chan *conn.Conn) {
 	live.Wait()
 }
 
-// cutConn closes both sides of a live relay, ending both copy loops.
-func cutConn(c *conn.Conn) {
+// closeConn closes both sides after a relay that ended normally.
+func closeConn(c *conn.Conn) {
 	_ = c.Client.Close()
 	if c.Upstream != nil {
 		_ = c.Upstream.Close()
 	}
 }
 
+// abortConn resets both sides (SO_LINGER 0): a relay cut by an error on
+// either side or by shutdown must not look like a complete transfer to
+// the other side — a truncated response that ends in a FIN could be taken
+// for a whole one.
+func abortConn(c *conn.Conn) {
+	_ = c.Client.SetLinger(0)
+	if c.Upstream != nil {
+		_ = c.Upstream.SetLinger(0)
+	}
+	closeConn(c)
+}
+
 // relay replays the peeked bytes upstream, then copies both directions
 // until each has seen EOF (propagated as a half-close) or one fails (both
 // are then closed). It returns when both directions are done.
 func (e *Engine) relay(c *conn.Conn) {
-	defer cutConn(c)
+	aborted := false
+	defer func() {
+		if aborted {
+			abortConn(c)
+			return
+		}
+		closeConn(c)
+	}()
 	idle := newIdleClock(e.cfg.IdleTimeout)
 	if len(c.Greeting) > 0 {
 		_ = c.Client.SetWriteDeadline(time.Now().Add(e.cfg.IdleTimeout))
 		if _, err := c.Client.Write(c.Greeting); err != nil {
+			aborted = true
 			return
 		}
 	}
@@ -72,26 +92,31 @@ func (e *Engine) relay(c *conn.Conn) {
 		n, err := c.Upstream.Write(c.Peeked)
 		c.BytesUp += int64(n)
 		if err != nil {
+			aborted = true
 			return
 		}
 	}
-	upDone := make(chan struct{})
+	upDone := make(chan bool, 1)
 	go func() {
-		defer close(upDone)
 		n, err := copyHalf(c.Upstream, c.Client, e.pipes, e.bufs, idle)
 		c.BytesUp += n
 		if err != nil {
-			cutConn(c)
+			abortConn(c) // also ends the other direction's copy
+			upDone <- true
 			return
 		}
 		_ = c.Upstream.CloseWrite()
+		upDone <- false
 	}()
 	n, err := copyHalf(c.Client, c.Upstream, e.pipes, e.bufs, idle)
 	c.BytesDown = n
 	if err != nil {
-		cutConn(c)
+		abortConn(c)
+		aborted = true
 	} else {
 		_ = c.Client.CloseWrite()
 	}
-	<-upDone
+	if <-upDone {
+		aborted = true
+	}
 }
