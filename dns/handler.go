@@ -185,7 +185,7 @@ func (p *Proxy) forward(out replier, req *dns.Msg, overTCP bool, name string, le
 	binary.BigEndian.PutUint16(msg, req.Id)
 	copy(msg[headerLen:qend], query[headerLen:qend])
 	if limit := udpLimit(req); !overTCP && len(msg) > limit {
-		return p.replyCut(out, req, msg, limit), learned, nil
+		return p.replyCut(out, req, msg), learned, nil
 	}
 	if err := out.sendReply(msg); err != nil {
 		p.log.Debug("dns: write reply", zap.Error(err))
@@ -196,7 +196,7 @@ func (p *Proxy) forward(out replier, req *dns.Msg, overTCP bool, name string, le
 // replyCut sends an upstream answer too large for the agent's UDP size cut
 // to fit, with TC set. Upstreams are asked with the agent's own EDNS0 size,
 // so this is rare: only then is the answer unpacked and repacked.
-func (p *Proxy) replyCut(out replier, req *dns.Msg, msg []byte, limit int) string {
+func (p *Proxy) replyCut(out replier, req *dns.Msg, msg []byte) string {
 	resp := new(dns.Msg)
 	if err := resp.Unpack(msg); err != nil {
 		// parseAnswer accepted it, but miekg's unpacking checks every
