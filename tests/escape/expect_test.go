@@ -1,0 +1,164 @@
+package escape
+
+import (
+	"io"
+	"log"
+)
+
+// auditKind says which audit events a vector must produce.
+type auditKind int
+
+const (
+	// auditNone: the vector never reaches the supervisor's user-space
+	// (nftables rejects it in the kernel, or it is a local syscall).
+	auditNone auditKind = iota
+	// auditEgress: exactly one egress_* event per TCP flow the agent
+	// reported (dst_ip, dst_port, src_port), or per SNI for flows whose
+	// source port only a subprocess knew.
+	auditEgress
+	// auditDNS: exactly one dns_* event per question (qname, qtype).
+	auditDNS
+)
+
+// expect is what the suite requires of one vector.
+type expect struct {
+	want  string // "blocked", or "allowed" for the controls
+	audit auditKind
+	// reasons, when set, are the acceptable reasons of the vector's
+	// audit events (the exact vocabulary of policy/verdict.go,
+	// stages/origdst.go and dns/decide.go).
+	reasons []string
+	// anyDNSMsg accepts dns_allowed too (a query answered locally, never
+	// forwarded: ANY gets the RFC 8482 answer).
+	anyDNSMsg bool
+	// keys are canary-set elements ("addr . proto . port") whose presence
+	// means this vector's packets reached the world.
+	keys []string
+}
+
+const (
+	b = "blocked"
+	a = "allowed"
+)
+
+func udpKey(addr string, port string) string { return addr + " . udp . " + port }
+
+// expectations covers every vector of the attacker, by name.
+var expectations = map[string]expect{
+	"control_dns_a":    {want: a, audit: auditDNS, reasons: []string{"allowed_domain"}},
+	"control_dns_aaaa": {want: a, audit: auditDNS, reasons: []string{"allowed_domain"}},
+	"control_tls_v4":   {want: a, audit: auditEgress, reasons: []string{"allowed_domain"}},
+	"control_tls_v6":   {want: a, audit: auditEgress, reasons: []string{"allowed_domain"}},
+
+	"tls_denied_name_v4":  {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"tls_denied_name_v6":  {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"http_denied_name_v4": {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"http_denied_name_v6": {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"tcp_denied_ip_v4":    {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},
+	"tcp_denied_ip_v6":    {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},
+	"tls_denied_ip_v4":    {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"tls_denied_ip_v6":    {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"http_denied_ip_v4":   {want: b, audit: auditEgress, reasons: []string{"ip_literal"}},
+	"http_denied_ip_v6":   {want: b, audit: auditEgress, reasons: []string{"ip_literal"}},
+	// MPTCP falls back to TCP at the proxy, but SO_ORIGINAL_DST fails on
+	// the accepted socket: denied, audited without a destination.
+	"mptcp_denied_ip_v4": {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip", "origdst_failed"}},
+
+	"sni_ip_mismatch_v4":  {want: b, audit: auditEgress, reasons: []string{"sni_ip_mismatch"}},
+	"sni_ip_mismatch_v6":  {want: b, audit: auditEgress, reasons: []string{"sni_ip_mismatch"}},
+	"host_ip_mismatch_v4": {want: b, audit: auditEgress, reasons: []string{"sni_ip_mismatch"}},
+	"host_ip_mismatch_v6": {want: b, audit: auditEgress, reasons: []string{"sni_ip_mismatch"}},
+	"absolute_form_v4":    {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"absolute_form_v6":    {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+
+	"tls_split_records_v4":   {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"tls_split_records_v6":   {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"tls_nosni_denied_ip_v4": {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},
+	"tls_nosni_denied_ip_v6": {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},
+	"sni_trailing_dot":       {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"sni_mixed_case":         {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"sni_ip_literal_v4":      {want: b, audit: auditEgress, reasons: []string{"ip_literal"}},
+	"sni_ip_literal_v6":      {want: b, audit: auditEgress, reasons: []string{"ip_literal"}},
+	"sni_nul":                {want: b, audit: auditEgress, reasons: []string{"malformed_client_hello", "invalid_name"}},
+	"sni_newline":            {want: b, audit: auditEgress, reasons: []string{"malformed_client_hello", "invalid_name"}},
+
+	"h2c_prior_knowledge_v4": {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},
+	"h2c_prior_knowledge_v6": {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},
+	"http_connect_v4":        {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"http_connect_v6":        {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"http_connect_denied_ip": {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+
+	"slow_silent_denied_ip": {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},
+	"slow_partial_hello":    {want: b, audit: auditEgress, reasons: []string{"classify_timeout"}},
+	"slowloris_goroutines":  {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip", "classify_timeout"}},
+
+	"dns_udp_denied":               {want: b, audit: auditDNS, reasons: []string{"not_in_allowlist"}},
+	"dns_tcp_denied":               {want: b, audit: auditDNS, reasons: []string{"not_in_allowlist"}},
+	"dns_udp_denied_v6":            {want: b, audit: auditDNS, reasons: []string{"not_in_allowlist"}},
+	"dns_outside_resolver_v4":      {want: b, audit: auditDNS, reasons: []string{"not_in_allowlist"}, keys: []string{udpKey(world2V4, "53")}},
+	"dns_outside_resolver_far":     {want: b, audit: auditDNS, reasons: []string{"not_in_allowlist"}, keys: []string{udpKey(farResolver, "53")}},
+	"dns_outside_resolver_far_tcp": {want: b, audit: auditDNS, reasons: []string{"not_in_allowlist"}, keys: []string{farResolver + " . tcp . 53"}},
+	"dns_outside_resolver_v6":      {want: b, audit: auditDNS, reasons: []string{"not_in_allowlist"}, keys: []string{udpKey(world2V6, "53")}},
+	// An allowed name sent to an outside resolver still goes through the
+	// proxy (which forwards it to its own upstream); the outside resolver
+	// must not see it.
+	"dns_outside_allowed_name": {want: a, audit: auditDNS, reasons: []string{"allowed_domain"}, keys: []string{udpKey(farResolver, "53")}},
+	"dns_exfil_wildcard":       {want: b, audit: auditDNS, reasons: []string{"label_limit"}},
+	"dns_any":                  {want: b, audit: auditDNS, anyDNSMsg: true},
+	"dns_port_direct":          {want: b, audit: auditDNS, reasons: []string{"not_in_allowlist"}},
+
+	"udp_quic_v4":            {want: b, keys: []string{udpKey(world2V4, "443")}},
+	"udp_quic_v6":            {want: b, keys: []string{udpKey(world2V6, "443")}},
+	"udp_quic_allowed_ip":    {want: b, keys: []string{udpKey(worldV4, "443")}},
+	"udp_other_v4":           {want: b, keys: []string{udpKey(world2V4, "9999")}},
+	"udp_other_v6":           {want: b, keys: []string{udpKey(world2V6, "9999")}},
+	"udp_bindtodevice_lo_v4": {want: b, keys: []string{udpKey(world2V4, "9998")}},
+	"udp_bindtodevice_lo_v6": {want: b, keys: []string{udpKey(world2V6, "9998")}},
+	"udplite_v4":             {want: b, keys: []string{world2V4 + " . udplite . 9997"}},
+	"sctp_v4":                {want: b, keys: []string{world2V4 + " . sctp . 9996"}},
+	"icmp_ping_v4":           {want: b, keys: []string{world2V4 + " . icmp"}},
+	"icmp_ping_v6":           {want: b, keys: []string{world2V6 + " . ipv6-icmp"}},
+	"raw_socket":             {want: b},
+
+	"proxy_port_loopback":    {want: b, audit: auditEgress, reasons: []string{"loop"}},
+	"proxy_port_loopback_v6": {want: b, audit: auditEgress, reasons: []string{"loop"}},
+	"proxy_port_own_ip":      {want: b, audit: auditEgress, reasons: []string{"loop"}},
+	"health_readonly":        {want: b},
+
+	"curl_noproxy":       {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"static_binary":      {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},
+	"daemon_double_fork": {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},
+
+	"vhost_keepalive_switch": {want: b, audit: auditEgress},
+	"vhost_h2c_learned_ip":   {want: b, audit: auditEgress},
+	"vhost_opaque_prefix":    {want: b, audit: auditEgress},
+
+	"setuid_binary":     {want: b},
+	"su":                {want: b},
+	"capset":            {want: b},
+	"unshare_net":       {want: b},
+	"mount":             {want: b},
+	"ptrace_pid1":       {want: b},
+	"sysctl_ip_forward": {want: b},
+	"nft_flush":         {want: b},
+	"kill_pid1":         {want: b},
+}
+
+// World addresses as the canary sets print them.
+const (
+	worldV4  = "198.51.100.1"
+	worldV6  = "2001:db8::1"
+	world2V4 = "198.51.100.3"
+	world2V6 = "2001:db8::3"
+)
+
+// legitKeys are the canary elements the supervisor itself produces:
+// proxied allowed connections and upstream DNS, all to the world's main
+// address.
+var legitKeys = map[string]bool{
+	worldV4 + " . tcp . 443": true, worldV4 + " . tcp . 80": true,
+	worldV4 + " . udp . 53": true, worldV4 + " . tcp . 53": true,
+	worldV6 + " . tcp . 443": true, worldV6 + " . tcp . 80": true,
+}
+
+func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
