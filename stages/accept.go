@@ -19,14 +19,22 @@ const (
 	acceptBackoffMax = time.Second
 )
 
-// acceptLoop accepts until ctx ends (the listener is closed then). Sending
-// on e.entry blocks when the pipeline is full: that is the backpressure
-// that leaves further clients waiting in the kernel's accept queue.
+// acceptLoop accepts until ctx ends (the listener is closed then). It takes
+// an admission token before each accept: with MaxConns connections inside
+// the engine it stops accepting, and further clients wait in the kernel's
+// accept queue — backpressure, not failure. Sending on e.entry also blocks
+// when the first stage is busy.
 func (e *Engine) acceptLoop(ctx context.Context, ln *net.TCPListener) error {
 	backoff := time.Duration(0)
 	for {
+		select {
+		case e.admitted <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
 		c, err := ln.AcceptTCP()
 		if err != nil {
+			<-e.admitted
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}

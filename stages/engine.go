@@ -73,7 +73,7 @@ type Config struct {
 
 	Workers   Workers
 	QueueLen  int // capacity of each inter-stage channel
-	MaxConns  int // concurrent relayed connections (splice slots)
+	MaxConns  int // connections inside the engine at once (queued or relaying)
 	PipesIdle int // idle splice pipes kept
 }
 
@@ -123,11 +123,11 @@ func (c *Config) setDefaults() {
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultMaxConns
 	}
-	// Never promise more relays than there are file descriptors for:
-	// past the budget, connections wait in the queues and the kernel's
-	// accept queue (backpressure) instead of failing with EMFILE — and the
-	// health server and DNS proxy keep the descriptors they need.
-	c.MaxConns = relayBudget(c.MaxConns)
+	// Never admit more connections than there are file descriptors for:
+	// past the budget, clients wait in the kernel's accept queue
+	// (backpressure) instead of failing with EMFILE — and the health server
+	// and DNS proxy keep the descriptors they need.
+	c.MaxConns = connBudget(c.MaxConns)
 	if c.PipesIdle <= 0 {
 		c.PipesIdle = DefaultPipesIdle
 	}
@@ -159,6 +159,9 @@ type Engine struct {
 	bufs      *bufpool.Buffers // relay fallback buffers
 	peekBufs  *bufpool.Buffers // classification scratch, conn.MaxPeek each
 	nextID    atomic.Uint64
+	// admitted holds one token per connection inside the engine, taken
+	// before accept(2) and returned when the connection is audited.
+	admitted chan struct{}
 
 	// entry is where connections enter the pipeline; policyIn is the
 	// policy stage's input.
@@ -182,6 +185,7 @@ func New(cfg Config) (*Engine, error) {
 		peekBufs: bufpool.NewBuffers(conn.MaxPeek),
 		entry:    make(chan *conn.Conn, cfg.QueueLen),
 		policyIn: make(chan *conn.Conn, cfg.QueueLen),
+		admitted: make(chan struct{}, cfg.MaxConns),
 	}
 	if e.cfg.DialUpstream == nil {
 		e.cfg.DialUpstream = e.dialMarked

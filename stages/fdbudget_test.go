@@ -6,9 +6,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestRelayBudgetFollowsFDLimit: the relay cap shrinks with RLIMIT_NOFILE
-// and keeps the reserve free.
-func TestRelayBudgetFollowsFDLimit(t *testing.T) {
+// TestConnBudgetFollowsFDLimit: the connection cap shrinks with
+// RLIMIT_NOFILE and keeps the reserve free.
+func TestConnBudgetFollowsFDLimit(t *testing.T) {
 	var orig unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
 		t.Fatal(err)
@@ -18,9 +18,10 @@ func TestRelayBudgetFollowsFDLimit(t *testing.T) {
 		soft uint64
 		want int
 	}{
-		{fdReserve + 600*fdsPerRelay, 600},
-		{fdReserve + 100000*fdsPerRelay, DefaultMaxConns},
-		{256, minRelays},
+		{fdReserveMax + 600*fdsPerConn, 600},
+		{fdReserveMax + 100000*fdsPerConn, DefaultMaxConns},
+		{256, (256 - 64) / fdsPerConn}, // a quarter reserved
+		{64, minConns},
 	} {
 		if tc.soft > orig.Max {
 			continue
@@ -28,7 +29,7 @@ func TestRelayBudgetFollowsFDLimit(t *testing.T) {
 		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: tc.soft, Max: orig.Max}); err != nil {
 			t.Fatal(err)
 		}
-		if got := relayBudget(DefaultMaxConns); got != tc.want {
+		if got := connBudget(DefaultMaxConns); got != tc.want {
 			t.Errorf("soft limit %d: budget %d, want %d", tc.soft, got, tc.want)
 		}
 	}

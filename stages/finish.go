@@ -37,4 +37,5 @@ func (e *Engine) finish(c *conn.Conn) {
 		f.DstIP = c.Dst.Addr().String()
 	}
 	e.cfg.Audit.Egress(f)
+	<-e.admitted
 }

@@ -8,12 +8,10 @@ import (
 	"github.com/forge/forge-supervisor/conn"
 )
 
-// spliceStage relays allowed connections. Each relay holds one of MaxConns
-// slots for its lifetime; when all are taken the stage stops reading its
-// input, which pushes back through dial, policy, classify, origdst and
-// finally accept. When ctx ends, live relays are cut and awaited.
+// spliceStage relays allowed connections, two goroutines each. Their number
+// is bounded by admission at accept (MaxConns connections in the engine
+// at most). When ctx ends, live relays are cut and awaited.
 func (e *Engine) spliceStage(ctx context.Context, in <-chan *conn.Conn) {
-	slots := make(chan struct{}, e.cfg.MaxConns)
 	var live sync.WaitGroup
 	var mu sync.Mutex
 	active := make(map[*conn.Conn]struct{})
@@ -26,7 +24,6 @@ func (e *Engine) spliceStage(ctx context.Context, in <-chan *conn.Conn) {
 	})
 	defer stopCut()
 	for c := range in {
-		slots <- struct{}{}
 		mu.Lock()
 		if ctx.Err() != nil {
 			abortConn(c)
@@ -40,7 +37,6 @@ func (e *Engine) spliceStage(ctx context.Context, in <-chan *conn.Conn) {
 			mu.Lock()
 			delete(active, c)
 			mu.Unlock()
-			<-slots
 			e.finish(c)
 		}()
 	}
