@@ -52,28 +52,33 @@ const (
 // Config is the supervisor's effective configuration: defaults, overridden
 // by FORGE_SUPERVISOR_* environment variables, overridden by flags.
 type Config struct {
-	PolicyPath      string
-	ProxyPort       uint16
-	DNSPort         uint16
-	HealthPort      uint16
-	LogLevel        string
-	DryRun          bool
-	AgentUID        uint32
-	AgentGID        uint32
-	SeccompPath     string
-	SeccompLog      bool
-	DNSUpstreams    []string // "ip:port" (IPv6 as "[ip]:port"); empty: from /etc/resolv.conf
-	Grace           time.Duration
-	RequireKernel   bool
-	DenialsSize     int
-	DNSMinTTL       time.Duration
-	DNSCacheSize    int
-	DNSDenyRcode    string // "refused" or "nxdomain"
-	DNSRate         float64
-	LogSample       bool
-	ClassifyTimeout time.Duration
-	DialTimeout     time.Duration
-	IdleTimeout     time.Duration
+	PolicyPath    string
+	ProxyPort     uint16
+	DNSPort       uint16
+	HealthPort    uint16
+	LogLevel      string
+	DryRun        bool
+	AgentUID      uint32
+	AgentGID      uint32
+	SeccompPath   string
+	SeccompLog    bool
+	DNSUpstreams  []string // "ip:port" (IPv6 as "[ip]:port"); empty: from /etc/resolv.conf
+	Grace         time.Duration
+	RequireKernel bool
+	DenialsSize   int
+	DNSMinTTL     time.Duration
+	DNSCacheSize  int
+	DNSDenyRcode  string // "refused" or "nxdomain"
+	DNSRate       float64
+	// DNSWildcardMaxLabels / DNSWildcardMaxLabelLen cap names allowed only
+	// through a wildcard rule, where the agent picks the leading labels and
+	// could carry data out in them.
+	DNSWildcardMaxLabels   int
+	DNSWildcardMaxLabelLen int
+	LogSample              bool
+	ClassifyTimeout        time.Duration
+	DialTimeout            time.Duration
+	IdleTimeout            time.Duration
 }
 
 // setting is one configuration knob: its flag, its environment variable,
@@ -146,6 +151,12 @@ func settings() []setting {
 		{flag: "dns-rate", env: "FORGE_SUPERVISOR_DNS_RATE", def: "200",
 			usage: "DNS queries per second the agent may send; above it queries are refused",
 			parse: func(c *Config, v string) (err error) { c.DNSRate, err = parseRate(v); return }},
+		{flag: "dns-wildcard-max-labels", env: "FORGE_SUPERVISOR_DNS_WILDCARD_MAX_LABELS", def: "6",
+			usage: "most labels in a name allowed only by a *.suffix rule (DNS exfiltration guard)",
+			parse: func(c *Config, v string) (err error) { c.DNSWildcardMaxLabels, err = parseInt(v, 2, 127); return }},
+		{flag: "dns-wildcard-max-label-len", env: "FORGE_SUPERVISOR_DNS_WILDCARD_MAX_LABEL_LEN", def: "32",
+			usage: "longest label in a name allowed only by a *.suffix rule (DNS exfiltration guard)",
+			parse: func(c *Config, v string) (err error) { c.DNSWildcardMaxLabelLen, err = parseInt(v, 1, 63); return }},
 		{flag: "log-sample", env: "FORGE_SUPERVISOR_LOG_SAMPLE", def: "false", isBool: true,
 			usage: "sample allowed-decision log lines under load (denials are never sampled)",
 			parse: func(c *Config, v string) (err error) { c.LogSample, err = parseBool(v); return }},
@@ -454,6 +465,8 @@ type configJSON struct {
 	DNSCacheSize    int      `json:"dns_cache_size"`
 	DNSDenyRcode    string   `json:"dns_deny_rcode"`
 	DNSRate         float64  `json:"dns_rate"`
+	WildcardLabels  int      `json:"dns_wildcard_max_labels"`
+	WildcardLabLen  int      `json:"dns_wildcard_max_label_len"`
 	LogSample       bool     `json:"log_sample"`
 	ClassifyTimeout string   `json:"classify_timeout"`
 	DialTimeout     string   `json:"dial_timeout"`
@@ -475,6 +488,7 @@ func (c Config) JSON() ([]byte, error) {
 		Grace: c.Grace.String(), RequireKernel: c.RequireKernel, DenialsSize: c.DenialsSize,
 		DNSMinTTL: c.DNSMinTTL.String(), DNSCacheSize: c.DNSCacheSize, DNSDenyRcode: c.DNSDenyRcode,
 		DNSRate: c.DNSRate, LogSample: c.LogSample,
+		WildcardLabels: c.DNSWildcardMaxLabels, WildcardLabLen: c.DNSWildcardMaxLabelLen,
 		ClassifyTimeout: c.ClassifyTimeout.String(), DialTimeout: c.DialTimeout.String(),
 		IdleTimeout: c.IdleTimeout.String(),
 	}, "", "  ")

@@ -24,6 +24,7 @@ func defaultConfig() Config {
 		SeccompPath: "/etc/forge/seccomp.json",
 		Grace:       10 * time.Second, DenialsSize: 256,
 		DNSMinTTL: 60 * time.Second, DNSCacheSize: 65536, DNSDenyRcode: "refused", DNSRate: 200,
+		DNSWildcardMaxLabels: 6, DNSWildcardMaxLabelLen: 32,
 		ClassifyTimeout: time.Second, DialTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute,
 	}
 }
@@ -43,28 +44,30 @@ func TestParseConfigDefaults(t *testing.T) {
 
 // everyEnv sets every variable to a non-default valid value.
 var everyEnv = map[string]string{
-	"FORGE_SUPERVISOR_POLICY_PATH":      "/p/policy.rego",
-	"FORGE_SUPERVISOR_PROXY_PORT":       "1001",
-	"FORGE_SUPERVISOR_DNS_PORT":         "1002",
-	"FORGE_SUPERVISOR_HEALTH_PORT":      "1003",
-	"FORGE_SUPERVISOR_LOG_LEVEL":        "DEBUG",
-	"FORGE_SUPERVISOR_DRY_RUN":          "true",
-	"FORGE_SUPERVISOR_AGENT_UID":        "2000",
-	"FORGE_SUPERVISOR_AGENT_GID":        "3000",
-	"FORGE_SUPERVISOR_SECCOMP_PATH":     "/p/seccomp.json",
-	"FORGE_SUPERVISOR_SECCOMP_LOG":      "on",
-	"FORGE_SUPERVISOR_DNS_UPSTREAM":     "192.0.2.53, 192.0.2.54:5353,2001:db8::53,[2001:db8::54]:5353",
-	"FORGE_SUPERVISOR_GRACE":            "3s",
-	"FORGE_SUPERVISOR_REQUIRE_KERNEL":   "1",
-	"FORGE_SUPERVISOR_DENIALS_SIZE":     "10",
-	"FORGE_SUPERVISOR_DNS_MIN_TTL":      "5m",
-	"FORGE_SUPERVISOR_DNS_CACHE_SIZE":   "100",
-	"FORGE_SUPERVISOR_DNS_DENY_RCODE":   "NXDOMAIN",
-	"FORGE_SUPERVISOR_DNS_RATE":         "50.5",
-	"FORGE_SUPERVISOR_LOG_SAMPLE":       "yes",
-	"FORGE_SUPERVISOR_CLASSIFY_TIMEOUT": "250ms",
-	"FORGE_SUPERVISOR_DIAL_TIMEOUT":     "2s",
-	"FORGE_SUPERVISOR_IDLE_TIMEOUT":     "1h",
+	"FORGE_SUPERVISOR_POLICY_PATH":                "/p/policy.rego",
+	"FORGE_SUPERVISOR_PROXY_PORT":                 "1001",
+	"FORGE_SUPERVISOR_DNS_PORT":                   "1002",
+	"FORGE_SUPERVISOR_HEALTH_PORT":                "1003",
+	"FORGE_SUPERVISOR_LOG_LEVEL":                  "DEBUG",
+	"FORGE_SUPERVISOR_DRY_RUN":                    "true",
+	"FORGE_SUPERVISOR_AGENT_UID":                  "2000",
+	"FORGE_SUPERVISOR_AGENT_GID":                  "3000",
+	"FORGE_SUPERVISOR_SECCOMP_PATH":               "/p/seccomp.json",
+	"FORGE_SUPERVISOR_SECCOMP_LOG":                "on",
+	"FORGE_SUPERVISOR_DNS_UPSTREAM":               "192.0.2.53, 192.0.2.54:5353,2001:db8::53,[2001:db8::54]:5353",
+	"FORGE_SUPERVISOR_GRACE":                      "3s",
+	"FORGE_SUPERVISOR_REQUIRE_KERNEL":             "1",
+	"FORGE_SUPERVISOR_DENIALS_SIZE":               "10",
+	"FORGE_SUPERVISOR_DNS_MIN_TTL":                "5m",
+	"FORGE_SUPERVISOR_DNS_CACHE_SIZE":             "100",
+	"FORGE_SUPERVISOR_DNS_DENY_RCODE":             "NXDOMAIN",
+	"FORGE_SUPERVISOR_DNS_RATE":                   "50.5",
+	"FORGE_SUPERVISOR_DNS_WILDCARD_MAX_LABELS":    "4",
+	"FORGE_SUPERVISOR_DNS_WILDCARD_MAX_LABEL_LEN": "20",
+	"FORGE_SUPERVISOR_LOG_SAMPLE":                 "yes",
+	"FORGE_SUPERVISOR_CLASSIFY_TIMEOUT":           "250ms",
+	"FORGE_SUPERVISOR_DIAL_TIMEOUT":               "2s",
+	"FORGE_SUPERVISOR_IDLE_TIMEOUT":               "1h",
 }
 
 func everyEnvConfig() Config {
@@ -75,6 +78,7 @@ func everyEnvConfig() Config {
 		DNSUpstreams: []string{"192.0.2.53:53", "192.0.2.54:5353", "[2001:db8::53]:53", "[2001:db8::54]:5353"},
 		Grace:        3 * time.Second, RequireKernel: true, DenialsSize: 10,
 		DNSMinTTL: 5 * time.Minute, DNSCacheSize: 100, DNSDenyRcode: "nxdomain", DNSRate: 50.5,
+		DNSWildcardMaxLabels: 4, DNSWildcardMaxLabelLen: 20,
 		LogSample: true, ClassifyTimeout: 250 * time.Millisecond, DialTimeout: 2 * time.Second,
 		IdleTimeout: time.Hour,
 	}
@@ -122,6 +126,7 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		"-seccomp-path", "/f/seccomp.json", "-seccomp-log=false", "-dns-upstream", "198.51.100.53",
 		"-grace", "1s", "-require-kernel=off", "-denials-size", "20", "-dns-min-ttl", "30s",
 		"-dns-cache-size", "200", "-dns-deny-rcode", "refused", "-dns-rate", "10", "-log-sample=no",
+		"-dns-wildcard-max-labels", "8", "-dns-wildcard-max-label-len", "40",
 		"-classify-timeout", "2s", "-dial-timeout", "3s", "-idle-timeout", "30m",
 		"--", "/agent",
 	}
@@ -134,6 +139,7 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		LogLevel: "warn", AgentUID: 4000, AgentGID: 5000, SeccompPath: "/f/seccomp.json",
 		DNSUpstreams: []string{"198.51.100.53:53"}, Grace: time.Second, DenialsSize: 20,
 		DNSMinTTL: 30 * time.Second, DNSCacheSize: 200, DNSDenyRcode: "refused", DNSRate: 10,
+		DNSWildcardMaxLabels: 8, DNSWildcardMaxLabelLen: 40,
 		ClassifyTimeout: 2 * time.Second, DialTimeout: 3 * time.Second, IdleTimeout: 30 * time.Minute,
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -196,6 +202,8 @@ func TestBadValuesRejected(t *testing.T) {
 		{"dns-cache-size", "FORGE_SUPERVISOR_DNS_CACHE_SIZE", "1e3", "1..4194304"},
 		{"dns-deny-rcode", "FORGE_SUPERVISOR_DNS_DENY_RCODE", "servfail", "refused or nxdomain"},
 		{"dns-rate", "FORGE_SUPERVISOR_DNS_RATE", "0", "> 0"},
+		{"dns-wildcard-max-labels", "FORGE_SUPERVISOR_DNS_WILDCARD_MAX_LABELS", "1", "2"},
+		{"dns-wildcard-max-label-len", "FORGE_SUPERVISOR_DNS_WILDCARD_MAX_LABEL_LEN", "64", "63"},
 		{"dns-rate", "FORGE_SUPERVISOR_DNS_RATE", "NaN", "> 0"},
 		{"dns-rate", "FORGE_SUPERVISOR_DNS_RATE", "Inf", "> 0"},
 		{"dns-rate", "FORGE_SUPERVISOR_DNS_RATE", "2e6", "> 0"},
@@ -362,6 +370,7 @@ func TestConfigJSON(t *testing.T) {
 		"seccomp_path": "/etc/forge/seccomp.json", "seccomp_log": false, "dns_upstream": []any{},
 		"grace": "10s", "require_kernel": false, "denials_size": 256.0, "dns_min_ttl": "1m0s",
 		"dns_cache_size": 65536.0, "dns_deny_rcode": "refused", "dns_rate": 200.0, "log_sample": false,
+		"dns_wildcard_max_labels": 6.0, "dns_wildcard_max_label_len": 32.0,
 		"classify_timeout": "1s", "dial_timeout": "5s", "idle_timeout": "10m0s",
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -141,6 +141,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	dnsProxy, err := fdns.New(fdns.Config{
 		Port: cfg.DNSPort, Upstreams: upstreams, Policy: &current, DenyRcode: denyRcode(cfg.DNSDenyRcode),
 		MinTTL: cfg.DNSMinTTL, CacheSize: cfg.DNSCacheSize, RateLimit: cfg.DNSRate, Mark: mark,
+		MaxLabels: cfg.DNSWildcardMaxLabels, MaxLabelLen: cfg.DNSWildcardMaxLabelLen,
 		DryRun: cfg.DryRun, Audit: audit, Log: log,
 		Hooks: fdns.Hooks{
 			Malformed:   metrics.DNSMalformed.Inc,

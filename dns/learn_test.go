@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,5 +170,36 @@ func TestResolveAndResolverSemantics(t *testing.T) {
 	cancel()
 	if _, err := p.Resolve(cctx, "other.allowed.test"); err == nil {
 		t.Error("Resolve with a cancelled context succeeded")
+	}
+}
+
+// TestResolveObeysPolicyAndLabelCaps: the supervisor's own lookups never
+// send upstream a name the DNS proxy would refuse the agent — not a denied
+// name, not one over the wildcard label caps (an SNI or CONNECT target
+// under an allowed wildcard must not become an exfiltration query).
+func TestResolveObeysPolicyAndLabelCaps(t *testing.T) {
+	var asked atomic.Int64
+	up := startUpstream(t, func(_ string, q *dns.Msg) *dns.Msg {
+		asked.Add(1)
+		return answer(t, q, q.Question[0].Name+" 300 IN A 198.51.100.1")
+	})
+	p := startProxy(t, allowlist("*.allowed.test"), []string{up.addr}, func(c *Config) {
+		c.MaxLabels, c.MaxLabelLen = 5, 20
+	})
+	ctx := context.Background()
+	for _, name := range []string{
+		"evil.test",
+		strings.Repeat("a", 40) + ".allowed.test",
+		"a.b.c.d.e.allowed.test",
+	} {
+		if _, err := p.Resolve(ctx, name); err == nil {
+			t.Errorf("Resolve(%q) succeeded", name)
+		}
+	}
+	if n := asked.Load(); n != 0 {
+		t.Fatalf("%d queries reached the upstream for refused names", n)
+	}
+	if _, err := p.Resolve(ctx, "api.allowed.test"); err != nil {
+		t.Fatalf("allowed name: %v", err)
 	}
 }

@@ -20,9 +20,14 @@ var _ policy.Resolver = (*Proxy)(nil)
 // Concurrent lookups of one name share one exchange. It does not consult
 // the policy: callers ask only about names the policy already allowed.
 func (p *Proxy) Resolve(ctx context.Context, name string) ([]netip.Addr, error) {
-	norm, err := policy.NormalizeName(name)
-	if err != nil || !withinRFCLimits(norm) {
-		return nil, fmt.Errorf("dns: resolve %q: invalid name", name)
+	// The supervisor's own lookups obey the same decision as the agent's
+	// queries: a name the DNS proxy would refuse (not allowed, or over the
+	// wildcard label caps) is never sent upstream — otherwise an SNI or a
+	// CONNECT target under an allowed wildcard would make the supervisor
+	// itself carry the agent's data out in a query.
+	norm, v := decide(p.current(), name, p.limits)
+	if !v.Allow {
+		return nil, fmt.Errorf("dns: resolve %q: %s", name, v.Reason)
 	}
 	// The shared lookup runs under the proxy's lifetime, not the first
 	// caller's context, so one caller giving up does not fail the others.
