@@ -102,8 +102,12 @@ func ruleReason(rule string) string {
 //     verify_sni_ip is off or the resolver confirms the name resolves to
 //     IP; else deny (sni_ip_mismatch, keeping the rule) — a nil resolver
 //     cannot confirm, so this fails closed.
-//  8. No usable name: the first name learned for IP (r.NamesFor) that
-//     CheckName allows on port → allow (learned_ip, that name's rule).
+//  8. No usable name, on a port other than 80 and 443: the first name
+//     learned for IP (r.NamesFor) that CheckName allows on port → allow
+//     (learned_ip, that name's rule). On 80 and 443 HTTP and TLS clients
+//     always name their host; a nameless stream there (h2c, a garbled
+//     prefix) could carry a request for any virtual host of a shared IP,
+//     so it is never allowed by a learned name.
 //     Otherwise deny (no_name_for_ip, or ip_literal from step 7).
 //
 // For a Rego policy, steps 1–5 run as written here and steps 6–8 ask
@@ -170,8 +174,8 @@ func (p *Policy) Decide(ctx context.Context, req Request, r Resolver) Verdict {
 			return v
 		}
 	}
-	// 8. Names learned for the IP.
-	if r != nil {
+	// 8. Names learned for the IP — never on the web ports (namedPort).
+	if r != nil && !namedPort(req.Port) {
 		for _, learned := range r.NamesFor(ip) {
 			if v := p.CheckName(learned, req.Port); v.Allow {
 				return Verdict{Allow: true, Reason: ReasonLearnedIP, Rule: v.Rule}
@@ -180,3 +184,8 @@ func (p *Policy) Decide(ctx context.Context, req Request, r Resolver) Verdict {
 	}
 	return Verdict{Reason: finalDeny}
 }
+
+// namedPort reports whether port is one where clients always send a name
+// (HTTP's Host, TLS's SNI), so nameless traffic to it is not trusted by
+// the names its address resolved from.
+func namedPort(port uint16) bool { return port == 80 || port == 443 }

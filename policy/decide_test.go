@@ -55,7 +55,7 @@ func testResolver() fakeResolver {
 			"www.example.test": {pub1},
 		},
 		learned: map[netip.Addr][]string{
-			pub1: {"evil.test", "api.example.com"},
+			pub1: {"evil.test", "api.example.com", "db.example.com"},
 			pub3: {"evil.test"},
 		},
 	}
@@ -163,11 +163,15 @@ func TestDecide(t *testing.T) {
 		{"invalid name with learned ip", allowlist, Request{"bad_name!", pub1, 443}, res, false, ReasonInvalidName, ""},
 		{"ip literal, nothing learned", allowlist, Request{"198.51.100.3", pub3, 443}, res, false, ReasonIPLiteral, ""},
 		{"bracketed ip literal", allowlist, Request{"[2001:db8::1]", pub6, 443}, res, false, ReasonIPLiteral, ""},
-		{"ip literal, learned name", allowlist, Request{"198.51.100.1", pub1, 443}, res, true, ReasonLearnedIP, "api.example.com"},
+		{"ip literal, learned name, web port", allowlist, Request{"198.51.100.1", pub1, 443}, res, false, ReasonIPLiteral, ""},
 
 		// 8. No name: learned names.
-		{"learned", allowlist, Request{"", pub1, 443}, res, true, ReasonLearnedIP, "api.example.com"},
-		{"learned v4-mapped", allowlist, Request{"", addr("::ffff:198.51.100.1"), 443}, res, true, ReasonLearnedIP, "api.example.com"},
+		// On 80 and 443 a learned name never stands in for a missing one.
+		{"learned, web port 443", allowlist, Request{"", pub1, 443}, res, false, ReasonNoNameForIP, ""},
+		{"learned, web port 80", allowlist, Request{"", pub1, 80}, res, false, ReasonNoNameForIP, ""},
+		{"learned, allowed_tcp port", allowlist, Request{"", pub1, 5432}, res, true, ReasonLearnedIP, "allowed_tcp:db.example.com:5432"},
+		{"learned v4-mapped, allowed_tcp port", allowlist, Request{"", addr("::ffff:198.51.100.1"), 5432}, res, true, ReasonLearnedIP, "allowed_tcp:db.example.com:5432"},
+		{"learned v4-mapped, web port", allowlist, Request{"", addr("::ffff:198.51.100.1"), 443}, res, false, ReasonNoNameForIP, ""},
 		{"learned wrong port", allowlist, Request{"", pub1, 22}, res, false, ReasonNoNameForIP, ""},
 		{"learned only disallowed", allowlist, Request{"", pub3, 443}, res, false, ReasonNoNameForIP, ""},
 		{"nothing learned", allowlist, Request{"", pub6, 443}, res, false, ReasonNoNameForIP, ""},

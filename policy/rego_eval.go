@@ -67,7 +67,8 @@ func (p *Policy) decideRego(ctx context.Context, req Request, ip netip.Addr, r R
 	if v.Allow || isRegoFailure(v) {
 		return v
 	}
-	if r != nil {
+	// As for JSON policies: never on the web ports (namedPort).
+	if r != nil && !namedPort(req.Port) {
 		for _, learned := range r.NamesFor(ip) {
 			n, err := NormalizeName(learned)
 			if err != nil {

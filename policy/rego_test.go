@@ -223,7 +223,7 @@ func TestHandWrittenRego(t *testing.T) {
 		{"postgres by address, unverifiable name", Request{"www.corp.example", pub7, 5432}, Verdict{true, "postgres_by_ip", "pg"}},
 		{"postgres by address, invalid name", Request{"bad name", pub7, 5432}, Verdict{true, "postgres_by_ip", "pg"}},
 		{"https by address, unverifiable corp name", Request{"www.corp.example", pub7, 443}, Verdict{Reason: ReasonSNIIPMismatch, Rule: "corp_suffixes"}},
-		{"no name, learned corp name", Request{"", pub1, 443}, Verdict{true, ReasonLearnedIP, "corp_suffixes"}},
+		{"no name, learned corp name, web port", Request{"", pub1, 443}, Verdict{Reason: "not_corp"}},
 		{"no name, nothing learned", Request{"", pub3, 443}, Verdict{Reason: "not_corp"}},
 		{"IP-literal name is no name", Request{"198.51.100.7", pub7, 5432}, Verdict{true, "postgres_by_ip", "pg"}},
 		{"IP-literal name, denied", Request{"198.51.100.3", pub3, 443}, Verdict{Reason: ReasonIPLiteral}},
@@ -480,7 +480,7 @@ decision := {"allow": true, "reason": "x", "extra": 1}`, Verdict{Allow: true, Re
 decision := {"allow": false, "reason": "no_name"} if input.name == ""
 decision := {"allow": true, "reason": "x", "rule": sprintf("%d", [to_number(input.name)])} if input.name != ""`)
 	res := regoResolver{learned: map[netip.Addr][]string{pub1: {"bad.example", "7.example"}}}
-	if got := p.Decide(context.Background(), Request{IP: pub1, Port: 443}, res); got.Allow || got.Reason != ReasonRegoError {
+	if got := p.Decide(context.Background(), Request{IP: pub1, Port: 8443}, res); got.Allow || got.Reason != ReasonRegoError {
 		t.Errorf("learned-name failure: %+v", got)
 	}
 }
