@@ -41,6 +41,7 @@ var httpMethods = [...]string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS",
 // LooksLikeHTTP reports whether b starts with a known HTTP/1.x method
 // followed by a space. HTTP/2 prior knowledge ("PRI * HTTP/2.0") does not.
 func LooksLikeHTTP(b []byte) bool {
+	b = b[leadingEmptyLines(b):]
 	for _, m := range httpMethods {
 		if len(b) > len(m) && string(b[:len(m)]) == m && b[len(m)] == ' ' {
 			return true
@@ -54,6 +55,14 @@ func LooksLikeHTTP(b []byte) bool {
 func couldBeHTTP(b []byte) bool {
 	if len(b) == 0 {
 		return false
+	}
+	if n := leadingEmptyLines(b); n > 0 || isEmptyLinePrefix(b) {
+		b = b[n:]
+		if len(b) == 0 || isEmptyLinePrefix(b) {
+			// Only empty lines so far (RFC 9112 §2.2 lets a request
+			// follow some): wait for the request line.
+			return true
+		}
 	}
 	for _, m := range httpMethods {
 		k := min(len(b), len(m))
@@ -77,7 +86,10 @@ func malformedHTTP(format string, args ...any) error {
 // and a prefix of a valid head only ever yields ErrNeedMore.
 func ParseHTTPRequest(b []byte) (HTTPRequest, error) {
 	var req HTTPRequest
-	line, pos, err := nextHTTPLine(b, 0)
+	// Servers skip empty lines before a request line (RFC 9112 §2.2), so
+	// the parser does too: otherwise "\r\nGET …" would pass as opaque
+	// bytes that a server still reads as a request.
+	line, pos, err := nextHTTPLine(b, leadingEmptyLines(b))
 	if err != nil {
 		return req, err
 	}
@@ -349,3 +361,29 @@ func isTokenByte(ch byte) bool {
 	}
 	return strings.IndexByte("!#$%&'*+-.^_`|~", ch) >= 0
 }
+
+// maxLeadingEmptyLines is how many empty lines may precede a request line.
+// RFC 9112 asks servers to ignore "at least one"; a few cover what real
+// servers accept, and a stream of more is not treated as HTTP at all.
+const maxLeadingEmptyLines = 4
+
+// leadingEmptyLines returns the length of the empty lines (CRLF or bare
+// LF, at most maxLeadingEmptyLines) at the start of b.
+func leadingEmptyLines(b []byte) int {
+	pos := 0
+	for range maxLeadingEmptyLines {
+		switch {
+		case len(b) >= pos+2 && b[pos] == '\r' && b[pos+1] == '\n':
+			pos += 2
+		case len(b) >= pos+1 && b[pos] == '\n':
+			pos++
+		default:
+			return pos
+		}
+	}
+	return pos
+}
+
+// isEmptyLinePrefix reports whether b is a lone CR: the start of an
+// empty line whose LF has not arrived yet.
+func isEmptyLinePrefix(b []byte) bool { return len(b) == 1 && b[0] == '\r' }
