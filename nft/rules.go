@@ -10,10 +10,6 @@ import (
 // comment on every expression is the line `nft --debug=netlink` prints for
 // it. All rules use register 1 only.
 
-// loopbackIfindex is the interface index of lo in every network namespace
-// (LOOPBACK_IFINDEX in the kernel), so `oif lo` needs no lookup by name.
-const loopbackIfindex = 1
-
 // markReturns is `meta mark MARK return`: the supervisor's own (marked)
 // sockets leave the chain before any owner match.
 func markReturns(mark uint32) []expr.Any {
@@ -151,16 +147,17 @@ func redirectToRegister1() *expr.Redir {
 	}
 }
 
-// loopbackOifAccepts is `oif "lo" accept`: the agent's local services,
-// including those on the host's own non-loopback addresses. meta oif is
-// the device of the route taken before NAT, so this rule does not see
-// redirected traffic; loopbackV4Accepts and loopbackV6Accepts do.
-func loopbackOifAccepts() []expr.Any {
+// localDestAccepts is `fib daddr type local accept`: the agent's local
+// services — on loopback or on the pod's own addresses. It tests where the
+// packet goes, not which device it leaves by: a socket bound to lo
+// (SO_BINDTODEVICE) with a foreign destination passed an `oif "lo"` test,
+// and would have left the namespace wherever forwarding is on.
+func localDestAccepts() []expr.Any {
 	return []expr.Any{
-		// [ meta load oif => reg 1 ]
-		&expr.Meta{Key: expr.MetaKeyOIF, Register: unix.NFT_REG_1},
-		// [ cmp eq reg 1 0x00000001 ] (lo, host byte order)
-		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: binaryutil.NativeEndian.PutUint32(loopbackIfindex)},
+		// [ fib daddr type => reg 1 ]
+		&expr.Fib{Register: unix.NFT_REG_1, FlagDADDR: true, ResultADDRTYPE: true},
+		// [ cmp eq reg 1 0x00000002 ] (RTN_LOCAL)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
 		// [ immediate reg 0 accept ]
 		&expr.Verdict{Kind: expr.VerdictAccept},
 	}

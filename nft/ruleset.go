@@ -122,7 +122,7 @@ func ruleset(cfg Config) []chainRules {
 		{
 			chain: nftables.Chain{Name: ChainAgentFilter},
 			rules: [][]expr.Any{
-				loopbackOifAccepts(),
+				localDestAccepts(),
 				// The output hook keeps the pre-NAT route's device for the
 				// whole traversal, so redirected packets still show the
 				// outer oif here; their rewritten destination is loopback.
