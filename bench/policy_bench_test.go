@@ -89,7 +89,9 @@ func BenchmarkPolicyDecide(b *testing.B) {
 	}
 	ip := worldAddr.Addr()
 	allowed := "host-100.example-3.test"
-	var r policy.Resolver = benchResolver{learned: []string{"unlisted.test", allowed}}
+	// Nameless traffic rides on a learned name only off the web ports:
+	// db.example.test is granted on 5432 by allowed_tcp.
+	var r policy.Resolver = benchResolver{learned: []string{"unlisted.test", allowed, "db.example.test"}}
 	ctx := context.Background()
 	cases := []struct {
 		name   string
@@ -97,7 +99,7 @@ func BenchmarkPolicyDecide(b *testing.B) {
 		reason string
 	}{
 		{"sni_allowed", policy.Request{Name: allowed, IP: ip, Port: 443}, policy.ReasonAllowedDomain},
-		{"learned_ip", policy.Request{IP: ip, Port: 443}, policy.ReasonLearnedIP},
+		{"learned_ip", policy.Request{IP: ip, Port: 5432}, policy.ReasonLearnedIP},
 		{"not_in_allowlist", policy.Request{Name: "evil.test", IP: ip, Port: 443}, policy.ReasonNotAllowed},
 		{"metadata", policy.Request{Name: allowed, IP: netip.MustParseAddr("169.254.169.254"), Port: 80}, policy.ReasonMetadata},
 	}

@@ -59,7 +59,7 @@ func BenchmarkRegoDecide(b *testing.B) {
 			b.Fatal(err)
 		}
 		exact := fmt.Sprintf("host-%d.example-%d.test", n/2&^1, (n/2&^1)%97)
-		res := regoBenchResolver{learned: []string{exact}}
+		res := regoBenchResolver{learned: []string{exact, "db.example.test"}}
 		cases := []struct {
 			name  string
 			req   policy.Request
@@ -69,7 +69,7 @@ func BenchmarkRegoDecide(b *testing.B) {
 			{"hit_wildcard", policy.Request{Name: fmt.Sprintf("a.b.zone-%d.example.test", n/2|1), IP: pub, Port: 443}, true},
 			{"miss", policy.Request{Name: "unlisted.deep.sub.domain.nowhere.test", IP: pub, Port: 443}, false},
 			{"ip_rule", policy.Request{IP: netip.MustParseAddr("198.51.100.7"), Port: 5432}, true},
-			{"no_name_learned", policy.Request{IP: pub, Port: 443}, true},
+			{"no_name_learned", policy.Request{IP: pub, Port: 5432}, true},
 		}
 		for _, engine := range []struct {
 			name string
