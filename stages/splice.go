@@ -83,7 +83,11 @@ func (e *Engine) relay(c *conn.Conn) {
 			return
 		}
 	}
-	if len(c.Peeked) > 0 {
+	// Cleartext HTTP from the transparent front goes through the request
+	// gate, which replays the peeked bytes itself and checks every request
+	// on the connection, not only the first.
+	gated := c.Proto == conn.ProtoHTTP && c.Front == conn.FrontTransparent
+	if len(c.Peeked) > 0 && !gated {
 		_ = c.Upstream.SetWriteDeadline(time.Now().Add(e.cfg.IdleTimeout))
 		n, err := c.Upstream.Write(c.Peeked)
 		c.BytesUp += int64(n)
@@ -94,6 +98,10 @@ func (e *Engine) relay(c *conn.Conn) {
 	}
 	upDone := make(chan bool, 1)
 	go func() {
+		if gated {
+			upDone <- e.gateUp(c, idle)
+			return
+		}
 		n, err := copyHalf(c.Upstream, c.Client, e.pipes, e.bufs, idle)
 		c.BytesUp += n
 		if err != nil {
