@@ -85,9 +85,6 @@ type httpGate struct {
 	forwarded int64
 	reason    string // set when gateDenied
 	rule      string
-	// heads records where each forwarded request head started in the
-	// stream (fuzzing checks them); nil: not recorded.
-	heads *[]int64
 }
 
 // errTruncated: the client closed in the middle of a request.
@@ -234,9 +231,6 @@ func (g *httpGate) admit(req conn.HTTPRequest, head []byte) (framing, gateEnd, e
 		end, err := g.deny(reason, "")
 		return framing{}, end, err
 	}
-	if g.heads != nil {
-		*g.heads = append(*g.heads, g.forwarded)
-	}
 	if err := g.forward(req.HeaderLen); err != nil {
 		return framing{}, gateFailed, err
 	}
@@ -249,6 +243,9 @@ func switchedTo(host string, port, dstPort uint16) string {
 	h := printable(host)
 	if len(h) > maxRuleHost {
 		h = h[:maxRuleHost]
+	}
+	if h == "" {
+		h = "<none>" // an HTTP/1.0 request without Host
 	}
 	if port != 0 && port != dstPort {
 		return fmt.Sprintf("switched_to:%s:%d", h, port)
