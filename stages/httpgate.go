@@ -58,6 +58,9 @@ const (
 	// longer HTTP/1.x; everything read so far was forwarded and the rest
 	// is to be relayed as is.
 	gateOpaque
+	// gateNext: internal to the gate, a step ended cleanly and the stream
+	// goes on. Never the zero value: a forgotten result fails.
+	gateNext
 )
 
 // httpGate forwards a cleartext HTTP/1.x client stream request by request
@@ -104,7 +107,7 @@ func normHost(h string) string { return strings.ToLower(strings.TrimSuffix(h, ".
 func (g *httpGate) run() (gateEnd, error) {
 	for {
 		f, end, err := g.head()
-		if end != 0 || err != nil {
+		if end != gateNext {
 			return end, err
 		}
 		if f.chunked {
@@ -112,12 +115,12 @@ func (g *httpGate) run() (gateEnd, error) {
 		} else {
 			end, err = g.fixedBody(f.length)
 		}
-		if end != 0 || err != nil {
+		if end != gateNext {
 			return end, err
 		}
 		if f.upgrade {
 			opaque, end, err := g.afterUpgrade()
-			if end != 0 || err != nil {
+			if end != gateNext {
 				return end, err
 			}
 			if opaque {
@@ -234,7 +237,7 @@ func (g *httpGate) admit(req conn.HTTPRequest, head []byte) (framing, gateEnd, e
 	if err := g.forward(req.HeaderLen); err != nil {
 		return framing{}, gateFailed, err
 	}
-	return f, 0, nil
+	return f, gateNext, nil
 }
 
 // switchedTo renders the offending destination for the audit rule field:
@@ -391,7 +394,7 @@ func (g *httpGate) fixedBody(n int64) (gateEnd, error) {
 		}
 		n -= int64(k)
 	}
-	return 0, nil
+	return gateNext, nil
 }
 
 // line returns the length of the CRLF-terminated line at buf[r:], CRLF
@@ -442,7 +445,7 @@ func (g *httpGate) chunkedBody() (gateEnd, error) {
 		if size == 0 {
 			return g.trailers()
 		}
-		if end, err := g.fixedBody(size); end != 0 || err != nil {
+		if end, err := g.fixedBody(size); end != gateNext {
 			return end, err
 		}
 		for g.w-g.r < 2 {
@@ -514,7 +517,7 @@ func (g *httpGate) trailers() (gateEnd, error) {
 			return gateFailed, err
 		}
 		if len(field) == 0 {
-			return 0, nil
+			return gateNext, nil
 		}
 		budget -= n
 	}
@@ -549,11 +552,11 @@ func (g *httpGate) afterUpgrade() (opaque bool, end gateEnd, err error) {
 		if len(pending) >= 1 {
 			switch b := pending[0]; {
 			case b == '\r' || b == '\n' || b == ' ' || b == '\t':
-				return false, 0, nil
+				return false, gateNext, nil
 			case !isHTTPTokenByte(b):
-				return true, 0, nil
+				return true, gateNext, nil
 			case len(pending) >= 2:
-				return pending[1] >= 0x80, 0, nil
+				return pending[1] >= 0x80, gateNext, nil
 			}
 		}
 		if err := g.fill(); err != nil {
@@ -623,8 +626,12 @@ func (w idleWriter) Write(p []byte) (int, error) {
 // says egress_denied with the gate's reason. In a dry run a violation is
 // recorded as would_deny and the rest of the stream passes unchecked.
 func (e *Engine) gateUp(c *conn.Conn, idle *idleClock) (aborted bool) {
-	bp := e.bufs.Get()
-	defer e.bufs.Put(bp)
+	// The gate borrows a classification buffer (conn.MaxPeek, 64 KiB): it
+	// holds any head (MaxHTTPHeader) and, as measured by
+	// BenchmarkUpload64MiB, reads bodies in pieces large enough to keep up
+	// with splice(2), which 32 KiB relay buffers do not.
+	bp := e.peekBufs.Get()
+	defer e.peekBufs.Put(bp)
 	peeked := bytes.NewReader(c.Peeked)
 	up := idleWriter{c: c.Upstream, idle: idle}
 	g := httpGate{

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -164,6 +165,31 @@ func TestHTTPGateNoHost(t *testing.T) {
 	g, end, _, out := runGate("", 80, []byte(req10+req10+getAllowed), 5)
 	if end != gateDenied || g.reason != ReasonHostSwitch || g.rule != "switched_to:allowed.test" || string(out) != req10+req10 {
 		t.Fatalf("end %d reason %q rule %q forwarded %q", end, g.reason, g.rule, out)
+	}
+}
+
+// TestHTTPGateIdleTimeout: a client that goes silent between requests is
+// cut after the relay's idle timeout, as on the splice path.
+func TestHTTPGateIdleTimeout(t *testing.T) {
+	client, proxyIn := tcpPair(t)
+	proxyOut, sink := tcpPair(t)
+	for _, c := range []*net.TCPConn{client, proxyIn, proxyOut, sink} {
+		defer c.Close()
+	}
+	idle := newIdleClock(200 * time.Millisecond)
+	g := httpGate{host: "allowed.test", port: 80, buf: make([]byte, conn.MaxPeek),
+		src: idleReader{c: proxyIn, idle: idle}, dst: idleWriter{c: proxyOut, idle: idle}}
+	io.WriteString(client, getAllowed)
+	start := time.Now()
+	end, err := g.run()
+	if end != gateFailed || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("end %d err %v, want an idle deadline", end, err)
+	}
+	if el := time.Since(start); el < 200*time.Millisecond || el > 2*time.Second {
+		t.Errorf("cut after %v, want about the 200ms idle timeout", el)
+	}
+	if g.forwarded != int64(len(getAllowed)) {
+		t.Errorf("forwarded %d bytes before the cut, want %d", g.forwarded, len(getAllowed))
 	}
 }
 
@@ -465,7 +491,8 @@ func BenchmarkUpload64MiB(b *testing.B) {
 		b.Run(mode, func(b *testing.B) {
 			pipes := bufpool.NewPipes(4)
 			defer pipes.Close()
-			bufs := bufpool.NewBuffers(relayBufSize)
+			bufs := bufpool.NewBuffers(relayBufSize)     // the splice path's fallback
+			gateBufs := bufpool.NewBuffers(conn.MaxPeek) // the engine's peekBufs
 			b.SetBytes(size)
 			for b.Loop() {
 				client, proxyIn := tcpPair(b)
@@ -484,13 +511,13 @@ func BenchmarkUpload64MiB(b *testing.B) {
 				}()
 				idle := newIdleClock(time.Minute)
 				if mode == "gate" {
-					bp := bufs.Get()
+					bp := gateBufs.Get()
 					g := httpGate{host: "allowed.test", port: 80, buf: *bp,
 						src: idleReader{c: proxyIn, idle: idle}, dst: idleWriter{c: proxyOut, idle: idle}}
 					if end, err := g.run(); end != gateEOF {
 						b.Fatalf("gate ended %d: %v", end, err)
 					}
-					bufs.Put(bp)
+					gateBufs.Put(bp)
 				} else if _, err := copyHalf(proxyOut, proxyIn, pipes, bufs, idle); err != nil {
 					b.Fatal(err)
 				}
