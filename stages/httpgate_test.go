@@ -551,3 +551,27 @@ func tcpPair(tb testing.TB) (*net.TCPConn, *net.TCPConn) {
 	}
 	return a.(*net.TCPConn), s.(*net.TCPConn)
 }
+
+// TestHTTPGateExplicitProxyKeepAlive: the explicit proxy's absolute-form
+// requests are gated too — a second request on the same kept-alive proxy
+// connection naming another host never reaches the allowed server.
+func TestHTTPGateExplicitProxyKeepAlive(t *testing.T) {
+	up := newRecordingUpstream(t)
+	h := newExplicitHarness(t, map[uint16]string{80: up.addr})
+	c, br := dialEngine(t, h.harness)
+	io.WriteString(c, "GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+	if body := readBody(t, br); !strings.Contains(body, "host=allowed.test") {
+		t.Fatalf("first request: %q", body)
+	}
+	io.WriteString(c, "GET http://evil.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n")
+	io.Copy(io.Discard, br) // the gate resets the connection
+	for _, host := range up.seen() {
+		if host != "allowed.test" {
+			t.Fatalf("upstream served %q through the explicit proxy", host)
+		}
+	}
+	ev := h.onlyEvent()
+	if ev["msg"] != "egress_denied" || ev["reason"] != ReasonHostSwitch || ev["source"] != "explicit" {
+		t.Errorf("audit = %v", ev)
+	}
+}

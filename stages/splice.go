@@ -86,7 +86,11 @@ func (e *Engine) relay(c *conn.Conn) {
 	// Cleartext HTTP from the transparent front goes through the request
 	// gate, which replays the peeked bytes itself and checks every request
 	// on the connection, not only the first.
-	gated := c.Proto == conn.ProtoHTTP && c.Front == conn.FrontTransparent
+	// Cleartext HTTP/1.x is gated request by request: transparent
+	// connections, and the explicit proxy's absolute-form requests (not its
+	// CONNECT tunnels, which have a greeting and carry TLS).
+	gated := c.Proto == conn.ProtoHTTP &&
+		(c.Front == conn.FrontTransparent || (c.Front == conn.FrontHTTPProxy && c.Greeting == nil))
 	if len(c.Peeked) > 0 && !gated {
 		_ = c.Upstream.SetWriteDeadline(time.Now().Add(e.cfg.IdleTimeout))
 		n, err := c.Upstream.Write(c.Peeked)
