@@ -26,44 +26,13 @@ type Supervisor struct {
 	code int
 }
 
-// StartSupervisor runs the binary with env (KEY=VALUE) and the agent argv.
-// The policy path, the world's DNS upstream and quiet defaults are set
-// unless env overrides them.
+// StartSupervisor runs the binary as PID 1 of a new PID namespace in the
+// agent network namespace with the policy at policyPath, env (KEY=VALUE)
+// added to the defaults (the world's DNS upstream, a 2 s grace), and argv
+// as the agent. See StartLaunch for more options.
 func (w *World) StartSupervisor(t *testing.T, policyPath string, env []string, argv ...string) *Supervisor {
 	t.Helper()
-	bin := netenv.Binary(t)
-	args := []string{"netns", "exec", w.Agent.Name, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child", bin}
-	args = append(args, "--")
-	args = append(args, argv...)
-	cmd := exec.Command("ip", args...)
-	cmd.Env = append(os.Environ(),
-		"FORGE_SUPERVISOR_POLICY_PATH="+policyPath,
-		"FORGE_SUPERVISOR_DNS_UPSTREAM="+netenv.WorldV4.String()+":53",
-		"FORGE_SUPERVISOR_GRACE=2s",
-	)
-	cmd.Env = append(cmd.Env, env...)
-	s := &Supervisor{t: t, cmd: cmd, Out: &netenv.SyncBuffer{}, Err: &netenv.SyncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = s.Out, s.Err
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start supervisor: %v", err)
-	}
-	go func() {
-		err := cmd.Wait()
-		s.code = exitCode(err, cmd)
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		s.Signal(syscall.SIGKILL)
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("supervisor stdout:\n%s\nstderr:\n%s", s.Out.String(), s.Err.String())
-		}
-	})
-	return s
+	return w.StartLaunch(t, Launch{Policy: policyPath, Env: env}, argv...)
 }
 
 func exitCode(err error, cmd *exec.Cmd) int {
