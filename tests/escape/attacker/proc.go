@@ -86,6 +86,9 @@ func daemonMain(args []string) int {
 		}
 		return 0 // the parent goes; stage2 lives on
 	case "stage2":
+		// A process of its own: its flows take ports from a range the
+		// main attacker never reaches (see nextSrcPort).
+		nextSrcPort.Store(daemonSrcPortBase)
 		r := &Result{Vector: args[1], Observed: blocked}
 		deadline := time.Now().Add(5 * time.Second)
 		for os.Getppid() != 1 && time.Now().Before(deadline) {

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,21 @@ const (
 	ioWindow = 3 * time.Second
 )
 
+// nextSrcPort hands out source ports below the kernel's ephemeral range
+// (32768+), one per flow: two flows of one run never share a 4-tuple, so
+// the suite's match of audit events by (dst, port, src_port) is exact. An
+// ephemeral port could be reused by a later vector of the same run.
+// The main attacker counts up from mainSrcPortBase; a daemon it starts is
+// another process and counts from daemonSrcPortBase.
+var nextSrcPort atomic.Int32
+
+const (
+	mainSrcPortBase   = 20000
+	daemonSrcPortBase = 30000
+)
+
+func init() { nextSrcPort.Store(mainSrcPortBase) }
+
 // hostPort joins ip and port, bracketing IPv6.
 func hostPort(ip string, port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
 
@@ -41,11 +57,17 @@ func dialFlow(r *Result, ip string, port int) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: ioWindow, Control: func(_, _ string, rc syscall.RawConn) error {
 		var berr error
 		err := rc.Control(func(fd uintptr) {
-			var any unix.Sockaddr = &unix.SockaddrInet4{}
-			if dst.Is6() {
-				any = &unix.SockaddrInet6{}
+			for range 64 { // skip ports something else holds
+				p := int(nextSrcPort.Add(1))
+				var any unix.Sockaddr = &unix.SockaddrInet4{Port: p}
+				if dst.Is6() {
+					any = &unix.SockaddrInet6{Port: p}
+				}
+				if berr = unix.Bind(int(fd), any); berr != unix.EADDRINUSE {
+					break
+				}
 			}
-			if berr = unix.Bind(int(fd), any); berr != nil {
+			if berr != nil {
 				return
 			}
 			sa, gerr := unix.Getsockname(int(fd))
