@@ -26,7 +26,7 @@ unit:
 FUZZ_TARGETS := ./conn:FuzzParseClientHello ./conn:FuzzParseHTTPRequest ./conn:FuzzSniff \
 	./conn:FuzzSOCKS5 ./stages:FuzzProxyHead ./policy:FuzzParse ./policy:FuzzNormalizeName \
 	./dns:FuzzHandler ./jail:FuzzParseProfile .:FuzzParseConfig ./deploy:FuzzKubernetesPolicy \
-	./policy:FuzzRegoDifferential
+	./policy:FuzzRegoDifferential ./stages:FuzzHTTPGate ./dns:FuzzParseAnswer
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
