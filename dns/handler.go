@@ -266,8 +266,14 @@ func (p *Proxy) allowRate(out replier, client netip.Addr, req *dns.Msg, overTCP 
 		}
 		return false
 	}
+	// The same name form as every other DNS event: normalized when it
+	// normalizes, else as asked (the encoder escapes it either way).
+	qname := req.Question[0].Name
+	if n, err := normalizeQName(qname); err == nil {
+		qname = n
+	}
 	p.audit.DNSRateLimited(obs.DNSQuery{
-		QName:  req.Question[0].Name,
+		QName:  qname,
 		QType:  qtype,
 		Rcode:  rcode,
 		Reason: obs.ReasonRateLimited,

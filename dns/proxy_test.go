@@ -263,7 +263,7 @@ func TestRateLimit(t *testing.T) {
 	if len(events) != 1 {
 		t.Fatalf("%d dns_rate_limited events, want exactly 1 per window", len(events))
 	}
-	if field(events[0], "reason") != obs.ReasonRateLimited || field(events[0], "qname") != "allowed.test." {
+	if field(events[0], "reason") != obs.ReasonRateLimited || field(events[0], "qname") != "allowed.test" {
 		t.Errorf("rate limit event fields %v", events[0].ContextMap())
 	}
 	if got := p.limited.Load(); got != int64(refused-1) {
