@@ -1,6 +1,7 @@
 package obs
 
 import (
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -74,6 +75,7 @@ type Auditor struct {
 	m       *Metrics    // nil: no metrics
 	d       *Denials    // nil: no ring
 	labels  *labelGuards
+	fields  *sync.Pool // field slices for writeEntry
 }
 
 // Sampling says how allowed events are thinned under load: in each Tick,
@@ -136,7 +138,7 @@ func NewAuditor(log *zap.Logger, m *Metrics, d *Denials, opts ...AuditorOption) 
 	if log == nil {
 		log = zap.NewNop()
 	}
-	a := &Auditor{log: log, allowed: log, m: m, d: d, labels: newLabelGuards()}
+	a := &Auditor{log: log, allowed: log, m: m, d: d, labels: newLabelGuards(), fields: newFieldPool()}
 	if s := o.sampling; s != nil {
 		hook := func(zapcore.Entry, zapcore.SamplingDecision) {}
 		if m != nil {
@@ -180,7 +182,7 @@ func (a *Auditor) Egress(f Flow) {
 	if keep {
 		lg = a.log
 	}
-	ts := writeEntry(lg, zapcore.InfoLevel, msg, egressFields(f))
+	ts := writeEntry(a.fields, lg, zapcore.InfoLevel, msg, func(buf []zap.Field) []zap.Field { return appendEgressFields(buf, f) })
 	if keep && a.d != nil {
 		a.d.Add(DenialEvent{
 			TS: ts, Msg: msg, Proto: f.Proto,
@@ -195,8 +197,8 @@ func (a *Auditor) Egress(f Flow) {
 
 // egressFields are the fields of egress_allowed / egress_denied lines, in
 // the order of egressEventJSON.
-func egressFields(f Flow) []zap.Field {
-	return []zap.Field{
+func appendEgressFields(buf []zap.Field, f Flow) []zap.Field {
+	return append(buf,
 		zap.String("proto", f.Proto),
 		zap.String("sni", f.SNI),
 		zap.String("host", f.Host),
@@ -211,7 +213,7 @@ func egressFields(f Flow) []zap.Field {
 		zap.Float64("duration_ms", durationMS(f.Duration)),
 		zap.Bool("would_deny", f.WouldDeny),
 		zap.String("source", f.Source),
-	}
+	)
 }
 
 // DNS writes the audit line of one DNS query, counts it and keeps denials
@@ -251,7 +253,7 @@ func (a *Auditor) dnsEvent(msg, decision string, q DNSQuery, keep bool) {
 	if keep {
 		lg = a.log
 	}
-	ts := writeEntry(lg, zapcore.InfoLevel, msg, dnsFields(q))
+	ts := writeEntry(a.fields, lg, zapcore.InfoLevel, msg, func(buf []zap.Field) []zap.Field { return appendDNSFields(buf, q) })
 	if keep && a.d != nil {
 		a.d.Add(DenialEvent{
 			TS: ts, Msg: msg, Proto: "dns",
@@ -263,8 +265,8 @@ func (a *Auditor) dnsEvent(msg, decision string, q DNSQuery, keep bool) {
 }
 
 // dnsFields are the fields of dns_* lines, in the order of dnsEventJSON.
-func dnsFields(q DNSQuery) []zap.Field {
-	return []zap.Field{
+func appendDNSFields(buf []zap.Field, q DNSQuery) []zap.Field {
+	return append(buf,
 		zap.String("proto", "dns"),
 		zap.String("qname", q.QName),
 		zap.String("qtype", q.QType),
@@ -274,20 +276,38 @@ func dnsFields(q DNSQuery) []zap.Field {
 		zap.Int("answers", q.Answers),
 		zap.Float64("duration_ms", durationMS(q.Duration)),
 		zap.Bool("would_deny", q.WouldDeny),
-	}
+	)
 }
 
 // writeEntry logs msg with fields and returns the entry's timestamp, so the
 // denial ring carries the very ts of the log line. When the level is off or
 // the sampler drops the entry, it returns the current time.
-func writeEntry(lg *zap.Logger, lvl zapcore.Level, msg string, fields []zap.Field) time.Time {
+// writeEntry writes one line. Its fields are built only when the line is
+// written (a sampled-out line costs no field building), into a pooled
+// slice: the fields escape through zap's core interface, and one audit
+// line per connection and per DNS query should not cost an allocation.
+func writeEntry(pool *sync.Pool, lg *zap.Logger, lvl zapcore.Level, msg string, build func([]zap.Field) []zap.Field) time.Time {
 	ce := lg.Check(lvl, msg)
 	if ce == nil {
 		return time.Now()
 	}
 	ts := ce.Time
+	bp := pool.Get().(*[]zap.Field)
+	fields := build((*bp)[:0])
 	ce.Write(fields...)
+	clear(fields) // drop references to the event's strings
+	*bp = fields[:0]
+	pool.Put(bp)
 	return ts
+}
+
+// newFieldPool holds field slices for writeEntry; the widest event has 15
+// fields.
+func newFieldPool() *sync.Pool {
+	return &sync.Pool{New: func() any {
+		s := make([]zap.Field, 0, 16)
+		return &s
+	}}
 }
 
 // truncateName cuts an agent-controlled string to maxAuditNameLen bytes.
