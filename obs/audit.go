@@ -195,7 +195,7 @@ func (a *Auditor) Egress(f Flow) {
 	}
 }
 
-// egressFields are the fields of egress_allowed / egress_denied lines, in
+// appendEgressFields appends the fields of egress_allowed / egress_denied lines, in
 // the order of egressEventJSON.
 func appendEgressFields(buf []zap.Field, f Flow) []zap.Field {
 	return append(buf,
@@ -264,7 +264,7 @@ func (a *Auditor) dnsEvent(msg, decision string, q DNSQuery, keep bool) {
 	}
 }
 
-// dnsFields are the fields of dns_* lines, in the order of dnsEventJSON.
+// appendDNSFields appends the fields of dns_* lines, in the order of dnsEventJSON.
 func appendDNSFields(buf []zap.Field, q DNSQuery) []zap.Field {
 	return append(buf,
 		zap.String("proto", "dns"),

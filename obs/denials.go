@@ -45,7 +45,7 @@ type DenialEvent struct {
 }
 
 // egressEventJSON and dnsEventJSON fix the field sets and their order; they
-// mirror egressFields and dnsFields in audit.go (a test keeps them equal).
+// mirror appendEgressFields and appendDNSFields in audit.go (a test keeps them equal).
 type egressEventJSON struct {
 	TS         time.Time `json:"ts"`
 	Msg        string    `json:"msg"`
