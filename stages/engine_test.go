@@ -89,6 +89,14 @@ func (s *syncBuf) lines() []map[string]any {
 
 func newHarness(t *testing.T, dryRun bool, routes map[uint16]string) *harness {
 	t.Helper()
+	return startHarness(t, routes, func(c *Config) { c.DryRun = dryRun })
+}
+
+// startHarness runs an engine on 127.0.0.1 with the test policy, the
+// fake resolver and upstream dials routed by port to routes; tweak adjusts
+// the configuration before the engine is built.
+func startHarness(t *testing.T, routes map[uint16]string, tweak func(*Config)) *harness {
+	t.Helper()
 	p, err := policy.Parse([]byte(testPolicy))
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +109,7 @@ func newHarness(t *testing.T, dryRun bool, routes map[uint16]string) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, logs: logs, routes: routes}
-	eng, err := New(Config{
+	cfg := Config{
 		ListenAddrs: []string{"127.0.0.1"},
 		Port:        0,
 		Policy:      &holder,
@@ -130,11 +138,12 @@ func newHarness(t *testing.T, dryRun bool, routes map[uint16]string) *harness {
 		SelfPorts:       []uint16{15001, 15002, 15000},
 		ClassifyTimeout: 300 * time.Millisecond,
 		IdleTimeout:     5 * time.Second,
-		DryRun:          dryRun,
 		Workers:         Workers{OrigDst: 2, Classify: 8, Policy: 4, Dial: 4, Deny: 4},
 		QueueLen:        8,
 		MaxConns:        64,
-	})
+	}
+	tweak(&cfg)
+	eng, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,13 +18,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/forge/forge-supervisor/conn"
-	"github.com/forge/forge-supervisor/obs"
 	"github.com/forge/forge-supervisor/policy"
 	"github.com/forge/forge-supervisor/tests/testpki"
 )
@@ -63,66 +61,18 @@ type explicitHarness struct {
 
 func newExplicitHarness(t *testing.T, routes map[uint16]string) *explicitHarness {
 	t.Helper()
-	p, err := policy.Parse([]byte(testPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var holder atomic.Pointer[policy.Policy]
-	holder.Store(p)
-	logs := &syncBuf{}
-	log, err := obs.NewLogger(logs, "info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &explicitHarness{harness: &harness{t: t, logs: logs, routes: routes}, lookups: &fakeLookup{}}
-	eng, err := New(Config{
-		ListenAddrs: []string{"127.0.0.1"},
-		Policy:      &holder,
-		Resolver:    fakeResolver{},
-		Audit:       obs.NewAuditor(log, obs.NewMetrics(), obs.NewDenials(16)),
-		Metrics:     obs.NewMetrics(),
-		Log:         log,
-		Explicit:    true,
-		Lookup:      h.lookups.lookup,
-		DialUpstream: func(ctx context.Context, dst netip.AddrPort) (*net.TCPConn, error) {
-			a, ok := routes[dst.Port()]
-			if !ok || dst.Addr() != worldIP {
+	h := &explicitHarness{lookups: &fakeLookup{}}
+	h.harness = startHarness(t, routes, func(c *Config) {
+		c.Explicit = true
+		c.Lookup = h.lookups.lookup
+		c.DialTimeout = 2 * time.Second
+		// Only the address the fake lookup hands out is routed.
+		route := c.DialUpstream
+		c.DialUpstream = func(ctx context.Context, dst netip.AddrPort) (*net.TCPConn, error) {
+			if dst.Addr() != worldIP {
 				return nil, syscall.ECONNREFUSED
 			}
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "tcp", a)
-			if err != nil {
-				return nil, err
-			}
-			return c.(*net.TCPConn), nil
-		},
-		ClassifyTimeout: 300 * time.Millisecond,
-		DialTimeout:     2 * time.Second,
-		IdleTimeout:     5 * time.Second,
-		Workers:         Workers{Classify: 8, Policy: 4, Dial: 4, Deny: 4},
-		QueueLen:        8,
-		MaxConns:        64,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.cfg.Port = 0 // let the kernel choose
-	if err := eng.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	h.eng, h.addr = eng, eng.Addrs()[0].String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Serve did not return after cancel: the pipeline did not drain")
+			return route(ctx, dst)
 		}
 	})
 	return h
