@@ -148,6 +148,33 @@ func tlsUpstream(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return serveEach(b, ln, func(c net.Conn) {
+		if skipRequestHead(c) == nil {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+		}
+	})
+}
+
+// bulkUpstream reads a request head, then streams size bytes.
+func bulkUpstream(b *testing.B, size int) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	chunk := make([]byte, 256<<10)
+	return serveEach(b, ln, func(c net.Conn) {
+		_ = skipRequestHead(c)
+		for left := size; left > 0; left -= len(chunk) {
+			if _, err := c.Write(chunk[:min(left, len(chunk))]); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// serveEach runs handle for every connection ln accepts, closing each
+// after; ln is closed when the benchmark ends.
+func serveEach(b *testing.B, ln net.Listener, handle func(net.Conn)) string {
 	b.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -157,55 +184,27 @@ func tlsUpstream(b *testing.B) string {
 			}
 			go func() {
 				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+				handle(c)
 			}()
 		}
 	}()
 	return ln.Addr().String()
 }
 
-// bulkUpstream reads a request line block, then streams size bytes.
-func bulkUpstream(b *testing.B, size int) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	chunk := make([]byte, 256<<10)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil || line == "\r\n" {
-						break
-					}
-				}
-				for left := size; left > 0; left -= len(chunk) {
-					if _, err := c.Write(chunk[:min(left, len(chunk))]); err != nil {
-						return
-					}
-				}
-			}()
+// skipRequestHead reads up to the blank line that ends a request head.
+// Bytes buffered past the head are dropped: the benchmarks' clients send
+// nothing after it.
+func skipRequestHead(c net.Conn) error {
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
 		}
-	}()
-	return ln.Addr().String()
+		if line == "\r\n" {
+			return nil
+		}
+	}
 }
 
 // connectOnce does a full TLS handshake, one request, and reads the first
