@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forge/forge-supervisor/tests/netenv"
 	"github.com/forge/forge-supervisor/tests/world"
 )
 
@@ -137,11 +138,14 @@ echo done >%[1]s/done`, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// ps shows the command name, cut to the kernel's 15 bytes (TASK_COMM_LEN).
+	comm := filepath.Base(netenv.Binary(t))
+	comm = comm[:min(len(comm), 15)]
 	var zombies []string
 	sawPID1 := false
 	for _, line := range strings.Split(strings.TrimSpace(string(ps)), "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 4 && f[0] == "1" && f[3] == "forge-superviso" {
+		if len(f) >= 4 && f[0] == "1" && f[3] == comm {
 			sawPID1 = true
 		}
 		if len(f) >= 3 && strings.HasPrefix(f[2], "Z") {
