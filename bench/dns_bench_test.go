@@ -128,14 +128,9 @@ var (
 	dnsperfDoneLine = regexp.MustCompile(`Queries completed:\s+([0-9]+)`)
 )
 
-// dnsperfQPS runs dnsperf against addr for dnsperfSeconds with 100 queries
-// outstanding and returns its queries per second.
-func dnsperfQPS(b *testing.B, perf, data, addr string) float64 {
-	qps, _ := dnsperfRun(b, perf, data, addr)
-	return qps
-}
-
-// dnsperfRun is dnsperfQPS that also returns how many queries completed.
+// dnsperfRun runs dnsperf against addr for dnsperfSeconds with 100
+// queries outstanding and returns its queries per second and how many
+// queries completed.
 func dnsperfRun(b *testing.B, perf, data, addr string) (float64, int) {
 	host, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), (dnsperfSeconds+10)*time.Second)

@@ -115,14 +115,6 @@ type report struct {
 	NoFile      uint64           `json:"nofile"`
 }
 
-func (r report) failed() int64 {
-	var n int64
-	for _, v := range r.Failures {
-		n += v
-	}
-	return n
-}
-
 // loadgen is a running load generator.
 type loadgen struct {
 	t       *testing.T
