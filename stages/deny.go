@@ -34,13 +34,13 @@ func (e *Engine) deny(c *conn.Conn) {
 		_ = c.Upstream.Close()
 		resetClose(c)
 	case c.Front == conn.FrontSOCKS5:
-		answerAndClose(c, socks5Refusal(c))
+		e.answerAndClose(c, socks5Refusal(c))
 	case c.Front == conn.FrontHTTPProxy:
-		answerAndClose(c, forbidden(c))
+		e.answerAndClose(c, forbidden(c))
 	case c.Proto == conn.ProtoTLS:
-		answerAndClose(c, tlsAccessDenied)
+		e.answerAndClose(c, tlsAccessDenied)
 	case c.Proto == conn.ProtoHTTP:
-		answerAndClose(c, forbidden(c))
+		e.answerAndClose(c, forbidden(c))
 	default:
 		resetClose(c)
 	}
@@ -79,7 +79,7 @@ func printable(s string) string {
 	}, s)
 }
 
-func answerAndClose(c *conn.Conn, msg []byte) {
+func (e *Engine) answerAndClose(c *conn.Conn, msg []byte) {
 	_ = c.Client.SetWriteDeadline(time.Now().Add(denyWriteTimeout))
 	if _, err := c.Client.Write(msg); err != nil {
 		resetClose(c)
@@ -87,7 +87,11 @@ func answerAndClose(c *conn.Conn, msg []byte) {
 	}
 	_ = c.Client.CloseWrite()
 	_ = c.Client.SetReadDeadline(time.Now().Add(denyLinger))
-	buf := make([]byte, 4096)
+	// The drain buffer comes from the relay pool: a flood of denials
+	// should not allocate one per connection.
+	bp := e.bufs.Get()
+	defer e.bufs.Put(bp)
+	buf := *bp
 	for drained := 0; drained < denyDrainMax; {
 		n, err := c.Client.Read(buf)
 		drained += n
