@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 )
 
 // Request is one TCP connection to decide.
@@ -75,7 +76,7 @@ func (p *Policy) checkNormalized(name string, port uint16) Verdict {
 
 // ruleReason tells domain rules from allowed_tcp rules by their prefix.
 func ruleReason(rule string) string {
-	if len(rule) > len(tcpRulePrefix) && rule[:len(tcpRulePrefix)] == tcpRulePrefix {
+	if strings.HasPrefix(rule, tcpRulePrefix) {
 		return ReasonAllowedTCP
 	}
 	return ReasonAllowedDomain
