@@ -202,7 +202,14 @@ func (e *Engine) Listen() error {
 		if ip, err := netip.ParseAddr(a); err == nil && ip.Is6() && !ip.Is4In6() {
 			network = "tcp6"
 		}
-		ln, err := net.Listen(network, addr)
+		// No TCP keepalive on accepted sockets: the client is a process
+		// on this host (the redirect goes to loopback), so the kernel
+		// reports its end with a FIN or RST and probes would find nothing
+		// more; Go's default would cost four setsockopt calls per
+		// connection. Upstream sockets keep the default, which also keeps
+		// idle flows alive through NATs on the way.
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err := lc.Listen(context.Background(), network, addr)
 		if err != nil {
 			e.closeListeners()
 			return fmt.Errorf("stages: listen %s: %w", addr, err)
