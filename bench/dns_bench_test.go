@@ -24,29 +24,35 @@ import (
 	"github.com/forge/forge-supervisor/policy"
 )
 
-// dnsperfSeconds bounds each dnsperf run; three targets keep the whole
-// comparison near 10 s.
+// dnsperfSeconds bounds each dnsperf run; four targets keep the whole
+// comparison near 15 s.
 const dnsperfSeconds = 3
 
 const dnsBenchPolicy = `{"mode":"allowlist","allowed_domains":["*.allowed.test","allowed.test"]}`
 
 // BenchmarkDNSComparison measures, in one run and interleaved so noise hits
 // all alike: asking the upstream directly, asking through the supervisor's
-// DNS proxy, and asking through dnsmasq forwarding (its cache off, so it
-// forwards every query like the proxy does) to the same upstream. The
-// upstream is dnsmasq, authoritative for allowed.test. b.N sequential
-// queries per target give latency percentiles; then dnsperf gives each
-// target's throughput.
+// DNS proxy, asking through dnsmasq forwarding (its cache off, so it
+// forwards every query like the proxy does) to the same upstream, and
+// asking through the bare Go forwarder (serveBareDNS: the floor for Go).
+// The proxies each run in a process of their own. The upstream is dnsmasq,
+// authoritative for allowed.test. b.N sequential queries per target give
+// latency percentiles; then dnsperf gives each target's throughput.
 func BenchmarkDNSComparison(b *testing.B) {
 	dnsmasq := dnsLookPath(b, "dnsmasq")
 	upstream, upstreamPID := dnsStartDnsmasqPID(b, dnsmasq, "--address=/allowed.test/198.51.100.1")
 	forwarder, forwarderPID := dnsStartDnsmasqPID(b, dnsmasq, "--server="+dnsmasqServer(upstream), "--cache-size=0")
-	proxy := dnsStartProxy(b, upstream)
+	// The proxy runs in a process of its own, as dnsmasq does.
+	proxy, proxyPID := startProxyPID(b, "dns", upstream)
+	dnsWaitAnswering(b, proxy)
+	bare, barePID := startProxyPID(b, "bare-dns", upstream)
+	dnsWaitAnswering(b, bare)
 	targets := []struct {
 		name, addr string
 		pid        int // the process answering at addr, for its CPU time
 	}{
-		{"direct", upstream, upstreamPID}, {"proxy", proxy, os.Getpid()}, {"dnsmasq", forwarder, forwarderPID},
+		{"direct", upstream, upstreamPID}, {"bare", bare, barePID},
+		{"proxy", proxy, proxyPID}, {"dnsmasq", forwarder, forwarderPID},
 	}
 
 	lat := make(map[string][]time.Duration)
@@ -75,6 +81,7 @@ func BenchmarkDNSComparison(b *testing.B) {
 	}
 	b.ReportMetric(us(dnsPct(lat["proxy"], 50)-dnsPct(lat["direct"], 50)), "proxy_added_p50_µs")
 	b.ReportMetric(us(dnsPct(lat["dnsmasq"], 50)-dnsPct(lat["direct"], 50)), "dnsmasq_added_p50_µs")
+	b.ReportMetric(us(dnsPct(lat["bare"], 50)-dnsPct(lat["direct"], 50)), "bare_added_p50_µs")
 
 	perf, err := exec.LookPath("dnsperf")
 	if err != nil {
@@ -101,6 +108,7 @@ func BenchmarkDNSComparison(b *testing.B) {
 	}
 	if qps["dnsmasq"] > 0 {
 		b.ReportMetric(qps["proxy"]/qps["dnsmasq"], "proxy/dnsmasq_qps")
+		b.ReportMetric(qps["bare"]/qps["dnsmasq"], "bare/dnsmasq_qps")
 	}
 }
 

@@ -6,7 +6,6 @@ package bench
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -16,15 +15,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/forge/forge-supervisor/obs"
-	"github.com/forge/forge-supervisor/policy"
-	"github.com/forge/forge-supervisor/stages"
 	"github.com/forge/forge-supervisor/tests/testpki"
 )
 
@@ -35,43 +28,6 @@ const benchPolicy = `{"profile":"standard","mode":"allowlist","allowed_domains":
 // DialUpstream routes it to the loopback server (loopback itself is an
 // always-blocked destination for the policy).
 var worldAddr = netip.MustParseAddrPort("198.51.100.1:443")
-
-// startEngine runs the engine on loopback routing every connection to
-// upstream, with audit lines discarded.
-func startEngine(b *testing.B, upstream string) string {
-	b.Helper()
-	p, err := policy.Parse([]byte(benchPolicy))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var holder atomic.Pointer[policy.Policy]
-	holder.Store(p)
-	log := zap.NewNop()
-	eng, err := stages.New(stages.Config{
-		ListenAddrs: []string{"127.0.0.1"}, Port: freePort(b),
-		Policy: &holder, Audit: obs.NewAuditor(log, nil, nil), Log: log,
-		OrigDst: func(*net.TCPConn) (netip.AddrPort, error) { return worldAddr, nil },
-		DialUpstream: func(ctx context.Context, _ netip.AddrPort) (*net.TCPConn, error) {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "tcp", upstream)
-			if err != nil {
-				return nil, err
-			}
-			return c.(*net.TCPConn), nil
-		},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := eng.Listen(); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { eng.Serve(ctx); close(done) }()
-	b.Cleanup(func() { cancel(); <-done })
-	return eng.Addrs()[0].String()
-}
 
 func freePort(b *testing.B) uint16 {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -230,11 +186,12 @@ func connectOnce(addr string, cfg *tls.Config) (time.Duration, error) {
 // and the added latency over direct.
 func BenchmarkConnectFirstByte(b *testing.B) {
 	up := tlsUpstream(b)
-	eng := startEngine(b, up)
+	eng := startProxy(b, "engine", up)
 	hap, _ := startHAProxy(b, up, bulkUpstream(b, 1))
+	bare := startProxy(b, "bare", up)
 	// No session cache: every op is a full handshake.
 	cfg := &tls.Config{ServerName: "allowed.test", RootCAs: testpki.Pool(b)}
-	paths := []struct{ name, addr string }{{"direct", up}, {"engine", eng}, {"haproxy", hap}}
+	paths := []struct{ name, addr string }{{"direct", up}, {"bare", bare}, {"engine", eng}, {"haproxy", hap}}
 	lat := map[string][]time.Duration{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -248,7 +205,7 @@ func BenchmarkConnectFirstByte(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	reportLatency(b, "direct", lat, []string{"engine", "haproxy"})
+	reportLatency(b, "direct", lat, []string{"bare", "engine", "haproxy"})
 }
 
 // BenchmarkBulkThroughput streams 64 MiB per op and reports MB/s per path
@@ -256,9 +213,10 @@ func BenchmarkConnectFirstByte(b *testing.B) {
 func BenchmarkBulkThroughput(b *testing.B) {
 	const size = 64 << 20
 	up := bulkUpstream(b, size)
-	eng := startEngine(b, up)
+	eng := startProxy(b, "engine", up)
 	_, hap := startHAProxy(b, tlsUpstream(b), up)
-	paths := []struct{ name, addr string }{{"direct", up}, {"engine", eng}, {"haproxy", hap}}
+	bare := startProxy(b, "bare", up)
+	paths := []struct{ name, addr string }{{"direct", up}, {"bare", bare}, {"engine", eng}, {"haproxy", hap}}
 	total := map[string]time.Duration{}
 	// A large read buffer, as a bulk client would use: io.Discard's 8 KiB
 	// ReadFrom would make the reader, not the path, the bottleneck.
@@ -286,6 +244,7 @@ func BenchmarkBulkThroughput(b *testing.B) {
 	for _, p := range paths {
 		b.ReportMetric(mbps(total[p.name]), p.name+"_MB/s")
 	}
+	b.ReportMetric(mbps(total["bare"])/mbps(total["direct"]), "bare/direct")
 	b.ReportMetric(mbps(total["engine"])/mbps(total["direct"]), "engine/direct")
 	b.ReportMetric(mbps(total["haproxy"])/mbps(total["direct"]), "haproxy/direct")
 }
@@ -304,9 +263,10 @@ func pct(ds []time.Duration, p int) time.Duration {
 // stage hand-offs, classification, policy, upstream connect, relay start).
 func BenchmarkConnectFirstBytePlain(b *testing.B) {
 	up := bulkUpstream(b, 1)
-	eng := startEngine(b, up)
+	eng := startProxy(b, "engine", up)
 	_, hap := startHAProxy(b, tlsUpstream(b), up)
-	paths := []struct{ name, addr string }{{"direct", up}, {"engine", eng}, {"haproxy", hap}}
+	bare := startProxy(b, "bare", up)
+	paths := []struct{ name, addr string }{{"direct", up}, {"bare", bare}, {"engine", eng}, {"haproxy", hap}}
 	lat := map[string][]time.Duration{}
 	buf := make([]byte, 1)
 	b.ResetTimer()
@@ -326,7 +286,7 @@ func BenchmarkConnectFirstBytePlain(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	reportLatency(b, paths[0].name, lat, []string{"engine", "haproxy"})
+	reportLatency(b, paths[0].name, lat, []string{"bare", "engine", "haproxy"})
 }
 
 // reportLatency reports p50/p99 per path and the added latency over base.

@@ -1,0 +1,181 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	fdns "github.com/forge/forge-supervisor/dns"
+	"github.com/forge/forge-supervisor/obs"
+	"github.com/forge/forge-supervisor/policy"
+	"github.com/forge/forge-supervisor/stages"
+)
+
+// The proxies under test run in processes of their own, as they do in
+// production and as HAProxy does here: in the benchmark's process they
+// would share its Go scheduler, and its two cores' worth of Ps, with the
+// client and server goroutines. The benchmark binary re-runs itself in the
+// role named by proxyRoleEnv, prints the address it listens on, and serves
+// until its stdin closes.
+const (
+	proxyRoleEnv     = "FORGE_BENCH_PROXY_ROLE"
+	proxyUpstreamEnv = "FORGE_BENCH_PROXY_UPSTREAM"
+)
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv(proxyRoleEnv); role != "" {
+		if err := runProxy(role, os.Getenv(proxyUpstreamEnv)); err != nil {
+			fmt.Fprintf(os.Stderr, "bench proxy %s: %v\n", role, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startProxy runs role ("engine", "bare", "dns" or "bare-dns") in front of upstream
+// in a child process and returns its address; the child ends with the
+// benchmark.
+func startProxy(b *testing.B, role, upstream string) string {
+	b.Helper()
+	addr, _ := startProxyPID(b, role, upstream)
+	return addr
+}
+
+// startProxyPID is startProxy that also returns the child's process ID.
+func startProxyPID(b *testing.B, role, upstream string) (string, int) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), proxyRoleEnv+"="+role, proxyUpstreamEnv+"="+upstream)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start %s proxy: %v", role, err)
+	}
+	b.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("%s proxy: no address: %v", role, err)
+	}
+	return strings.TrimSpace(addr), cmd.Process.Pid
+}
+
+// runProxy is the child's side: serve role until stdin closes.
+func runProxy(role, upstream string) error {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer cancel()
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	switch role {
+	case "bare":
+		fmt.Println(ln.Addr())
+		go func() { <-ctx.Done(); ln.Close() }()
+		serveBare(ln, upstream)
+		return nil
+	case "engine":
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+		return serveEngine(ctx, port, upstream)
+	case "dns":
+		ln.Close()
+		return serveDNS(ctx, upstream)
+	case "bare-dns":
+		ln.Close()
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return err
+		}
+		fmt.Println(conn.LocalAddr())
+		go func() { <-ctx.Done(); conn.Close() }()
+		return serveBareDNS(conn, upstream)
+	}
+	return fmt.Errorf("unknown role %q", role)
+}
+
+// serveEngine runs the connection engine on port routing every connection
+// to upstream, with the audit log encoded as in production (JSON) and
+// discarded.
+func serveEngine(ctx context.Context, port uint16, upstream string) error {
+	p, err := policy.Parse([]byte(benchPolicy))
+	if err != nil {
+		return err
+	}
+	var holder atomic.Pointer[policy.Policy]
+	holder.Store(p)
+	up, err := netip.ParseAddrPort(upstream)
+	if err != nil {
+		return err
+	}
+	log, err := obs.NewLogger(io.Discard, "info")
+	if err != nil {
+		return err
+	}
+	eng, err := stages.New(stages.Config{
+		ListenAddrs: []string{"127.0.0.1"}, Port: port,
+		Policy: &holder, Audit: obs.NewAuditor(log, nil, nil), Log: log,
+		OrigDst: func(*net.TCPConn) (netip.AddrPort, error) { return worldAddr, nil },
+		// The engine's own dialer, pointed at the loopback server.
+		DialUpstream: func(ctx context.Context, _ netip.AddrPort) (*net.TCPConn, error) {
+			return stages.DialTCP(ctx, up, 0)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if err := eng.Listen(); err != nil {
+		return err
+	}
+	fmt.Println(eng.Addrs()[0])
+	return eng.Serve(ctx)
+}
+
+// serveDNS runs the DNS proxy on a free port in front of upstream, with
+// the audit log encoded as in production (JSON) and discarded.
+func serveDNS(ctx context.Context, upstream string) error {
+	pol, err := policy.Parse([]byte(dnsBenchPolicy))
+	if err != nil {
+		return err
+	}
+	var holder atomic.Pointer[policy.Policy]
+	holder.Store(pol)
+	log, err := obs.NewLogger(io.Discard, "info")
+	if err != nil {
+		return err
+	}
+	p, err := fdns.New(fdns.Config{
+		Upstreams: []string{upstream}, Policy: &holder, RateLimit: -1,
+		Audit: obs.NewAuditor(log, nil, nil), Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.Listen(); err != nil {
+		return err
+	}
+	fmt.Println(net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.Port()))))
+	return p.Serve(ctx)
+}
