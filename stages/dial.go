@@ -14,7 +14,7 @@ import (
 // dial stage: connect to the original destination from a socket carrying
 // the supervisor's mark, which the nft ruleset exempts from interception —
 // so the supervisor never proxies itself.
-func (e *Engine) dial(c *conn.Conn, out, deny chan<- *conn.Conn) {
+func (e *Engine) dial(c *conn.Conn, live *relays, deny chan<- *conn.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
 	up, err := e.cfg.DialUpstream(ctx, c.Dst)
 	cancel()
@@ -28,7 +28,7 @@ func (e *Engine) dial(c *conn.Conn, out, deny chan<- *conn.Conn) {
 	}
 	c.Upstream = up
 	_ = c.Upstream.SetNoDelay(true)
-	out <- c
+	live.start(c, e.relay, e.finish)
 }
 
 // dialMarked connects with the engine's mark.

@@ -7,12 +7,15 @@
 //
 // Channels are bounded: a full channel blocks the stage before it and, at
 // the end of the line, the accept loop — backpressure instead of an
-// unbounded goroutine per connection. Every connection ends with exactly
-// one audit event, written by the splice or the deny stage.
+// unbounded goroutine per connection. The splice stage is the one without
+// a pool: a dial worker starts a connection's relay (a goroutine pair)
+// itself, and admission at accept bounds the relays to MaxConns. Every
+// connection ends with exactly one audit event, written by the splice or
+// the deny stage.
 //
 // Shutdown drains: the accept loop stops when the context ends and closes
 // its output; each stage closes its output once its input is closed and its
-// workers are done; the splice stage also cuts live relays.
+// workers are done; live relays are cut at once and awaited.
 package stages
 
 import (
@@ -243,12 +246,10 @@ func (e *Engine) Serve(ctx context.Context) error {
 	q := e.cfg.QueueLen
 	classifyIn := make(chan *conn.Conn, q)
 	dialIn := make(chan *conn.Conn, q)
-	spliceIn := make(chan *conn.Conn, q)
 	denyIn := make(chan *conn.Conn, q)
+	live := newRelays()
 
 	var g errgroup.Group
-	relayCtx, cutRelays := context.WithCancel(context.WithoutCancel(ctx))
-	defer cutRelays()
 
 	// Accept loops feed the entry channel; it closes when all have ended.
 	var accepting sync.WaitGroup
@@ -304,9 +305,9 @@ func (e *Engine) Serve(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
-		defer denying.Done()
-		runPool(e.cfg.Workers.Dial, dialIn, func(c *conn.Conn) { e.dial(c, spliceIn, denyIn) })
-		close(spliceIn)
+		runPool(e.cfg.Workers.Dial, dialIn, func(c *conn.Conn) { e.dial(c, live, denyIn) })
+		denying.Done()
+		live.wait()
 		return nil
 	})
 	g.Go(func() error {
@@ -319,13 +320,10 @@ func (e *Engine) Serve(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
-		e.spliceStage(relayCtx, spliceIn)
-		return nil
-	})
-	g.Go(func() error {
-		// Live relays are cut once the pipeline before them has drained.
+		// Shutdown: live relays are cut at once, and so is any relay the
+		// draining pipeline starts later.
 		<-ctx.Done()
-		cutRelays()
+		live.cutAll()
 		return nil
 	})
 	if e.cfg.Metrics != nil {
@@ -333,7 +331,7 @@ func (e *Engine) Serve(ctx context.Context) error {
 		defer close(stop)
 		go e.reportQueues(stop, map[string]chan *conn.Conn{
 			"origdst": e.entry, "classify": classifyIn, "policy": e.policyIn,
-			"dial": dialIn, "splice": spliceIn, "deny": denyIn,
+			"dial": dialIn, "deny": denyIn,
 		})
 	}
 	err := g.Wait()

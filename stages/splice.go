@@ -1,47 +1,62 @@
 package stages
 
 import (
-	"context"
 	"sync"
 	"time"
 
 	"github.com/forge/forge-supervisor/conn"
 )
 
-// spliceStage relays allowed connections, two goroutines each. Their number
-// is bounded by admission at accept (MaxConns connections in the engine
-// at most). When ctx ends, live relays are cut and awaited.
-func (e *Engine) spliceStage(ctx context.Context, in <-chan *conn.Conn) {
-	var live sync.WaitGroup
-	var mu sync.Mutex
-	active := make(map[*conn.Conn]struct{})
-	stopCut := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for c := range active {
-			abortConn(c)
-		}
-	})
-	defer stopCut()
-	for c := range in {
-		mu.Lock()
-		if ctx.Err() != nil {
-			abortConn(c)
-		}
-		active[c] = struct{}{}
-		mu.Unlock()
-		live.Add(1)
-		go func() {
-			defer live.Done()
-			e.relay(c)
-			mu.Lock()
-			delete(active, c)
-			mu.Unlock()
-			e.finish(c)
-		}()
-	}
-	live.Wait()
+// relays is the splice stage: allowed connections relayed, two goroutines
+// each, started by the dial stage's workers as soon as the upstream
+// answers (a hand-off to a dispatcher goroutine first would put one more
+// scheduler round trip before the request reaches the upstream). Their
+// number is bounded by admission at accept: MaxConns connections in the
+// engine at most. Shutdown cuts live relays and waits for them.
+type relays struct {
+	mu     sync.Mutex
+	active map[*conn.Conn]struct{}
+	cut    bool
+	live   sync.WaitGroup
 }
+
+func newRelays() *relays {
+	return &relays{active: make(map[*conn.Conn]struct{})}
+}
+
+// start relays c with run in a goroutine of its own, then calls done. A
+// connection that arrives after the cut is reset at once; run then sees
+// its sockets closed and ends.
+func (r *relays) start(c *conn.Conn, run, done func(*conn.Conn)) {
+	r.mu.Lock()
+	if r.cut {
+		abortConn(c)
+	}
+	r.active[c] = struct{}{}
+	r.live.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.live.Done()
+		run(c)
+		r.mu.Lock()
+		delete(r.active, c)
+		r.mu.Unlock()
+		done(c)
+	}()
+}
+
+// cutAll resets every live relay and every one started later.
+func (r *relays) cutAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cut = true
+	for c := range r.active {
+		abortConn(c)
+	}
+}
+
+// wait returns when every relay started has ended and been audited.
+func (r *relays) wait() { r.live.Wait() }
 
 // closeConn closes both sides after a relay that ended normally.
 func closeConn(c *conn.Conn) {
@@ -100,31 +115,34 @@ func (e *Engine) relay(c *conn.Conn) {
 			return
 		}
 	}
-	upDone := make(chan bool, 1)
+	// The server's direction gets a goroutine of its own; the client's
+	// runs here, so the request the upstream waits for is written without
+	// first waiting for a new goroutine to be scheduled.
+	downFailed := make(chan bool, 1)
 	go func() {
-		if gated {
-			upDone <- e.gateUp(c, idle)
+		n, err := copyHalf(c.Client, c.Upstream, e.pipes, e.bufs, idle)
+		c.BytesDown = n
+		if err != nil {
+			abortConn(c) // also ends the other direction's copy
+			downFailed <- true
 			return
 		}
+		_ = c.Client.CloseWrite()
+		downFailed <- false
+	}()
+	if gated {
+		aborted = e.gateUp(c, idle)
+	} else {
 		n, err := copyHalf(c.Upstream, c.Client, e.pipes, e.bufs, idle)
 		c.BytesUp += n
 		if err != nil {
-			abortConn(c) // also ends the other direction's copy
-			upDone <- true
-			return
+			abortConn(c)
+			aborted = true
+		} else {
+			_ = c.Upstream.CloseWrite()
 		}
-		_ = c.Upstream.CloseWrite()
-		upDone <- false
-	}()
-	n, err := copyHalf(c.Client, c.Upstream, e.pipes, e.bufs, idle)
-	c.BytesDown = n
-	if err != nil {
-		abortConn(c)
-		aborted = true
-	} else {
-		_ = c.Client.CloseWrite()
 	}
-	if <-upDone {
+	if <-downFailed {
 		aborted = true
 	}
 }
