@@ -15,16 +15,7 @@ import (
 // and what the floor adds over direct is the price of any such proxy on
 // this machine. It serves until ln is closed.
 func serveBare(ln net.Listener, upstream string) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			bareRelay(c, upstream)
-		}()
-	}
+	acceptEach(ln, func(c net.Conn) { bareRelay(c, upstream) })
 }
 
 func bareRelay(c net.Conn, upstream string) {

@@ -13,15 +13,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
-
-	fdns "github.com/forge/forge-supervisor/dns"
-	"github.com/forge/forge-supervisor/obs"
-	"github.com/forge/forge-supervisor/policy"
 )
 
 // dnsperfSeconds bounds each dnsperf run; four targets keep the whole
@@ -227,24 +222,8 @@ func dnsStartDnsmasqPID(b *testing.B, bin string, args ...string) (string, int) 
 // the audit log encoded as in production (JSON) but discarded.
 func dnsStartProxy(b *testing.B, upstream string) string {
 	b.Helper()
-	pol, err := policy.Parse([]byte(dnsBenchPolicy))
+	p, err := newBenchDNSProxy(upstream)
 	if err != nil {
-		b.Fatal(err)
-	}
-	var holder atomic.Pointer[policy.Policy]
-	holder.Store(pol)
-	log, err := obs.NewLogger(io.Discard, "info")
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := fdns.New(fdns.Config{
-		Upstreams: []string{upstream}, Policy: &holder, RateLimit: -1,
-		Audit: obs.NewAuditor(log, nil, nil), Log: log,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := p.Listen(); err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

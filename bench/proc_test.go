@@ -153,29 +153,39 @@ func serveEngine(ctx context.Context, port uint16, upstream string) error {
 	return eng.Serve(ctx)
 }
 
-// serveDNS runs the DNS proxy on a free port in front of upstream, with
-// the audit log encoded as in production (JSON) and discarded.
+// serveDNS runs the DNS proxy of newBenchDNSProxy until ctx ends.
 func serveDNS(ctx context.Context, upstream string) error {
-	pol, err := policy.Parse([]byte(dnsBenchPolicy))
+	p, err := newBenchDNSProxy(upstream)
 	if err != nil {
 		return err
+	}
+	fmt.Println(net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.Port()))))
+	return p.Serve(ctx)
+}
+
+// newBenchDNSProxy is the supervisor's DNS proxy in front of upstream,
+// listening on a free port, with the audit log encoded as in production
+// (JSON) and discarded.
+func newBenchDNSProxy(upstream string) (*fdns.Proxy, error) {
+	pol, err := policy.Parse([]byte(dnsBenchPolicy))
+	if err != nil {
+		return nil, err
 	}
 	var holder atomic.Pointer[policy.Policy]
 	holder.Store(pol)
 	log, err := obs.NewLogger(io.Discard, "info")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p, err := fdns.New(fdns.Config{
 		Upstreams: []string{upstream}, Policy: &holder, RateLimit: -1,
 		Audit: obs.NewAuditor(log, nil, nil), Log: log,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := p.Listen(); err != nil {
-		return err
+		return nil, err
 	}
-	fmt.Println(net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.Port()))))
-	return p.Serve(ctx)
+	return p, nil
 }
