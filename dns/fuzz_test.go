@@ -54,18 +54,8 @@ func serveRaw(p *Proxy, raw []byte, w *recorder) {
 		p.servePacket(raw, clientIP(w.remote), w)
 		return
 	}
-	if len(raw) < 12 {
-		return
-	}
-	h := dns.Header{
-		Id:      binary.BigEndian.Uint16(raw[0:]),
-		Bits:    binary.BigEndian.Uint16(raw[2:]),
-		Qdcount: binary.BigEndian.Uint16(raw[4:]),
-		Ancount: binary.BigEndian.Uint16(raw[6:]),
-		Nscount: binary.BigEndian.Uint16(raw[8:]),
-		Arcount: binary.BigEndian.Uint16(raw[10:]),
-	}
-	if p.accept(h) != dns.MsgAccept {
+	h, ok := wireHeader(raw)
+	if !ok || p.accept(h) != dns.MsgAccept {
 		return
 	}
 	req := new(dns.Msg)

@@ -166,17 +166,10 @@ func (r *udpReplier) setSource(oob []byte) {
 // (any reply could be used to amplify); headers accept rejects get a
 // header-only FORMERR or NOTIMP; bodies that do not unpack get FORMERR.
 func (p *Proxy) servePacket(raw []byte, client netip.Addr, out replier) {
-	if len(raw) < headerLen {
+	h, ok := wireHeader(raw)
+	if !ok {
 		p.malformed("message shorter than a header")
 		return
-	}
-	h := dns.Header{
-		Id:      binary.BigEndian.Uint16(raw[0:]),
-		Bits:    binary.BigEndian.Uint16(raw[2:]),
-		Qdcount: binary.BigEndian.Uint16(raw[4:]),
-		Ancount: binary.BigEndian.Uint16(raw[6:]),
-		Nscount: binary.BigEndian.Uint16(raw[8:]),
-		Arcount: binary.BigEndian.Uint16(raw[10:]),
 	}
 	rcode := dns.RcodeFormatError
 	switch p.accept(h) {
@@ -194,6 +187,22 @@ func (p *Proxy) servePacket(raw []byte, client netip.Addr, out replier) {
 		p.invalid(raw, err)
 	}
 	p.rejectHeader(out, h, rcode)
+}
+
+// wireHeader decodes the fixed 12-byte header that starts raw; false when
+// raw is shorter.
+func wireHeader(raw []byte) (dns.Header, bool) {
+	if len(raw) < headerLen {
+		return dns.Header{}, false
+	}
+	return dns.Header{
+		Id:      binary.BigEndian.Uint16(raw[0:]),
+		Bits:    binary.BigEndian.Uint16(raw[2:]),
+		Qdcount: binary.BigEndian.Uint16(raw[4:]),
+		Ancount: binary.BigEndian.Uint16(raw[6:]),
+		Nscount: binary.BigEndian.Uint16(raw[8:]),
+		Arcount: binary.BigEndian.Uint16(raw[10:]),
+	}, true
 }
 
 // rejectHeader answers a packet that is not a query the proxy serves with
