@@ -58,16 +58,8 @@ type escapeWorld struct {
 
 func newEscapeWorld(t *testing.T) *escapeWorld {
 	t.Helper()
-	netenv.RequireRoot(t)
-	p := netenv.NewPair(t)
-	dir, err := os.MkdirTemp("", "forge-escape")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Chmod(dir, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	ca, _, _ := testpki.WriteFiles(t, dir, "allowed.test", "evil.test", "other.test", "x.wild.test")
-	w := &escapeWorld{World: &world.World{Pair: p, Dir: dir, CAFile: ca}}
+	w := &escapeWorld{World: world.Base(t, "forge-escape")}
+	p := w.Pair
 	w.World.World.Run(t, "ip", "addr", "add", farResolver+"/32", "dev", "eth0")
 	w.installCanary(t)
 	w.startDNS(t)

@@ -56,24 +56,31 @@ func New(t *testing.T) *World {
 			t.Skipf("needs %s (installed by .ci/run): %v", tool, err)
 		}
 	}
+	w := Base(t, "forge-world")
+	w.startDNS(t)
+	w.startServers(t)
+	// The agent's libc resolver asks the world's; the supervisor's nft
+	// rules redirect it to the DNS proxy anyway.
+	w.Agent.SetResolver(t, netenv.WorldV4)
+	return w
+}
+
+// Base is a world without servers: the namespace pair, a scratch
+// directory (prefix names it; readable by the agent's UID) and a test CA
+// with certificates for the world's names. Suites that run servers of
+// their own build on it.
+func Base(t *testing.T, prefix string) *World {
+	t.Helper()
+	netenv.RequireRoot(t)
 	p := netenv.NewPair(t)
-	dir, err := os.MkdirTemp("", "forge-world")
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = os.Chmod(dir, 0o755)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	w := &World{Pair: p, Dir: dir}
-	caFile, certFile, keyFile := testpki.WriteFiles(t, dir, "allowed.test", "evil.test", "other.test", "x.wild.test")
-	w.CAFile = caFile
-	_ = certFile
-	_ = keyFile
-	w.startDNS(t)
-	w.startServers(t)
-	// The agent's libc resolver asks the world's; the supervisor's nft
-	// rules redirect it to the DNS proxy anyway.
-	p.Agent.SetResolver(t, netenv.WorldV4)
-	return w
+	ca, _, _ := testpki.WriteFiles(t, dir, "allowed.test", "evil.test", "other.test", "x.wild.test")
+	return &World{Pair: p, Dir: dir, CAFile: ca}
 }
 
 func (w *World) startDNS(t *testing.T) {
