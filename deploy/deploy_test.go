@@ -33,7 +33,7 @@ func TestSecurityContext(t *testing.T) {
 		"\n      hostIPC: false\n",
 		"\n      securityContext:\n" +
 			"        # The runtime's default filter for the supervisor; the supervisor loads its\n" +
-			"        # stricter profile (/etc/forge/seccomp.json) into the agent itself.\n" +
+			"        # stricter profile (/etc/forge/seccomp/seccomp.json) into the agent itself.\n" +
 			"        seccompProfile:\n          type: RuntimeDefault\n",
 		"\n        securityContext:\n" +
 			"          runAsUser: 0\n" +
@@ -119,10 +119,10 @@ func TestYAMLStructure(t *testing.T) {
 				t.Fatal(err)
 			}
 			docs := strings.Split(string(out), "\n---\n")
-			if len(docs) != 2 {
-				t.Fatalf("%d documents, want 2 (ConfigMap, Deployment)", len(docs))
+			if len(docs) != 3 {
+				t.Fatalf("%d documents, want 3 (ConfigMap, ConfigMap, Deployment)", len(docs))
 			}
-			for i, kind := range []string{"ConfigMap", "Deployment"} {
+			for i, kind := range []string{"ConfigMap", "ConfigMap", "Deployment"} {
 				if !strings.Contains(docs[i], "\nkind: "+kind+"\n") {
 					t.Errorf("document %d is not a %s", i, kind)
 				}
@@ -140,7 +140,7 @@ func TestYAMLStructure(t *testing.T) {
 const pyCheck = `
 import json, sys, yaml
 docs = list(yaml.safe_load_all(sys.stdin.read()))
-cm, dep = docs
+cm, sc, dep = docs
 c = dep["spec"]["template"]["spec"]["containers"][0]
 print(json.dumps({"kinds": [d["kind"] for d in docs], "data": cm["data"], "args": c["args"],
   "sc": c["securityContext"], "pod": dep["spec"]["template"]["spec"]["securityContext"],
@@ -175,7 +175,7 @@ func checkWithPyYAML(t *testing.T, manifest []byte, policy string, args []string
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got.Kinds, []string{"ConfigMap", "Deployment"}) {
+	if !reflect.DeepEqual(got.Kinds, []string{"ConfigMap", "ConfigMap", "Deployment"}) {
 		t.Errorf("kinds = %v", got.Kinds)
 	}
 	if got.Data["egress_allowlist.json"] != policy {

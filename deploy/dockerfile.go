@@ -48,13 +48,16 @@ func Dockerfile(o Options) ([]byte, error) {
 	if err := o.validate(false); err != nil {
 		return nil, err
 	}
+	if o.BaseImage != "" {
+		return wrappingDockerfile(o)
+	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, dockerfileHeader, o.BinarySource, o.SeccompSource, o.SeccompSource, o.PolicySource, o.AgentUID)
 	b.WriteString("\nFROM scratch\n")
 	imagePolicy := path.Join(ImagePolicyDir, o.policyFile())
 	for _, c := range [][2]string{
 		{o.BinarySource, ImageBinary},
-		{o.SeccompSource, ImageSeccomp},
+		{o.SeccompSource, o.SeccompPath},
 		{o.PolicySource, imagePolicy},
 	} {
 		line, err := jsonArray([]string{c[0], c[1]})
@@ -63,16 +66,26 @@ func Dockerfile(o Options) ([]byte, error) {
 		}
 		fmt.Fprintf(&b, "COPY %s\n", line)
 	}
+	return o.runInstructions(&b, imagePolicy)
+}
+
+// runInstructions writes what both variants end with: the settings as ENV,
+// the health port, the stop signal, the supervisor as ENTRYPOINT and the
+// agent as CMD.
+func (o Options) runInstructions(b *bytes.Buffer, imagePolicy string) ([]byte, error) {
 	for _, e := range o.imageEnv(imagePolicy) {
-		fmt.Fprintf(&b, "ENV %s=%s\n", e[0], e[1])
+		fmt.Fprintf(b, "ENV %s=%s\n", e[0], envValue(e[1]))
 	}
-	fmt.Fprintf(&b, "# /healthz, /readyz, /metrics, /denials.\nEXPOSE %d/tcp\n", o.HealthPort)
-	fmt.Fprintf(&b, "# The supervisor forwards SIGTERM to the agent's process group and exits with\n# the agent's status.\nSTOPSIGNAL SIGTERM\n")
+	fmt.Fprintf(b, "# /healthz, /readyz, /metrics, /denials.\nEXPOSE %d/tcp\n", o.HealthPort)
+	for _, p := range o.InboundPorts {
+		fmt.Fprintf(b, "# The agent's own listener (inbound_ports).\nEXPOSE %d/tcp\n", p)
+	}
+	fmt.Fprintf(b, "# The supervisor forwards SIGTERM to the agent's process group and exits with\n# the agent's status.\nSTOPSIGNAL SIGTERM\n")
 	entry, err := jsonArray([]string{ImageBinary, "--"})
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(&b, "ENTRYPOINT %s\n", entry)
+	fmt.Fprintf(b, "ENTRYPOINT %s\n", entry)
 	if len(o.AgentCommand) == 0 {
 		b.WriteString("# No CMD: give the agent's command when running the image.\n")
 		return b.Bytes(), nil
@@ -81,7 +94,7 @@ func Dockerfile(o Options) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(&b, "CMD %s\n", cmd)
+	fmt.Fprintf(b, "CMD %s\n", cmd)
 	return b.Bytes(), nil
 }
 
@@ -109,7 +122,36 @@ func (o Options) imageEnv(imagePolicy string) [][2]string {
 	if o.Grace != DefaultGrace {
 		env = append(env, [2]string{"FORGE_SUPERVISOR_GRACE", o.Grace.String()})
 	}
+	if o.SeccompPath != ImageSeccomp {
+		env = append(env, [2]string{"FORGE_SUPERVISOR_SECCOMP_PATH", o.SeccompPath})
+	}
+	for _, s := range o.Settings {
+		if !s.IsDefault && !typedEnv[s.Env] {
+			env = append(env, [2]string{s.Env, s.Value})
+		}
+	}
 	return env
+}
+
+// typedEnv are the variables Options has fields for; a Setting with one of
+// these names is ignored (the field wins, so the two cannot disagree).
+var typedEnv = map[string]bool{
+	"FORGE_SUPERVISOR_POLICY_PATH": true, "FORGE_SUPERVISOR_SECCOMP_PATH": true,
+	"FORGE_SUPERVISOR_PROXY_PORT": true, "FORGE_SUPERVISOR_DNS_PORT": true, "FORGE_SUPERVISOR_HEALTH_PORT": true,
+	"FORGE_SUPERVISOR_AGENT_UID": true, "FORGE_SUPERVISOR_AGENT_GID": true, "FORGE_SUPERVISOR_GRACE": true,
+}
+
+// envValue writes an ENV value bare when it is one plain word, else
+// double-quoted (Dockerfile ENV takes JSON-like quoting with backslash
+// escapes).
+func envValue(v string) string {
+	if v != "" && !strings.ContainsFunc(v, func(r rune) bool {
+		return !(r == '.' || r == '_' || r == '-' || r == ':' || r == '/' || r == ',' || r == '[' || r == ']' ||
+			(r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z'))
+	}) {
+		return v
+	}
+	return strconv.Quote(v)
 }
 
 // jsonArray renders the exec (JSON) form of a Dockerfile instruction, which

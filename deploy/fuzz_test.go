@@ -28,10 +28,11 @@ func FuzzKubernetesPolicy(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cm, dep, ok := strings.Cut(string(out), "\n---\n")
-		if !ok || strings.Contains(dep, "\n---\n") {
-			t.Fatalf("want exactly two documents:\n%s", out)
+		docs := strings.Split(string(out), "\n---\n")
+		if len(docs) != 3 {
+			t.Fatalf("want exactly three documents (policy, seccomp, Deployment):\n%s", out)
 		}
+		cm, dep := docs[0], docs[2]
 		_, data, _ := strings.Cut(cm, "\ndata:\n")
 		lines := strings.Split(data, "\n")
 		if !strings.HasPrefix(lines[0], `  "egress_allowlist.json": `) {
@@ -61,6 +62,5 @@ func defaultDeployment(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, dep, _ := strings.Cut(string(out), "\n---\n")
-	return dep
+	return strings.Split(string(out), "\n---\n")[2]
 }

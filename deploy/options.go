@@ -118,6 +118,31 @@ type Options struct {
 	// kubelet, ends the agent.
 	Grace     time.Duration
 	Resources Resources
+	// BaseImage, when set, makes the Dockerfile wrap the agent's own image
+	// (multi-stage: the supervisor's files come from a scratch stage) instead
+	// of building FROM scratch.
+	BaseImage string
+	// SeccompPath is the seccomp profile's path inside the image (the
+	// supervisor's -seccomp-path); default ImageSeccomp.
+	SeccompPath string
+	// Seccomp is the profile (OCI JSON) the Kubernetes ConfigMap holds;
+	// empty: the built-in profile.
+	Seccomp []byte
+	// Settings are the supervisor's other settings (everything but the
+	// fields above), in its own order: the Deployment sets every one, the
+	// Dockerfile those that differ from the default.
+	Settings []Setting
+	// InboundPorts are ports the agent listens on (containerPorts).
+	InboundPorts []uint16
+	// NetworkPolicy, when set, adds a NetworkPolicy for these egress rules.
+	NetworkPolicy *Egress
+}
+
+// Setting is one supervisor setting as its environment variable.
+type Setting struct {
+	Env, Value string
+	// IsDefault: the value is the supervisor's default.
+	IsDefault bool
 }
 
 // Resources are Kubernetes quantities of the container and /tmp.
@@ -135,6 +160,7 @@ func (o Options) WithDefaults() Options {
 	setString(&o.PolicySource, path.Base(o.PolicyPath))
 	setString(&o.BinarySource, DefaultBinarySrc)
 	setString(&o.SeccompSource, DefaultSeccompSrc)
+	setString(&o.SeccompPath, ImageSeccomp)
 	if o.AgentUID == 0 {
 		o.AgentUID = DefaultAgentUID
 	}
@@ -187,6 +213,8 @@ var (
 	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	// quantity is the subset of Kubernetes' resource.Quantity syntax that
 	// people write: a decimal number with an optional SI or binary suffix.
+	// envName is the supervisor's variable names.
+	envName = regexp.MustCompile(`^FORGE_SUPERVISOR_[A-Z0-9_]+$`)
 	quantity = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$`)
 )
 
@@ -207,6 +235,17 @@ func (o Options) validate(forK8s bool) error {
 	}
 	if len(o.Image) > maxImageRef || strings.ContainsFunc(o.Image, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) {
 		bad("image", "%q is not an image reference (no spaces or control characters, at most %d bytes)", o.Image, maxImageRef)
+	}
+	if o.BaseImage != "" && (len(o.BaseImage) > maxImageRef || strings.ContainsFunc(o.BaseImage, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) })) {
+		bad("base image", "%q is not an image reference (no spaces or control characters, at most %d bytes)", o.BaseImage, maxImageRef)
+	}
+	if !path.IsAbs(o.SeccompPath) || strings.ContainsFunc(o.SeccompPath, unicode.IsControl) {
+		bad("seccomp path", "%q must be an absolute path without control characters", o.SeccompPath)
+	}
+	for _, s := range o.Settings {
+		if !envName.MatchString(s.Env) || !utf8.ValidString(s.Value) || strings.ContainsFunc(s.Value, unicode.IsControl) {
+			bad("settings", "%s=%q: a variable name and a value without control characters", s.Env, s.Value)
+		}
 	}
 	if len(o.AgentCommand) > maxArgs {
 		bad("agent command", "%d arguments, at most %d", len(o.AgentCommand), maxArgs)
