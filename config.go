@@ -79,6 +79,11 @@ type Config struct {
 	ClassifyTimeout        time.Duration
 	DialTimeout            time.Duration
 	IdleTimeout            time.Duration
+	// InboundPorts are TCP ports the agent listens on for connections from
+	// outside the pod; AllowedLocalPorts are loopback ports of the pod's
+	// own listeners the agent may connect to. Empty: none.
+	InboundPorts      []uint16
+	AllowedLocalPorts []uint16
 }
 
 // setting is one configuration knob: its flag, its environment variable,
@@ -169,6 +174,12 @@ func settings() []setting {
 		{flag: "idle-timeout", env: "FORGE_SUPERVISOR_IDLE_TIMEOUT", def: "10m",
 			usage: "a relayed connection with no traffic either way for this long is closed",
 			parse: func(c *Config, v string) (err error) { c.IdleTimeout, err = parseDuration(v); return }},
+		{flag: "inbound-ports", env: "FORGE_SUPERVISOR_INBOUND_PORTS", def: "",
+			usage: "comma-separated TCP ports the agent listens on for connections from outside",
+			parse: func(c *Config, v string) (err error) { c.InboundPorts, err = parsePortList(v); return }},
+		{flag: "allowed-local-ports", env: "FORGE_SUPERVISOR_ALLOWED_LOCAL_PORTS", def: "",
+			usage: "comma-separated loopback TCP ports (the pod's own listeners) the agent may connect to",
+			parse: func(c *Config, v string) (err error) { c.AllowedLocalPorts, err = parsePortList(v); return }},
 	}
 }
 
@@ -227,9 +238,20 @@ func ParseConfig(args []string, getenv func(string) string) (cfg Config, sub str
 		rest = nil
 	}
 
+	// A forge.yaml's supervisor: section sits between the defaults and the
+	// environment: flag > environment > forge.yaml > default.
+	var layer map[string]layerValue
+	if path := forgeYAMLPath(sub, rest, effectivePolicyPath(all, raws, getenv)); path != "" {
+		if layer, err = forgeLayer(path); err != nil {
+			return Config{}, "", nil, fmt.Errorf("invalid configuration:\n%w", err)
+		}
+	}
 	var errs []error
 	for i, s := range all {
 		text, source := s.def, fmt.Sprintf("default of -%s / %s", s.flag, s.env)
+		if lv, ok := layer[s.flag]; ok {
+			text, source = lv.text, fmt.Sprintf("%s (flag -%s, environment variable %s)", lv.source, s.flag, s.env)
+		}
 		if v := getenv(s.env); v != "" {
 			text, source = v, fmt.Sprintf("environment variable %s (flag -%s)", s.env, s.flag)
 		}
@@ -247,6 +269,24 @@ func ParseConfig(args []string, getenv func(string) string) (cfg Config, sub str
 		return Config{}, "", nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return cfg, sub, rest, nil
+}
+
+// effectivePolicyPath is the policy path as flag > environment > default
+// give it, before any other setting is parsed.
+func effectivePolicyPath(all []setting, raws []*rawValue, getenv func(string) string) string {
+	for i, s := range all {
+		if s.flag != "policy-path" {
+			continue
+		}
+		if raws[i].set {
+			return raws[i].text
+		}
+		if v := getenv(s.env); v != "" {
+			return v
+		}
+		return s.def
+	}
+	return ""
 }
 
 // flagError rewords the flag package's errors; flag.ErrHelp passes through
@@ -304,7 +344,50 @@ func (c Config) crossCheck() []error {
 			}
 		}
 	}
+	for _, l := range []struct {
+		name  string
+		ports []uint16
+	}{
+		{"-inbound-ports / FORGE_SUPERVISOR_INBOUND_PORTS", c.InboundPorts},
+		{"-allowed-local-ports / FORGE_SUPERVISOR_ALLOWED_LOCAL_PORTS", c.AllowedLocalPorts},
+	} {
+		for _, p := range l.ports {
+			for _, own := range ports {
+				if p == own.port {
+					errs = append(errs, fmt.Errorf("%s lists %d, which is %s: the agent cannot use the supervisor's ports", l.name, p, own.name))
+				}
+			}
+		}
+	}
 	return errs
+}
+
+// maxPortList bounds a port list; a handful is typical.
+const maxPortList = 64
+
+// parsePortList parses "p1,p2,..." into distinct ports; "" is none.
+func parsePortList(v string) ([]uint16, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	parts := strings.Split(v, ",")
+	if len(parts) > maxPortList {
+		return nil, fmt.Errorf("at most %d ports, got %d", maxPortList, len(parts))
+	}
+	out := make([]uint16, 0, len(parts))
+	seen := map[uint16]bool{}
+	for _, p := range parts {
+		n, err := parsePort(strings.TrimSpace(p))
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", p, err)
+		}
+		if seen[n] {
+			return nil, fmt.Errorf("%d is listed twice", n)
+		}
+		seen[n] = true
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func parsePath(v string) (string, error) {
@@ -471,6 +554,8 @@ type configJSON struct {
 	ClassifyTimeout string   `json:"classify_timeout"`
 	DialTimeout     string   `json:"dial_timeout"`
 	IdleTimeout     string   `json:"idle_timeout"`
+	InboundPorts    []uint16 `json:"inbound_ports"`
+	LocalPorts      []uint16 `json:"allowed_local_ports"`
 }
 
 // JSON returns the effective configuration, indented, for
@@ -490,12 +575,21 @@ func (c Config) JSON() ([]byte, error) {
 		DNSRate: c.DNSRate, LogSample: c.LogSample,
 		WildcardLabels: c.DNSWildcardMaxLabels, WildcardLabLen: c.DNSWildcardMaxLabelLen,
 		ClassifyTimeout: c.ClassifyTimeout.String(), DialTimeout: c.DialTimeout.String(),
-		IdleTimeout: c.IdleTimeout.String(),
+		IdleTimeout:  c.IdleTimeout.String(),
+		InboundPorts: nonNil(c.InboundPorts), LocalPorts: nonNil(c.AllowedLocalPorts),
 	}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("config: encode: %w", err)
 	}
 	return b, nil
+}
+
+// nonNil makes an empty list encode as [].
+func nonNil(p []uint16) []uint16 {
+	if p == nil {
+		return []uint16{}
+	}
+	return p
 }
 
 // configUsage writes the command line and every setting with its flag,
@@ -504,7 +598,7 @@ func configUsage(w io.Writer) {
 	fmt.Fprintf(w, "usage: forge-supervisor [flags] [--] COMMAND [ARGS...]\n")
 	fmt.Fprintf(w, "       forge-supervisor [flags] config    print the effective configuration as JSON\n")
 	fmt.Fprintf(w, "       forge-supervisor version           print the version\n")
-	fmt.Fprintf(w, "       forge-supervisor [flags] generate dockerfile|k8s|seccomp|rego [options] [-- AGENT...]\n")
+	fmt.Fprintf(w, "       forge-supervisor [flags] generate allowlist|dockerfile|k8s|seccomp|rego [options] [-- AGENT...]\n")
 	fmt.Fprintf(w, "                                          print what a deployment needs (generate -h for options)\n\n")
 	fmt.Fprintf(w, "Every flag has an environment variable; a flag wins over its variable.\n\n")
 	for _, s := range settings() {

@@ -68,6 +68,8 @@ var everyEnv = map[string]string{
 	"FORGE_SUPERVISOR_CLASSIFY_TIMEOUT":           "250ms",
 	"FORGE_SUPERVISOR_DIAL_TIMEOUT":               "2s",
 	"FORGE_SUPERVISOR_IDLE_TIMEOUT":               "1h",
+	"FORGE_SUPERVISOR_INBOUND_PORTS":              "8080, 9090",
+	"FORGE_SUPERVISOR_ALLOWED_LOCAL_PORTS":        "5432",
 }
 
 func everyEnvConfig() Config {
@@ -80,7 +82,7 @@ func everyEnvConfig() Config {
 		DNSMinTTL: 5 * time.Minute, DNSCacheSize: 100, DNSDenyRcode: "nxdomain", DNSRate: 50.5,
 		DNSWildcardMaxLabels: 4, DNSWildcardMaxLabelLen: 20,
 		LogSample: true, ClassifyTimeout: 250 * time.Millisecond, DialTimeout: 2 * time.Second,
-		IdleTimeout: time.Hour,
+		IdleTimeout: time.Hour, InboundPorts: []uint16{8080, 9090}, AllowedLocalPorts: []uint16{5432},
 	}
 }
 
@@ -128,6 +130,7 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		"-dns-cache-size", "200", "-dns-deny-rcode", "refused", "-dns-rate", "10", "-log-sample=no",
 		"-dns-wildcard-max-labels", "8", "-dns-wildcard-max-label-len", "40",
 		"-classify-timeout", "2s", "-dial-timeout", "3s", "-idle-timeout", "30m",
+		"-inbound-ports", "81", "-allowed-local-ports", "82,83",
 		"--", "/agent",
 	}
 	cfg, _, argv, err := ParseConfig(args, env(everyEnv))
@@ -141,6 +144,7 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		DNSMinTTL: 30 * time.Second, DNSCacheSize: 200, DNSDenyRcode: "refused", DNSRate: 10,
 		DNSWildcardMaxLabels: 8, DNSWildcardMaxLabelLen: 40,
 		ClassifyTimeout: 2 * time.Second, DialTimeout: 3 * time.Second, IdleTimeout: 30 * time.Minute,
+		InboundPorts: []uint16{81}, AllowedLocalPorts: []uint16{82, 83},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("flags over env:\n got %+v\nwant %+v", cfg, want)
@@ -372,6 +376,7 @@ func TestConfigJSON(t *testing.T) {
 		"dns_cache_size": 65536.0, "dns_deny_rcode": "refused", "dns_rate": 200.0, "log_sample": false,
 		"dns_wildcard_max_labels": 6.0, "dns_wildcard_max_label_len": 32.0,
 		"classify_timeout": "1s", "dial_timeout": "5s", "idle_timeout": "10m0s",
+		"inbound_ports": []any{}, "allowed_local_ports": []any{},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config JSON:\n got %v\nwant %v", got, want)

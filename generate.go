@@ -14,6 +14,7 @@ import (
 
 // What `forge-supervisor generate` can write.
 const (
+	genAllowlist  = "allowlist"
 	genDockerfile = "dockerfile"
 	genK8s        = "k8s"
 	genSeccomp    = "seccomp"
@@ -21,17 +22,25 @@ const (
 )
 
 // generateUsage is printed for -h and for a missing or unknown target.
-const generateUsage = `usage: forge-supervisor [flags] generate dockerfile|k8s|seccomp|rego [generate flags] [--] [AGENT COMMAND...]
+const generateUsage = `usage: forge-supervisor [flags] generate allowlist|dockerfile|k8s|seccomp|rego [generate flags] [--] [AGENT COMMAND...]
 
-  dockerfile  a FROM-scratch Dockerfile: the supervisor, the seccomp profile and
-              the policy at their default paths, the agent command as CMD
-  k8s         a ConfigMap with the policy and a Deployment with a minimal
-              SecurityContext (needs -image)
-  seccomp     the built-in seccomp profile as Docker/OCI JSON
+  allowlist   the effective egress_allowlist.json of a forge.yaml (-forge-yaml):
+              Forge's five keys plus allowed_tcp, allowed_private_cidrs and
+              allow_private_ips, endpoints' ports included
+  dockerfile  a Dockerfile: FROM scratch, or wrapping the agent's own image
+              (-base-image or supervisor.base_image), with the supervisor, the
+              seccomp profile and the policy, the agent command as CMD
+  k8s         ConfigMaps with the policy and the seccomp profile and a
+              Deployment with a minimal SecurityContext and every setting as env
+              (needs -image); -network-policy adds a NetworkPolicy
+  seccomp     the built-in seccomp profile as Docker/OCI JSON, widened by the
+              forge.yaml's requirements (skills' requires.bins,
+              supervisor.seccomp)
   rego        the policy (-policy-path) rewritten as a Rego module
 
 The supervisor's flags before "generate" (or their FORGE_SUPERVISOR_*
-variables) set the ports, agent uid/gid and grace the output uses.
+variables, or the forge.yaml's supervisor: section, in that order of
+precedence) set every setting the output carries.
 Generate flags:
 `
 
@@ -72,6 +81,9 @@ func generateFlags(cfg Config, o *deploy.Options) *flag.FlagSet {
 	fs.StringVar(&o.Resources.CPULimit, "cpu-limit", deploy.DefaultCPULimit, "container CPU limit")
 	fs.StringVar(&o.Resources.MemoryLimit, "memory-limit", deploy.DefaultMemoryLimit, "container memory limit")
 	fs.StringVar(&o.Resources.TmpSize, "tmp-size", deploy.DefaultTmpSize, "size limit of the agent's writable /tmp")
+	fs.StringVar(&o.BaseImage, "base-image", "", "the agent's own image to wrap (dockerfile; default supervisor.base_image, else FROM scratch)")
+	fs.String(flagForgeYAML, "", "a Forge project's forge.yaml: policy, agent command and settings come from it")
+	fs.Bool("network-policy", false, "also write a NetworkPolicy with the same egress rules (k8s)")
 	return fs
 }
 
@@ -84,7 +96,8 @@ func generate(cfg Config, args []string) ([]byte, error) {
 	o := deploy.Options{
 		AgentUID: cfg.AgentUID, AgentGID: cfg.AgentGID,
 		ProxyPort: cfg.ProxyPort, DNSPort: cfg.DNSPort, HealthPort: cfg.HealthPort,
-		Grace: cfg.Grace,
+		Grace: cfg.Grace, SeccompPath: cfg.SeccompPath, Settings: cfg.deploySettings(),
+		InboundPorts: cfg.InboundPorts,
 	}
 	fs := generateFlags(cfg, &o)
 	fs.SetOutput(io.Discard) // errors are returned; -h prints the usage
@@ -92,31 +105,54 @@ func generate(cfg Config, args []string) ([]byte, error) {
 		return nil, err
 	}
 	o.AgentCommand = fs.Args()
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	src, err := generateSource(fs.Lookup(flagForgeYAML).Value.String(), set, &o)
+	if err != nil {
+		return nil, err
+	}
+	withNetworkPolicy := fs.Lookup("network-policy").Value.String() == "true"
 	switch what {
+	case genAllowlist:
+		if len(fs.Args()) > 0 {
+			return nil, fmt.Errorf("allowlist takes no agent command, got %q", fs.Args())
+		}
+		if src.project == nil {
+			return nil, errors.New("allowlist needs -forge-yaml FILE (a Forge-built egress_allowlist.json is already the allowlist)")
+		}
+		return src.policy()
 	case genDockerfile:
 		return deploy.Dockerfile(o)
 	case genK8s:
-		data, _, err := loadPolicy(o.PolicyPath)
+		data, err := src.policy()
 		if err != nil {
 			return nil, err
 		}
+		if o.Seccomp, err = src.seccomp(); err != nil {
+			return nil, err
+		}
+		if withNetworkPolicy {
+			if o.NetworkPolicy, err = networkEgress(o.PolicyPath, data); err != nil {
+				return nil, err
+			}
+		}
 		return deploy.Kubernetes(o, data)
 	case genSeccomp:
-		if len(o.AgentCommand) > 0 {
-			return nil, fmt.Errorf("seccomp takes no agent command, got %q", o.AgentCommand)
+		if len(fs.Args()) > 0 {
+			return nil, fmt.Errorf("seccomp takes no agent command, got %q", fs.Args())
 		}
-		return deploy.Seccomp()
+		return src.seccomp()
 	case genRego:
-		if len(o.AgentCommand) > 0 {
-			return nil, fmt.Errorf("rego takes no agent command, got %q", o.AgentCommand)
+		if len(fs.Args()) > 0 {
+			return nil, fmt.Errorf("rego takes no agent command, got %q", fs.Args())
 		}
-		_, p, err := loadPolicy(o.PolicyPath)
+		p, err := src.parsedPolicy()
 		if err != nil {
 			return nil, err
 		}
 		return deploy.Rego(p)
 	}
-	return nil, fmt.Errorf("unknown target %q: want dockerfile, k8s, seccomp or rego (-h for usage)", what)
+	return nil, fmt.Errorf("unknown target %q: want allowlist, dockerfile, k8s, seccomp or rego (-h for usage)", what)
 }
 
 // loadPolicy reads the policy file once and parses it as the supervisor

@@ -110,7 +110,7 @@ func TestGenerateErrors(t *testing.T) {
 func TestGenerateHelp(t *testing.T) {
 	for _, args := range [][]string{{"generate"}, {"generate", "-h"}} {
 		code, out, _ := runGen(t, args...)
-		if code != 0 || !strings.Contains(out, "usage: forge-supervisor [flags] generate dockerfile|k8s|seccomp|rego") || !strings.Contains(out, "-image") {
+		if code != 0 || !strings.Contains(out, "usage: forge-supervisor [flags] generate allowlist|dockerfile|k8s|seccomp|rego") || !strings.Contains(out, "-image") {
 			t.Errorf("%q: exit %d, usage %q", args, code, out)
 		}
 	}

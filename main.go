@@ -90,7 +90,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	health := obs.NewHealth(obs.PartPolicy, obs.PartInterception, obs.PartProxy, obs.PartDNS, obs.PartAgent)
 
 	// 1. Policy: fail closed on any error.
-	pol, err := policy.Load(cfg.PolicyPath)
+	pol, err := loadRuntimePolicy(cfg.PolicyPath)
 	if err != nil {
 		return 0, err
 	}
@@ -191,7 +191,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	}
 	reload := func() error {
 		t := time.Now()
-		p, err := policy.Load(cfg.PolicyPath)
+		p, err := loadRuntimePolicy(cfg.PolicyPath)
 		if err != nil {
 			audit.PolicyReloadFailed(cfg.PolicyPath, err)
 			return err

@@ -214,7 +214,7 @@ var (
 	// quantity is the subset of Kubernetes' resource.Quantity syntax that
 	// people write: a decimal number with an optional SI or binary suffix.
 	// envName is the supervisor's variable names.
-	envName = regexp.MustCompile(`^FORGE_SUPERVISOR_[A-Z0-9_]+$`)
+	envName  = regexp.MustCompile(`^FORGE_SUPERVISOR_[A-Z0-9_]+$`)
 	quantity = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$`)
 )
 

@@ -130,6 +130,10 @@ func Widen(base *jail.Profile, w Widening) (*jail.Profile, error) {
 		if !ok {
 			return nil, fmt.Errorf("deploy: seccomp: unknown requirement %q; known: %s", nb.Name, strings.Join(RequirementNames(), ", "))
 		}
+		if len(r.Syscalls) == 0 {
+			p.Comment += fmt.Sprintf("; requirement %s (%s) needs no addition", r.Name, nb.Why)
+			continue
+		}
 		comment := fmt.Sprintf("requirement %s (%s)", r.Name, nb.Why)
 		if r.Risk != "" {
 			comment += ". " + r.Risk

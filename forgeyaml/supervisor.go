@@ -29,7 +29,7 @@ type Supervisor struct {
 	// InboundPorts and AllowedLocalPorts are also in Settings; typed here
 	// for the manifests.
 	InboundPorts, AllowedLocalPorts []uint16
-	Seccomp Seccomp
+	Seccomp                         Seccomp
 }
 
 // Setting is one supervisor setting from forge.yaml.
