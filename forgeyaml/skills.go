@@ -181,6 +181,9 @@ func (proj *Project) AgentCommand() ([]string, error) {
 	if len(proj.Supervisor.Command) > 0 {
 		return proj.Supervisor.Command, nil
 	}
+	if proj.Entrypoint == "" {
+		return nil, nil
+	}
 	if strings.ContainsAny(proj.Entrypoint, shellMeta) {
 		return nil, fmt.Errorf("%s: entrypoint %q needs a shell to split into words; give supervisor.command as a list instead", proj.File, proj.Entrypoint)
 	}
