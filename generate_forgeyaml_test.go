@@ -188,3 +188,52 @@ func TestGenerateForgeYAMLConflicts(t *testing.T) {
 		}
 	}
 }
+
+// TestGenerateK8sSeccompPath: -seccomp-path decides where the seccomp
+// ConfigMap is mounted and what the supervisor is told; a directory that
+// would hide the policy or the binary is refused.
+func TestGenerateK8sSeccompPath(t *testing.T) {
+	pol := writePolicy(t, "egress_allowlist.json", `{"mode":"deny-all"}`)
+	code, out, errOut := runGen(t, "-seccomp-path", "/opt/forge/agent.json", "generate", "k8s", "-policy-path", pol, "-image", "i")
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	for _, want := range []string{"  \"agent.json\": |2\n", "mountPath: \"/opt/forge\"\n",
+		"- name: FORGE_SUPERVISOR_SECCOMP_PATH\n          value: \"/opt/forge/agent.json\"\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("manifest lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"/etc/forge/policy/s.json", "/s.json", "/etc/forge/x.json"} {
+		code, _, errOut := runGen(t, "-seccomp-path", bad, "generate", "k8s", "-policy-path", pol, "-image", "i")
+		if code != 2 || !strings.Contains(errOut, "choose a directory of its own") {
+			t.Errorf("-seccomp-path %s: exit %d, %s", bad, code, errOut)
+		}
+	}
+}
+
+// TestGenerateNetworkPolicyFromForgeBuiltAllowlist: a Forge-built
+// egress_allowlist.json (no forge.yaml) gets the same NetworkPolicy; Rego
+// cannot be expressed as one.
+func TestGenerateNetworkPolicyFromForgeBuiltAllowlist(t *testing.T) {
+	pol := writePolicy(t, "egress_allowlist.json", `{"profile":"standard","mode":"allowlist","allowed_domains":["api.example.com"],"tool_domains":["api.tavily.com"],"all_domains":["api.example.com","api.tavily.com"],"allowed_tcp":["db.example.com:5432","ssh.example.com:*"]}`)
+	code, out, errOut := runGen(t, "generate", "k8s", "-policy-path", pol, "-image", "i", "-network-policy")
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	np := out[strings.Index(out, "kind: NetworkPolicy"):]
+	for _, want := range []string{`ai.initializ.forge/allowed-domains: "api.example.com,api.tavily.com"`,
+		"# an allowed_tcp rule opens every port of a host (host:*).\n  - ports:\n    - protocol: TCP\n"} {
+		if !strings.Contains(np, want) {
+			t.Errorf("NetworkPolicy lacks %q:\n%s", want, np)
+		}
+	}
+	regoSrc, err := os.ReadFile("deploy/testdata/egress_allowlist.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rego := writePolicy(t, "policy.rego", string(regoSrc))
+	if code, _, errOut := runGen(t, "generate", "k8s", "-policy-path", rego, "-image", "i", "-network-policy"); code != 2 || !strings.Contains(errOut, "not a Rego policy") {
+		t.Errorf("rego: exit %d, %s", code, errOut)
+	}
+}

@@ -85,6 +85,9 @@ func (o Options) runInstructions(b *bytes.Buffer, imagePolicy string) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
+	if o.BaseImage != "" {
+		b.WriteString("# This ENTRYPOINT replaces the agent image's ENTRYPOINT and CMD: the agent's\n# command is the CMD below.\n")
+	}
 	fmt.Fprintf(b, "ENTRYPOINT %s\n", entry)
 	if len(o.AgentCommand) == 0 {
 		b.WriteString("# No CMD: give the agent's command when running the image.\n")

@@ -57,6 +57,5 @@ func wrappingDockerfile(o Options) ([]byte, error) {
 	}
 	b.WriteString("# The supervisor must start as root (nftables, then it drops the agent to\n" +
 		"# its own uid itself); a USER line in the agent's image would stop it.\nUSER 0:0\n")
-	b.WriteString("# ENTRYPOINT replaces the agent image's ENTRYPOINT and CMD: the agent's\n# command is the CMD below.\n")
 	return o.runInstructions(&b, imagePolicy)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -70,6 +71,9 @@ func Kubernetes(o Options, policy []byte) ([]byte, error) {
 	if len(profile) > MaxPolicyBytes || !utf8.Valid(profile) {
 		return nil, fmt.Errorf("deploy: seccomp profile: %d bytes; a ConfigMap needs at most %d bytes of UTF-8", len(profile), MaxPolicyBytes)
 	}
+	if err := o.checkMounts(); err != nil {
+		return nil, err
+	}
 	if o.NetworkPolicy != nil {
 		if err := o.NetworkPolicy.validate(); err != nil {
 			return nil, err
@@ -90,6 +94,29 @@ func Kubernetes(o Options, policy []byte) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
+// podSeccomp is where the seccomp ConfigMap is mounted and its file name:
+// /etc/forge/seccomp/seccomp.json for the default -seccomp-path, else the
+// directory and name of -seccomp-path (a directory of its own: the mount
+// hides what the image has there).
+func (o Options) podSeccomp() (dir, file string) {
+	if o.SeccompPath == ImageSeccomp {
+		return podSeccompDir, podSeccompFile
+	}
+	return path.Dir(o.SeccompPath), path.Base(o.SeccompPath)
+}
+
+// checkMounts refuses a seccomp directory that would hide the policy mount
+// or the supervisor's binary.
+func (o Options) checkMounts() error {
+	dir, _ := o.podSeccomp()
+	for _, hidden := range []string{podPolicyDir, ImageBinary, ImagePolicyDir} {
+		if dir == hidden || strings.HasPrefix(hidden, dir+"/") || dir == "/" {
+			return fmt.Errorf("deploy: seccomp path %s: its directory %s would be a ConfigMap mount hiding %s; choose a directory of its own", o.SeccompPath, dir, hidden)
+		}
+	}
+	return nil
+}
+
 func (o Options) policyConfigMap() string  { return o.Name + "-policy" }
 func (o Options) seccompConfigMap() string { return o.Name + "-seccomp" }
 
@@ -106,7 +133,8 @@ func seccompConfigMap(o Options, profile string) []byte {
 	d.line(1, "labels:")
 	o.labels(&d, 2)
 	d.line(0, "data:")
-	d.value(1, yamlString(podSeccompFile), profile)
+	_, file := o.podSeccomp()
+	d.value(1, yamlString(file), profile)
 	return d.b.Bytes()
 }
 
@@ -172,7 +200,7 @@ func (o Options) podSpec(d *yamlDoc, n int) {
 	d.line(n, "enableServiceLinks: false")
 	d.line(n, "terminationGracePeriodSeconds: %d", int64((o.Grace+graceMargin)/time.Second))
 	d.line(n, "securityContext:")
-	d.comment(n+1, "The runtime's default filter for the supervisor; the supervisor loads its\nstricter profile ("+path.Join(podSeccompDir, podSeccompFile)+") into the agent itself.")
+	d.comment(n+1, "The runtime's default filter for the supervisor; the supervisor loads its\nstricter profile ("+path.Join(o.podSeccomp())+") into the agent itself.")
 	d.line(n+1, "seccompProfile:")
 	d.line(n+2, "type: RuntimeDefault")
 	d.line(n, "containers:")
@@ -221,8 +249,9 @@ func (o Options) podSpec(d *yamlDoc, n int) {
 	d.line(c, "- name: policy")
 	d.line(c, "  mountPath: %s", yamlString(podPolicyDir))
 	d.line(c, "  readOnly: true")
+	seccompDir, _ := o.podSeccomp()
 	d.line(c, "- name: seccomp")
-	d.line(c, "  mountPath: %s", yamlString(podSeccompDir))
+	d.line(c, "  mountPath: %s", yamlString(seccompDir))
 	d.line(c, "  readOnly: true")
 	d.line(c, "- name: tmp")
 	d.line(c, "  mountPath: %s", yamlString("/tmp"))
@@ -272,7 +301,7 @@ the agent's confinement is the supervisor's job.`, o.AgentUID, o.AgentGID))
 func (o Options) podEnv() [][2]string {
 	env := [][2]string{
 		{"FORGE_SUPERVISOR_POLICY_PATH", path.Join(podPolicyDir, o.policyFile())},
-		{"FORGE_SUPERVISOR_SECCOMP_PATH", path.Join(podSeccompDir, podSeccompFile)},
+		{"FORGE_SUPERVISOR_SECCOMP_PATH", path.Join(o.podSeccomp())},
 		{"FORGE_SUPERVISOR_PROXY_PORT", fmt.Sprint(o.ProxyPort)},
 		{"FORGE_SUPERVISOR_DNS_PORT", fmt.Sprint(o.DNSPort)},
 		{"FORGE_SUPERVISOR_HEALTH_PORT", fmt.Sprint(o.HealthPort)},

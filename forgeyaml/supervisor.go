@@ -100,6 +100,15 @@ func (p *problems) supervisor(n *yaml.Node, o Options) Supervisor {
 		p.at(fl.val, path(keyCommand), "must not be empty; leave it out to run the entrypoint")
 	}
 
+	// A key typed here must also be a setting of this supervisor build, or
+	// its value would be read and then go nowhere.
+	if o.SettingKeys != nil {
+		for _, k := range []string{keyInbound, keyLocal, keyProxyPort, keyDNSPort, keyHealthPort, keyAgentUID, keyAgentGID} {
+			if fl, ok := f[k]; ok && !contains(o.SettingKeys, k) {
+				p.at(fl.key, path(k), "this forge-supervisor has no %s setting; upgrade it or remove the key", k)
+			}
+		}
+	}
 	// Ports, typed for the checks that need their values.
 	ports := map[string]uint16{}
 	for _, k := range []string{keyProxyPort, keyDNSPort, keyHealthPort} {

@@ -146,3 +146,12 @@ func TestEveryProblemReported(t *testing.T) {
 		t.Errorf("want three problems, got:\n%v", err)
 	}
 }
+
+// TestTypedKeyNeedsASetting: a key this package types must also be a
+// setting of the supervisor reading it, or the value would go nowhere.
+func TestTypedKeyNeedsASetting(t *testing.T) {
+	_, err := Parse("forge.yaml", t.TempDir(), []byte(head+"supervisor:\n  inbound_ports: [8080]\n"), Options{SettingKeys: []string{"log_level"}})
+	if want := `forge.yaml:5:3: supervisor.inbound_ports: this forge-supervisor has no inbound_ports setting; upgrade it or remove the key`; err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %s", err, want)
+	}
+}
