@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/forge/forge-supervisor/deploy"
 	"github.com/forge/forge-supervisor/forgeyaml"
+	"github.com/forge/forge-supervisor/jail"
 	"github.com/forge/forge-supervisor/policy"
 )
 
@@ -117,4 +119,43 @@ func loadRuntimePolicy(path string) (*policy.Policy, error) {
 		return nil, fmt.Errorf("policy: %s: %w", path, err)
 	}
 	return p, nil
+}
+
+// checkForgeSeccomp refuses to start when the policy is a forge.yaml whose
+// requirements (docs/seccomp.md) need syscalls the agent's seccomp profile
+// does not allow: the profile was not generated from this project, and the
+// agent would fail in ways far from the cause.
+func checkForgeSeccomp(cfg Config) error {
+	if !forgeyaml.IsForgeYAML(cfg.PolicyPath) {
+		return nil
+	}
+	proj, err := loadForgeYAML(cfg.PolicyPath)
+	if err != nil {
+		return err
+	}
+	prof, err := jail.ResolveProfile(cfg.SeccompPath)
+	if err != nil {
+		return err
+	}
+	allowed := map[string]bool{}
+	for _, s := range prof.Syscalls {
+		if s.Action == "SCMP_ACT_ALLOW" && len(s.Args) == 0 {
+			for _, n := range append([]string{s.Name}, s.Names...) {
+				allowed[n] = true
+			}
+		}
+	}
+	w := proj.SeccompWidening()
+	need := append([]string(nil), w.Syscalls...)
+	for _, r := range w.Requires {
+		req, _ := deploy.LookupRequirement(r.Name)
+		need = append(need, req.Syscalls...)
+	}
+	for _, n := range need {
+		if !allowed[n] {
+			return fmt.Errorf("%s needs the syscall %s (supervisor.seccomp or a skill's requires.bins) but the seccomp profile %s does not allow it; write the profile with: forge-supervisor generate seccomp -forge-yaml %s",
+				cfg.PolicyPath, n, cfg.SeccompPath, cfg.PolicyPath)
+		}
+	}
+	return nil
 }

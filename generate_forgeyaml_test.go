@@ -237,3 +237,31 @@ func TestGenerateNetworkPolicyFromForgeBuiltAllowlist(t *testing.T) {
 		t.Errorf("rego: exit %d, %s", code, errOut)
 	}
 }
+
+// TestRuntimeSeccompMatchesForgeYAML: a project that needs the debugger
+// does not start with a profile that lacks ptrace, and does with the one
+// generate wrote from it.
+func TestRuntimeSeccompMatchesForgeYAML(t *testing.T) {
+	fy := filepath.Join(projectsDir, "debugger", "forge.yaml")
+	builtin := writePolicy(t, "builtin.json", string(mustRun(t, "generate", "seccomp")))
+	err := checkForgeSeccomp(Config{PolicyPath: fy, SeccompPath: builtin})
+	if err == nil || !strings.Contains(err.Error(), "needs the syscall ptrace") || !strings.Contains(err.Error(), "generate seccomp -forge-yaml "+fy) {
+		t.Errorf("built-in profile: err = %v", err)
+	}
+	widened := writePolicy(t, "widened.json", string(mustRun(t, "generate", "seccomp", "-forge-yaml", fy)))
+	if err := checkForgeSeccomp(Config{PolicyPath: fy, SeccompPath: widened}); err != nil {
+		t.Errorf("generated profile: %v", err)
+	}
+	if err := checkForgeSeccomp(Config{PolicyPath: filepath.Join(projectsDir, "research", "forge.yaml"), SeccompPath: builtin}); err != nil {
+		t.Errorf("browser and git need nothing: %v", err)
+	}
+}
+
+func mustRun(t *testing.T, args ...string) []byte {
+	t.Helper()
+	code, out, errOut := runGen(t, args...)
+	if code != 0 {
+		t.Fatalf("%q: exit %d: %s", args, code, errOut)
+	}
+	return []byte(out)
+}

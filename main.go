@@ -100,6 +100,9 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	if err := jail.CheckProfile(cfg.SeccompPath); err != nil {
 		return 0, err
 	}
+	if err := checkForgeSeccomp(cfg); err != nil {
+		return 0, err
+	}
 
 	// 2. Interception: the kernel path, or loudly the explicit fallback.
 	nftCfg := nft.Config{Table: nft.DefaultTable, AgentUID: cfg.AgentUID, AgentGID: cfg.AgentGID,
