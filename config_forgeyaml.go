@@ -71,10 +71,16 @@ func forgeLayer(path string) (map[string]layerValue, error) {
 }
 
 // forgeYAMLPath is the forge.yaml whose settings apply: generate's
-// -forge-yaml, or the policy path when it names a forge.yaml.
+// -forge-yaml, or the policy path (generate's -policy-path, else the
+// supervisor's) when it names a forge.yaml.
 func forgeYAMLPath(sub string, generateArgs []string, policyPath string) string {
 	if sub == subGenerate {
-		return generateFlagValue(generateArgs, flagForgeYAML)
+		if v := generateFlagValue(generateArgs, flagForgeYAML); v != "" {
+			return v
+		}
+		if v := generateFlagValue(generateArgs, "policy-path"); v != "" {
+			policyPath = v // generate's own -policy-path wins over the supervisor's
+		}
 	}
 	if forgeyaml.IsForgeYAML(policyPath) {
 		return policyPath

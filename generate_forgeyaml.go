@@ -26,6 +26,10 @@ type genSource struct {
 // command line left open: the agent command (entrypoint or
 // supervisor.command), the base image, the object name (agent_id).
 func generateSource(forgeYAML string, set map[string]bool, o *deploy.Options) (genSource, error) {
+	if forgeYAML == "" && forgeyaml.IsForgeYAML(o.PolicyPath) {
+		forgeYAML = o.PolicyPath // a policy path naming a forge.yaml is one
+		delete(set, "policy-path")
+	}
 	if forgeYAML == "" {
 		return genSource{policyPath: o.PolicyPath}, nil
 	}

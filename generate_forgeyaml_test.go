@@ -265,3 +265,16 @@ func mustRun(t *testing.T, args ...string) []byte {
 	}
 	return []byte(out)
 }
+
+// TestGeneratePolicyPathNamingForgeYAML: -policy-path (or
+// FORGE_SUPERVISOR_POLICY_PATH) naming a forge.yaml works like -forge-yaml.
+func TestGeneratePolicyPathNamingForgeYAML(t *testing.T) {
+	fy := filepath.Join(projectsDir, "debugger", "forge.yaml")
+	want := mustRun(t, "generate", "k8s", "-forge-yaml", fy, "-image", "i")
+	if got := mustRun(t, "generate", "k8s", "-policy-path", fy, "-image", "i"); !bytes.Equal(got, want) {
+		t.Error("generate -policy-path forge.yaml differs from -forge-yaml")
+	}
+	if got := mustRun(t, "-policy-path", fy, "generate", "k8s", "-image", "i"); !bytes.Equal(got, want) {
+		t.Error("-policy-path forge.yaml before generate differs from -forge-yaml")
+	}
+}
