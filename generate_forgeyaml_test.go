@@ -278,3 +278,13 @@ func TestGeneratePolicyPathNamingForgeYAML(t *testing.T) {
 		t.Error("-policy-path forge.yaml before generate differs from -forge-yaml")
 	}
 }
+
+// TestForgeYAMLMistakeReportedOnce: a bad port is one error, not one from
+// the forge.yaml reader and another from the setting's parser.
+func TestForgeYAMLMistakeReportedOnce(t *testing.T) {
+	fy := writePolicy(t, "forge.yaml", "agent_id: a\nversion: \"1\"\nentrypoint: /a\nsupervisor:\n  proxy_port: 70000\n")
+	_, _, _, err := ParseConfig([]string{"-policy-path", fy, "/agent"}, env(nil))
+	if err == nil || strings.Count(err.Error(), "proxy_port") != 1 || !strings.Contains(err.Error(), fy+":5:15: supervisor.proxy_port: 70000 is not a port number 1..65535") {
+		t.Errorf("err = %v", err)
+	}
+}

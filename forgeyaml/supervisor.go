@@ -110,21 +110,31 @@ func (p *problems) supervisor(n *yaml.Node, o Options) Supervisor {
 		}
 	}
 	// Ports, typed for the checks that need their values.
+	// A key whose typed check failed is not checked again as a setting, so
+	// each mistake is reported once.
+	reported := func(check func()) bool {
+		before := len(p.errs)
+		check()
+		return len(p.errs) > before
+	}
+	bad := map[string]bool{}
 	ports := map[string]uint16{}
 	for _, k := range []string{keyProxyPort, keyDNSPort, keyHealthPort} {
 		if fl, ok := f[k]; ok {
 			if v, ok := p.port(fl.val, path(k)); ok {
 				ports[k] = v
+			} else {
+				bad[k] = true
 			}
 		}
 	}
 	for _, k := range []string{keyAgentUID, keyAgentGID} {
 		if fl, ok := f[k]; ok {
-			p.id(fl.val, path(k))
+			bad[k] = reported(func() { p.id(fl.val, path(k)) })
 		}
 	}
-	s.InboundPorts = p.portList(f[keyInbound].val, path(keyInbound))
-	s.AllowedLocalPorts = p.portList(f[keyLocal].val, path(keyLocal))
+	bad[keyInbound] = reported(func() { s.InboundPorts = p.portList(f[keyInbound].val, path(keyInbound)) })
+	bad[keyLocal] = reported(func() { s.AllowedLocalPorts = p.portList(f[keyLocal].val, path(keyLocal)) })
 	p.portConflicts(f, ports, s)
 	s.Seccomp = p.seccomp(f[keySeccomp].val, path(keySeccomp))
 
@@ -135,8 +145,8 @@ func (p *problems) supervisor(n *yaml.Node, o Options) Supervisor {
 		if !ok || k == keyEnabled || k == keyBaseImage || k == keyCommand || k == keySeccomp || k == keyPolicyPath {
 			continue
 		}
-		if !contains(o.SettingKeys, k) {
-			continue // typed above, but not a setting of this supervisor build
+		if !contains(o.SettingKeys, k) || bad[k] {
+			continue // not a setting of this build, or already reported
 		}
 		text, ok := p.settingText(fl.val, path(k))
 		if !ok {
