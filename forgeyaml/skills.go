@@ -57,9 +57,10 @@ func (p *problems) skills(n *yaml.Node, dir string, readFile func(string) ([]byt
 	return bins
 }
 
-// skillBins reads metadata.forge.requires.bins from a SKILL.md's YAML
-// frontmatter (between "---" lines at the top). Entries are names or
-// mappings with a name, as Forge's BinRequirement accepts.
+// skillBins reads metadata.forge.requires.bins (and requires.capabilities)
+// from a SKILL.md's YAML frontmatter (between "---" lines at the top).
+// Entries are names or mappings with a name, as Forge's BinRequirement
+// accepts.
 func skillBins(sp, p *problems, data []byte) []Bin {
 	front, ok := frontmatter(data)
 	if !ok {
@@ -94,9 +95,19 @@ func skillBins(sp, p *problems, data []byte) []Bin {
 		}
 		bins = append(bins, Bin{Name: name, Skill: sp.file})
 	}
+	// requires.capabilities: [browser] makes Forge's build install Chromium
+	// (requirements_stage.go): the same requirement as the chromium bin.
+	for _, it := range sp.strs(req["capabilities"].val, "metadata.forge.requires.capabilities") {
+		if it.val == capabilityBrowser {
+			bins = append(bins, Bin{Name: "chromium", Skill: sp.file + " (capability browser)"})
+		}
+	}
 	p.errs = append(p.errs, sp.errs...)
 	return bins
 }
+
+// capabilityBrowser is Forge's skill capability for a headless browser.
+const capabilityBrowser = "browser"
 
 func frontmatter(data []byte) ([]byte, bool) {
 	data = bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))

@@ -155,3 +155,20 @@ func TestTypedKeyNeedsASetting(t *testing.T) {
 		t.Errorf("err = %v, want %s", err, want)
 	}
 }
+
+// TestSkillCapabilityBrowser: Forge's requires.capabilities: [browser]
+// implies the browser requirement, like the chromium bin.
+func TestSkillCapabilityBrowser(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "SKILL.md"), []byte("---\nmetadata:\n  forge:\n    requires:\n      capabilities: [browser]\n---\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proj, err := Parse("forge.yaml", dir, []byte(head), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := proj.SeccompWidening()
+	if len(w.Requires) != 1 || w.Requires[0].Name != "browser" || w.Requires[0].Why != "SKILL.md (capability browser) requires chromium" {
+		t.Errorf("%+v", w)
+	}
+}
