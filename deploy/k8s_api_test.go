@@ -1,6 +1,8 @@
 package deploy_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -120,5 +122,48 @@ func TestManifestsDecodeIntoKubernetesTypes(t *testing.T) {
 	}
 	if last := np.Spec.Egress[len(np.Spec.Egress)-1]; len(last.To) != 1 || last.To[0].IPBlock.CIDR != "10.96.0.0/12" {
 		t.Errorf("CIDR rule %+v", last)
+	}
+}
+
+// TestGoldenManifestsDecode: the manifests generated from the forge.yaml
+// projects (golden files of the main package's test) decode strictly into
+// the API type their kind names.
+func TestGoldenManifestsDecode(t *testing.T) {
+	files, err := filepath.Glob("../forgeyaml/testdata/projects/*/want/k8s.yaml")
+	if err != nil || len(files) < 3 {
+		t.Fatalf("golden manifests: %v %v", files, err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		for i, doc := range strings.Split(string(data), "\n---\n") {
+			var meta struct {
+				Kind string `json:"kind"`
+			}
+			if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+				t.Fatalf("%s document %d: %v", f, i, err)
+			}
+			var dst any
+			switch meta.Kind {
+			case "ConfigMap":
+				dst = &corev1.ConfigMap{}
+			case "Deployment":
+				dst = &appsv1.Deployment{}
+			case "NetworkPolicy":
+				dst = &networkingv1.NetworkPolicy{}
+			default:
+				t.Fatalf("%s document %d: kind %q", f, i, meta.Kind)
+			}
+			if err := yaml.UnmarshalStrict([]byte(doc), dst); err != nil {
+				t.Errorf("%s document %d (%s): %v", f, i, meta.Kind, err)
+			}
+			kinds = append(kinds, meta.Kind)
+		}
+		if got := strings.Join(kinds, ","); got != "ConfigMap,ConfigMap,Deployment,NetworkPolicy" {
+			t.Errorf("%s: kinds %s", f, got)
+		}
 	}
 }
