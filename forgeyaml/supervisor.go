@@ -53,21 +53,24 @@ type Seccomp struct {
 
 // Keys this package types itself.
 const (
-	keyEnabled      = "enabled"
-	keyBaseImage    = "base_image"
-	keyCommand      = "command"
-	keySeccomp      = "seccomp"
-	keyInbound      = "inbound_ports"
-	keyLocal        = "allowed_local_ports"
-	keyProxyPort    = "proxy_port"
-	keyDNSPort      = "dns_port"
-	keyHealthPort   = "health_port"
-	keyAgentUID     = "agent_uid"
-	keyAgentGID     = "agent_gid"
-	keyPolicyPath   = "policy_path"
-	keySeccompPath  = "seccomp_path"
-	maxImageRefSize = 512
+	keyEnabled     = "enabled"
+	keyBaseImage   = "base_image"
+	keyCommand     = "command"
+	keySeccomp     = "seccomp"
+	keyInbound     = "inbound_ports"
+	keyLocal       = "allowed_local_ports"
+	keyProxyPort   = "proxy_port"
+	keyDNSPort     = "dns_port"
+	keyHealthPort  = "health_port"
+	keyAgentUID    = "agent_uid"
+	keyAgentGID    = "agent_gid"
+	keyPolicyPath  = "policy_path"
+	keySeccompPath = "seccomp_path"
 )
+
+// maxImageRefSize bounds base_image: registries cap repository names at
+// 255 bytes and tags at 128.
+const maxImageRefSize = 512
 
 // ownKeys are typed here whatever the caller's settings are.
 var ownKeys = []string{keyEnabled, keyBaseImage, keyCommand, keySeccomp, keyInbound, keyLocal,
