@@ -50,9 +50,11 @@ The namespace must admit NET_ADMIN (Pod Security Standard "privileged"; the
 "baseline" level allows SETUID, SETGID, SETPCAP and KILL but not NET_ADMIN).
 `
 
-// Kubernetes renders a ConfigMap holding policy (the policy file's bytes)
-// and a Deployment running the image with the supervisor as PID 1, as YAML
-// documents separated by "---". The output is deterministic.
+// Kubernetes renders a ConfigMap holding policy (the policy file's bytes),
+// a ConfigMap holding the seccomp profile (o.Seccomp, else the built-in
+// one), a Deployment running the image with the supervisor as PID 1 and,
+// when o.NetworkPolicy is set, a NetworkPolicy, as YAML documents
+// separated by "---". The output is deterministic.
 func Kubernetes(o Options, policy []byte) ([]byte, error) {
 	o = o.WithDefaults()
 	if err := o.validate(true); err != nil {

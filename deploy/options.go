@@ -1,7 +1,8 @@
 // Package deploy renders what a deployment of forge-supervisor needs: a
-// Dockerfile for a FROM-scratch image, Kubernetes manifests with a tight
-// SecurityContext, the built-in seccomp profile as Docker/OCI JSON, and a
-// Rego policy from an allowlist.
+// Dockerfile (FROM scratch, or wrapping the agent's own image), Kubernetes
+// manifests with a tight SecurityContext (and an optional NetworkPolicy),
+// the seccomp profile as Docker/OCI JSON (built-in, or widened by the
+// requirement table), and a Rego policy from an allowlist.
 //
 // Everything is rendered as text built deterministically from Options: the
 // same Options always give the same bytes, so the output can be committed,
