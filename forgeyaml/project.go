@@ -82,13 +82,13 @@ func Load(path string, o Options) (*Project, error) {
 	if len(data) > maxFileBytes {
 		return nil, fmt.Errorf("forge.yaml: %s: larger than %d bytes", path, maxFileBytes)
 	}
-	return parse(path, filepath.Dir(path), data, o, os.ReadFile)
+	return parse(path, filepath.Dir(path), data, o, readSkill)
 }
 
 // Parse validates forge.yaml content; name is the file name errors use and
 // dir the directory skills are read from.
 func Parse(name, dir string, data []byte, o Options) (*Project, error) {
-	return parse(name, dir, data, o, os.ReadFile)
+	return parse(name, dir, data, o, readSkill)
 }
 
 // topLevel are the keys of Forge's ForgeConfig (forge-core/types) plus the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -47,9 +48,6 @@ func (p *problems) skills(n *yaml.Node, dir string, readFile func(string) ([]byt
 			continue
 		case err != nil:
 			p.errs = append(p.errs, fmt.Errorf("%s: %w", rel, err))
-			continue
-		case len(data) > maxSkillBytes:
-			p.errs = append(p.errs, fmt.Errorf("%s: larger than %d bytes", rel, maxSkillBytes))
 			continue
 		}
 		bins = append(bins, skillBins(&problems{file: rel}, p, data)...)
@@ -108,6 +106,29 @@ func skillBins(sp, p *problems, data []byte) []Bin {
 
 // capabilityBrowser is Forge's skill capability for a headless browser.
 const capabilityBrowser = "browser"
+
+// readSkill reads one SKILL.md: a regular file of at most maxSkillBytes
+// (a symlink to /dev/zero must not hang the build).
+func readSkill(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file")
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSkillBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxSkillBytes {
+		return nil, fmt.Errorf("larger than %d bytes", maxSkillBytes)
+	}
+	return data, nil
+}
 
 func frontmatter(data []byte) ([]byte, bool) {
 	data = bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))

@@ -172,3 +172,19 @@ func TestSkillCapabilityBrowser(t *testing.T) {
 		t.Errorf("%+v", w)
 	}
 }
+
+// TestSkillNotARegularFile: a SKILL.md that is a device is refused, not
+// read forever.
+func TestSkillNotARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "skills", "z"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", filepath.Join(dir, "skills", "z", "SKILL.md")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Parse("forge.yaml", dir, []byte(head), Options{})
+	if err == nil || err.Error() != "skills/z/SKILL.md: not a regular file" {
+		t.Errorf("err = %v", err)
+	}
+}
