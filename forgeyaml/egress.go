@@ -78,6 +78,9 @@ func (p *problems) egress(n *yaml.Node, eps []endpoint, tools []string) Allowlis
 	}
 	a.AllowedDomains = append(a.AllowedDomains, forgeDomains(eps)...)
 	for _, ep := range eps {
+		if ep.isLocal() {
+			continue // allowed_local_ports (localEndpoints), not egress
+		}
 		if ep.host != "" && !p.checkRule(ep.node, ep.key, "allowed_domains", ep.host, ctx) {
 			continue
 		}

@@ -133,6 +133,17 @@ func parseEndpoint(raw string) (endpoint, error) {
 	return ep, nil
 }
 
+// isLocal: the endpoint is a listener in the agent's own pod (Forge
+// always allows localhost). It is not egress: the supervisor's equivalent
+// is allowed_local_ports, never an allowlist rule (loopback is always
+// blocked there).
+func (ep endpoint) isLocal() bool {
+	if ep.addr.IsValid() {
+		return ep.addr.IsLoopback()
+	}
+	return ep.host == "localhost" || strings.HasSuffix(ep.host, ".localhost")
+}
+
 // isWebPort: a domain rule opens 80 and 443 (Forge's NetworkPolicy ports),
 // so an endpoint on either needs no allowed_tcp rule.
 func isWebPort(port uint16) bool { return port == 80 || port == 443 }
@@ -163,7 +174,7 @@ func forgeDomains(eps []endpoint) []string {
 		seen := map[string]bool{}
 		var hosts []string
 		for _, ep := range eps {
-			if ep.group == group && ep.host != "" && !seen[ep.host] {
+			if ep.group == group && ep.host != "" && !ep.isLocal() && !seen[ep.host] {
 				seen[ep.host] = true
 				hosts = append(hosts, ep.host)
 			}

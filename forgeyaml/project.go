@@ -133,6 +133,7 @@ func parse(name, dir string, data []byte, o Options, readFile func(string) ([]by
 	tools := p.toolNames(top)
 	proj.Allowlist = p.egress(top["egress"].val, endpoints, tools)
 	proj.Supervisor = p.supervisor(top[keySupervisor].val, o)
+	p.localEndpoints(&proj.Supervisor, endpoints, o)
 	proj.Bins = p.skills(top["skills"].val, dir, readFile)
 	p.checkRequirements(proj)
 	if err := p.err(); err != nil {

@@ -204,3 +204,22 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestLocalhostEndpoints: Forge always allows localhost; the supervisor's
+// equivalent for an endpoint in the pod is allowed_local_ports, never an
+// allowlist rule.
+func TestLocalhostEndpoints(t *testing.T) {
+	proj := mustParse(t, head+"egress: {mode: allowlist}\nmodel:\n  base_url: http://localhost:11434\n  fallbacks: [{provider: x, base_url: \"http://127.0.0.1:8000/v1\"}]\n"+
+		"supervisor:\n  allowed_local_ports: [9229]\n")
+	if a := proj.Allowlist; len(a.AllowedDomains)+len(a.AllowedTCP) != 0 {
+		t.Errorf("localhost reached the allowlist: %+v", a)
+	}
+	s := proj.Supervisor
+	if !reflect.DeepEqual(s.AllowedLocalPorts, []uint16{9229, 11434, 8000}) {
+		t.Errorf("allowed_local_ports %v", s.AllowedLocalPorts)
+	}
+	if len(s.Settings) != 1 || s.Settings[0].Value != "9229,11434,8000" ||
+		s.Settings[0].Source != "forge.yaml:9 and model.base_url, model.fallbacks[0].base_url" {
+		t.Errorf("settings %+v", s.Settings)
+	}
+}

@@ -299,3 +299,50 @@ func (p *problems) seccomp(n *yaml.Node, path string) Seccomp {
 	}
 	return s
 }
+
+// localEndpoints adds the ports of endpoints on localhost (an Ollama or a
+// collector sidecar in the pod) to allowed_local_ports, which is how the
+// supervisor lets the agent reach the pod's own listeners; Forge allows
+// localhost always.
+func (p *problems) localEndpoints(s *Supervisor, eps []endpoint, o Options) {
+	var added []string
+	source := ""
+	for _, ep := range eps {
+		if !ep.isLocal() || contains16(s.AllowedLocalPorts, ep.port) {
+			continue
+		}
+		if o.SettingKeys != nil && !contains(o.SettingKeys, keyLocal) {
+			p.at(ep.node, ep.key, "a localhost endpoint needs the allowed_local_ports setting, which this forge-supervisor lacks")
+			return
+		}
+		s.AllowedLocalPorts = append(s.AllowedLocalPorts, ep.port)
+		added = append(added, ep.key)
+		if source == "" {
+			source = fmt.Sprintf("%s:%d", p.file, ep.node.Line)
+		}
+	}
+	if len(added) == 0 {
+		return
+	}
+	text := make([]string, len(s.AllowedLocalPorts))
+	for i, v := range s.AllowedLocalPorts {
+		text[i] = strconv.Itoa(int(v))
+	}
+	for i := range s.Settings {
+		if s.Settings[i].Key == keyLocal {
+			s.Settings[i].Value = strings.Join(text, ",")
+			s.Settings[i].Source += " and " + strings.Join(added, ", ")
+			return
+		}
+	}
+	s.Settings = append(s.Settings, Setting{Key: keyLocal, Value: strings.Join(text, ","), Source: source + " (" + strings.Join(added, ", ") + ")"})
+}
+
+func contains16(list []uint16, v uint16) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
