@@ -141,6 +141,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 			return 0, err
 		}
 	}
+	dnsMetrics := obs.NewDNSMetrics(metrics)
 	dnsProxy, err := fdns.New(fdns.Config{
 		Port: cfg.DNSPort, Upstreams: upstreams, Policy: &current, DenyRcode: denyRcode(cfg.DNSDenyRcode),
 		MinTTL: cfg.DNSMinTTL, CacheSize: cfg.DNSCacheSize, RateLimit: cfg.DNSRate, Mark: mark,
@@ -150,6 +151,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 			Malformed:   metrics.DNSMalformed.Inc,
 			RateLimited: metrics.DNSRateLimited.Inc,
 			Learned:     func(n int) { metrics.LearnedNames.Set(float64(n)) },
+			NonLocal:    dnsMetrics.NonLocal.Inc,
 		},
 	})
 	if err != nil {

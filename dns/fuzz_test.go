@@ -51,7 +51,7 @@ func (r *recorder) sendReply(b []byte) error {
 // TestMalformedPacketsOverUDP.
 func serveRaw(p *Proxy, raw []byte, w *recorder) {
 	if !isTCP(w.remote) {
-		p.servePacket(raw, clientIP(w.remote), w)
+		p.servePacket(raw, clientAddr(w.remote), w)
 		return
 	}
 	h, ok := wireHeader(raw)

@@ -78,11 +78,11 @@ func (r *responseReplier) scratch() (query, answer []byte) { return nil, nil }
 // that reaches the decision gets exactly one audit line. The proxy's own
 // UDP readers call handle directly; miekg's server calls this for TCP.
 func (p *Proxy) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	p.handle(req, clientIP(w.RemoteAddr()), isTCP(w.RemoteAddr()), &responseReplier{w})
+	p.handle(req, clientAddr(w.RemoteAddr()), isTCP(w.RemoteAddr()), &responseReplier{w})
 }
 
 // handle is ServeDNS over any transport.
-func (p *Proxy) handle(req *dns.Msg, client netip.Addr, overTCP bool, out replier) {
+func (p *Proxy) handle(req *dns.Msg, client netip.AddrPort, overTCP bool, out replier) {
 	start := time.Now()
 	// The servers screen with accept; this repeats the checks for callers
 	// that hand the handler a message directly.
@@ -101,6 +101,7 @@ func (p *Proxy) handle(req *dns.Msg, client netip.Addr, overTCP bool, out replie
 	}
 
 	ev := obs.DNSQuery{QName: q.Name, QType: qtype}
+	setSource(&ev, client)
 	defer func() {
 		ev.Duration = time.Since(start)
 		p.audit.DNS(ev)
@@ -250,35 +251,45 @@ func (p *Proxy) reply(out replier, req *dns.Msg, overTCP bool, resp *dns.Msg) st
 	return rcodeString(resp.Rcode)
 }
 
-// allowRate takes a token from the client's bucket. When the bucket is
-// empty it refuses the query; one dns_rate_limited audit line per client
-// and window stands for all refusals in it, so a flood cannot become a
-// flood of log lines, and the others are only counted (Hooks.RateLimited).
-func (p *Proxy) allowRate(out replier, client netip.Addr, req *dns.Msg, overTCP bool, qtype string) bool {
-	ok, report := p.limiter.allow(client)
+// allowRate takes a token from the agent's bucket. When the bucket is
+// empty it refuses the query; one dns_rate_limited audit line per window
+// stands for all refusals in it, so a flood cannot become a flood of log
+// lines, and the others are only counted (Hooks.RateLimited).
+func (p *Proxy) allowRate(out replier, client netip.AddrPort, req *dns.Msg, overTCP bool, qtype string) bool {
+	ok, report := p.limiter.allow(1)
 	if ok {
 		return true
 	}
 	rcode := p.reply(out, req, overTCP, errorReply(req, dns.RcodeRefused))
+	p.rateLimited(report, req.Question[0].Name, qtype, rcode, client)
+	return false
+}
+
+// rateLimited accounts for one refusal by the rate limiter: the audit line
+// when report says one is due, else the RateLimited hook.
+func (p *Proxy) rateLimited(report int, qname, qtype, rcode string, client netip.AddrPort) {
 	if report == 0 {
 		if f := p.cfg.Hooks.RateLimited; f != nil {
 			f()
 		}
-		return false
+		return
 	}
 	// The same name form as every other DNS event: normalized when it
 	// normalizes, else as asked (the encoder escapes it either way).
-	qname := req.Question[0].Name
 	if n, err := normalizeQName(qname); err == nil {
 		qname = n
 	}
-	p.audit.DNSRateLimited(obs.DNSQuery{
-		QName:  qname,
-		QType:  qtype,
-		Rcode:  rcode,
-		Reason: obs.ReasonRateLimited,
-	})
-	return false
+	ev := obs.DNSQuery{QName: qname, QType: qtype, Rcode: rcode, Reason: obs.ReasonRateLimited}
+	setSource(&ev, client)
+	p.audit.DNSRateLimited(ev)
+}
+
+// setSource puts the querying client's address and port in ev (nothing
+// for the supervisor's own lookups, which have no client).
+func setSource(ev *obs.DNSQuery, client netip.AddrPort) {
+	if client.IsValid() {
+		ev.SrcIP, ev.SrcPort = client.Addr().String(), client.Port()
+	}
 }
 
 // errorReply is an empty answer with rcode, mirroring the query's EDNS0.
@@ -339,12 +350,16 @@ func isTCP(a net.Addr) bool {
 	return ok
 }
 
-func clientIP(a net.Addr) netip.Addr {
+// clientAddr is a's address (unmapped, without a zone) and port.
+func clientAddr(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
 	switch a := a.(type) {
 	case *net.UDPAddr:
-		return a.AddrPort().Addr().Unmap()
+		ap = a.AddrPort()
 	case *net.TCPAddr:
-		return a.AddrPort().Addr().Unmap()
+		ap = a.AddrPort()
+	default:
+		return netip.AddrPort{}
 	}
-	return netip.Addr{}
+	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -56,12 +57,18 @@ type Hooks struct {
 	RateLimited func()
 	// Learned is called with the cache size after an answer was learned.
 	Learned func(size int)
+	// NonLocal is called for each query (or TCP connection) dropped
+	// unanswered because its source is not an address of this host.
+	NonLocal func()
 }
 
 // Config configures a Proxy. Zero values take the defaults above.
 type Config struct {
-	Port      uint16   // listen port (UDP and TCP, IPv4 and IPv6); 0 picks a free one
-	Upstreams []string // "ip:port" resolvers, tried in order
+	// ListenAddrs are the addresses listened on (UDP and TCP);
+	// DefaultListenAddrs (loopback only) when empty.
+	ListenAddrs []string
+	Port        uint16   // listen port; 0 picks one free on every listen address
+	Upstreams   []string // "ip:port" resolvers, tried in order
 	// Policy holds the current policy; it is loaded once per query, so a
 	// reload takes effect on the next query. A nil pointer value refuses
 	// every query.
@@ -86,6 +93,9 @@ type Config struct {
 	Log         *zap.Logger
 	Hooks       Hooks
 	Now         func() time.Time // clock of the cache and rate limiter; time.Now when nil
+	// LocalAddrs lists the host's addresses (the interfaces' when nil);
+	// queries from any other source are dropped.
+	LocalAddrs func() ([]netip.Addr, error)
 }
 
 // Proxy is the filtering DNS proxy. It implements dns.Handler and
@@ -99,6 +109,7 @@ type Proxy struct {
 	cache    *Cache
 	fwd      *forwarder
 	limiter  *rateLimiter // nil when unlimited
+	local    *localAddrs
 	inflight chan struct{}
 	qbufs    *bufpool.Buffers // packed queries sent upstream
 	abufs    *bufpool.Buffers // upstream answers, relayed in place
@@ -161,6 +172,14 @@ func newProxy(cfg Config, current func() decider) (*Proxy, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if len(cfg.ListenAddrs) == 0 {
+		cfg.ListenAddrs = DefaultListenAddrs
+	}
+	for _, a := range cfg.ListenAddrs {
+		if _, err := netip.ParseAddr(a); err != nil {
+			return nil, fmt.Errorf("dns: listen address %q: %w", a, err)
+		}
+	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
@@ -179,6 +198,7 @@ func newProxy(cfg Config, current func() decider) (*Proxy, error) {
 		inflight: make(chan struct{}, maxInFlight),
 		qbufs:    bufpool.NewBuffers(maxQuerySize),
 		abufs:    bufpool.NewBuffers(maxUpstreamMsg),
+		local:    newLocalAddrs(cfg.Now, cfg.LocalAddrs),
 		life:     life,
 		endLife:  end,
 	}
@@ -186,6 +206,14 @@ func newProxy(cfg Config, current func() decider) (*Proxy, error) {
 		p.limiter = newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.Now)
 	}
 	return p, nil
+}
+
+// nonLocal counts and logs a query dropped for its source.
+func (p *Proxy) nonLocal(from netip.AddrPort) {
+	if f := p.cfg.Hooks.NonLocal; f != nil {
+		f()
+	}
+	p.log.Debug("dns: query from a non-local source dropped", zap.Stringer("src", from))
 }
 
 // Cache returns the learned name→address cache.

@@ -277,7 +277,6 @@ func TestRateLimit(t *testing.T) {
 func TestRateLimiterRefillAndWindow(t *testing.T) {
 	now := time.Unix(1000, 0)
 	rl := newRateLimiter(10, 2, func() time.Time { return now })
-	c := netip.MustParseAddr("198.51.100.2")
 	steps := []struct {
 		advance time.Duration
 		ok      bool
@@ -294,12 +293,16 @@ func TestRateLimiterRefillAndWindow(t *testing.T) {
 	}
 	for i, s := range steps {
 		now = now.Add(s.advance)
-		ok, report := rl.allow(c)
+		ok, report := rl.allow(1)
 		if ok != s.ok || report != s.report {
 			t.Fatalf("step %d: allow = %v, report %d; want %v, %d", i, ok, report, s.ok, s.report)
 		}
 	}
-	if ok, _ := rl.allow(netip.MustParseAddr("198.51.100.3")); !ok {
-		t.Error("a second client shares the first one's bucket")
+	now = now.Add(time.Second)
+	if ok, _ := rl.allow(3); ok {
+		t.Error("took 3 tokens from a bucket of 2")
+	}
+	if ok, _ := rl.allow(2); !ok {
+		t.Error("a refused take of 3 spent tokens")
 	}
 }

@@ -1,89 +1,54 @@
 package dns
 
 import (
-	"net/netip"
 	"sync"
 	"time"
 )
 
-// maxRateClients bounds the per-client buckets. The agent is one container
-// (a handful of source addresses: v4, v6, loopback); the bound only matters
-// if something sprays source addresses, and then new clients are limited
-// rather than the map growing.
-const maxRateClients = 1024
-
-// rateLogWindow is how often at most one dns_rate_limited event is logged
-// per client: a flood must not turn into a flood of log lines.
+// rateLogWindow is how often at most one dns_rate_limited event is logged:
+// a flood must not turn into a flood of log lines. Every refusal is still
+// counted (Hooks.RateLimited).
 const rateLogWindow = 10 * time.Second
 
-// rateLimiter is a token bucket per client address.
+// rateLimiter is one token bucket for the agent. It is per agent, not per
+// source address: the agent can send from any loopback address
+// (127.0.0.0/8), from every address of the pod and, with IPV6_FREEBIND,
+// from addresses that are not its own, so a bucket per source would give a
+// spray of sources a bucket each. The lookups the supervisor makes on the
+// agent's behalf (Resolve) draw from the same bucket.
 type rateLimiter struct {
 	mu      sync.Mutex
 	rate    float64 // tokens per second
 	burst   float64
 	now     func() time.Time
-	clients map[netip.Addr]*bucket
-}
-
-type bucket struct {
 	tokens  float64
 	last    time.Time // last refill
-	dropped int       // queries refused since the last logged event
+	dropped int       // refusals since the last logged event
 	logged  time.Time // when the last event was logged
 }
 
 func newRateLimiter(rate float64, burst int, now func() time.Time) *rateLimiter {
-	return &rateLimiter{
-		rate:    rate,
-		burst:   float64(max(burst, 1)),
-		now:     now,
-		clients: make(map[netip.Addr]*bucket),
-	}
+	b := float64(max(burst, 1))
+	return &rateLimiter{rate: rate, burst: b, now: now, tokens: b, last: now()}
 }
 
-// allow takes a token for client. When it refuses and a log event is due
-// for the client, report is the number of refusals the event covers
-// (otherwise 0).
-func (r *rateLimiter) allow(client netip.Addr) (ok bool, report int) {
+// allow takes n tokens, all or none. When it refuses and a log event is
+// due, report is the number of refusals the event covers (otherwise 0).
+func (r *rateLimiter) allow(n int) (ok bool, report int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
-	b := r.clients[client]
-	if b == nil {
-		if len(r.clients) >= maxRateClients {
-			r.dropIdleLocked(now)
-		}
-		b = &bucket{tokens: r.burst, last: now}
-		if len(r.clients) < maxRateClients {
-			r.clients[client] = b
-		} else {
-			// Full of active clients: new ones start empty, so a spray
-			// of source addresses gains nothing.
-			b.tokens = 0
-		}
+	if elapsed := now.Sub(r.last).Seconds(); elapsed > 0 {
+		r.tokens = min(r.burst, r.tokens+elapsed*r.rate)
+		r.last = now
 	}
-	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
-		b.tokens = min(r.burst, b.tokens+elapsed*r.rate)
-		b.last = now
-	}
-	if b.tokens >= 1 {
-		b.tokens--
+	if r.tokens >= float64(n) {
+		r.tokens -= float64(n)
 		return true, 0
 	}
-	b.dropped++
-	if b.logged.IsZero() || now.Sub(b.logged) >= rateLogWindow {
-		report, b.dropped, b.logged = b.dropped, 0, now
+	r.dropped++
+	if r.logged.IsZero() || now.Sub(r.logged) >= rateLogWindow {
+		report, r.dropped, r.logged = r.dropped, 0, now
 	}
 	return false, report
-}
-
-// dropIdleLocked forgets clients whose bucket has refilled completely:
-// they would start full again anyway.
-func (r *rateLimiter) dropIdleLocked(now time.Time) {
-	refill := time.Duration(r.burst / r.rate * float64(time.Second))
-	for ip, b := range r.clients {
-		if now.Sub(b.last) >= refill {
-			delete(r.clients, ip)
-		}
-	}
 }

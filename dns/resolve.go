@@ -31,7 +31,12 @@ func (p *Proxy) Resolve(ctx context.Context, name string) ([]netip.Addr, error) 
 	}
 	// The shared lookup runs under the proxy's lifetime, not the first
 	// caller's context, so one caller giving up does not fail the others.
-	ch := p.lookups.DoChan(norm, func() (any, error) { return p.lookup(norm) })
+	ch := p.lookups.DoChan(norm, func() (any, error) {
+		if err := p.allowLookups(norm, len(lookupTypes)); err != nil {
+			return nil, err
+		}
+		return p.lookup(norm)
+	})
 	select {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("dns: resolve %s: %w", norm, ctx.Err())
@@ -43,8 +48,32 @@ func (p *Proxy) Resolve(ctx context.Context, name string) ([]netip.Addr, error) 
 	}
 }
 
+// lookupTypes are the query types Resolve asks for a name.
+var lookupTypes = [...]uint16{dns.TypeA, dns.TypeAAAA}
+
+// errRateLimited: the agent's DNS rate is spent, so the supervisor makes
+// no lookup on its behalf either.
+var errRateLimited = errors.New("dns: rate limited")
+
+// allowLookups takes n tokens from the agent's bucket for lookups made on
+// its behalf: an agent that sends ClientHellos (or CONNECT requests) with
+// fresh names under a wildcard makes the supervisor query upstream for
+// each, and those queries must cost it like its own. Refusals are logged
+// and counted like the agent's own (dns_rate_limited, no client address).
+func (p *Proxy) allowLookups(name string, n int) error {
+	if p.limiter == nil {
+		return nil
+	}
+	ok, report := p.limiter.allow(n)
+	if ok {
+		return nil
+	}
+	p.rateLimited(report, name, typeString(lookupTypes[0]), "", netip.AddrPort{})
+	return fmt.Errorf("dns: resolve %s: %w", name, errRateLimited)
+}
+
 func (p *Proxy) lookup(name string) ([]netip.Addr, error) {
-	types := [...]uint16{dns.TypeA, dns.TypeAAAA}
+	types := lookupTypes
 	var (
 		wg    sync.WaitGroup
 		addrs [len(types)][]netip.Addr

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
 	"golang.org/x/net/netutil"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -31,31 +33,38 @@ const (
 	portPickTries = 16
 )
 
+// DefaultListenAddrs are where the DNS proxy listens when Config names
+// none: loopback only. The nft redirect of the agent's port-53 traffic is
+// in the OUTPUT hook, where REDIRECT rewrites the destination to 127.0.0.1
+// (IPv4) or ::1 (IPv6), so redirected queries arrive there; nothing
+// outside the pod can reach a loopback socket.
+var DefaultListenAddrs = []string{"127.0.0.1", "::1"}
+
 type listeners struct {
-	udp  net.PacketConn
-	tcp  net.Listener
+	udp  []*net.UDPConn
+	tcp  []net.Listener
 	port uint16
 }
 
 func (l *listeners) close() {
-	if l.udp != nil {
-		l.udp.Close()
+	for _, c := range l.udp {
+		c.Close()
 	}
-	if l.tcp != nil {
-		l.tcp.Close()
+	for _, c := range l.tcp {
+		c.Close()
 	}
 }
 
-// Listen binds the UDP and TCP sockets on every address, IPv4 and IPv6
-// (one dual-stack socket per protocol where the kernel has IPv6, IPv4 only
-// where it does not). Binding before Serve makes a port in use a startup
-// error, before the agent starts.
+// Listen binds a UDP and a TCP socket on each listen address at one port
+// (Config.Port, or one free on all of them). An IPv6 address is skipped
+// where the kernel has no IPv6. Binding before Serve makes a port in use a
+// startup error, before the agent starts.
 func (p *Proxy) Listen() error {
-	if p.sockets.udp != nil {
+	if len(p.sockets.udp) > 0 {
 		return errors.New("dns: Listen called twice")
 	}
 	if p.cfg.Port != 0 {
-		ls, err := bindBoth(p.cfg.Port)
+		ls, err := p.bindAll(p.cfg.Port)
 		if err != nil {
 			return err
 		}
@@ -64,46 +73,87 @@ func (p *Proxy) Listen() error {
 	}
 	var lastErr error
 	for range portPickTries {
-		tcp, err := net.Listen("tcp", ":0")
-		if err != nil {
-			return fmt.Errorf("dns: listen tcp: %w", err)
+		ls, err := p.bindAll(0)
+		if err == nil {
+			p.sockets = ls
+			return nil
 		}
-		port := uint16(tcp.Addr().(*net.TCPAddr).Port)
-		udp, err := net.ListenPacket("udp", ":"+strconv.Itoa(int(port)))
-		if err != nil {
-			tcp.Close()
-			lastErr = err
-			continue
-		}
-		p.sockets = listeners{udp: udp, tcp: tcp, port: port}
-		return nil
+		lastErr = err
 	}
-	return fmt.Errorf("dns: no port free on both udp and tcp: %w", lastErr)
+	return fmt.Errorf("dns: no port free on every listen address: %w", lastErr)
 }
 
-func bindBoth(port uint16) (listeners, error) {
-	addr := ":" + strconv.Itoa(int(port))
-	udp, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return listeners{}, fmt.Errorf("dns: listen udp %s: %w", addr, err)
+// bindAll binds UDP and TCP on every listen address at port; port 0 takes
+// the port the first TCP socket got.
+func (p *Proxy) bindAll(port uint16) (listeners, error) {
+	var ls listeners
+	for _, a := range p.cfg.ListenAddrs {
+		udp, tcp, err := bindBoth(a, port)
+		if errors.Is(err, errNoIPv6) {
+			p.log.Warn("dns: no IPv6 on this host; not listening on " + a)
+			continue
+		}
+		if err != nil {
+			ls.close()
+			return listeners{}, err
+		}
+		port = uint16(tcp.Addr().(*net.TCPAddr).Port)
+		ls.udp, ls.tcp = append(ls.udp, udp), append(ls.tcp, tcp)
 	}
-	tcp, err := net.Listen("tcp", addr)
-	if err != nil {
-		udp.Close()
-		return listeners{}, fmt.Errorf("dns: listen tcp %s: %w", addr, err)
+	if len(ls.udp) == 0 {
+		return listeners{}, fmt.Errorf("dns: no listen address could be bound (%v)", p.cfg.ListenAddrs)
 	}
-	return listeners{udp: udp, tcp: tcp, port: port}, nil
+	ls.port = port
+	return ls, nil
+}
+
+// errNoIPv6: the kernel has no IPv6 (or no ::1), so an IPv6 listen address
+// cannot be bound.
+var errNoIPv6 = errors.New("no IPv6")
+
+func bindBoth(ip string, port uint16) (*net.UDPConn, net.Listener, error) {
+	addr := net.JoinHostPort(ip, strconv.Itoa(int(port)))
+	v6 := strings.Contains(ip, ":")
+	tcpNet, udpNet := "tcp4", "udp4"
+	if v6 {
+		tcpNet, udpNet = "tcp6", "udp6"
+	}
+	tcp, err := net.Listen(tcpNet, addr)
+	if err != nil {
+		if v6 && (errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.EAFNOSUPPORT)) {
+			return nil, nil, errNoIPv6
+		}
+		return nil, nil, fmt.Errorf("dns: listen tcp %s: %w", addr, err)
+	}
+	// The UDP socket takes the TCP socket's port (the one picked when
+	// port is 0).
+	addr = net.JoinHostPort(ip, strconv.Itoa(tcp.Addr().(*net.TCPAddr).Port))
+	pc, err := net.ListenPacket(udpNet, addr)
+	if err != nil {
+		tcp.Close()
+		return nil, nil, fmt.Errorf("dns: listen udp %s: %w", addr, err)
+	}
+	return pc.(*net.UDPConn), tcp, nil
 }
 
 // Port returns the port Listen bound (0 before Listen).
 func (p *Proxy) Port() uint16 { return p.sockets.port }
 
+// Addrs returns the bound UDP addresses (one per listen address).
+func (p *Proxy) Addrs() []net.Addr {
+	out := make([]net.Addr, 0, len(p.sockets.udp))
+	for _, c := range p.sockets.udp {
+		out = append(out, c.LocalAddr())
+	}
+	return out
+}
+
 // Serve answers queries on the sockets bound by Listen until ctx ends, then
-// shuts both servers down and returns once every server goroutine and
+// shuts every server down and returns once every server goroutine and
 // in-flight query has finished. It returns nil after a clean shutdown and
 // the first server error otherwise.
 func (p *Proxy) Serve(ctx context.Context) error {
-	if p.sockets.udp == nil {
+	if len(p.sockets.udp) == 0 {
 		return errors.New("dns: Serve before Listen")
 	}
 	if !p.serving.CompareAndSwap(false, true) {
@@ -113,57 +163,81 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	defer p.sockets.close()
 	defer p.fwd.close()
 
-	udp, ok := p.sockets.udp.(*net.UDPConn)
-	if !ok {
-		return fmt.Errorf("dns: udp socket is a %T", p.sockets.udp)
+	n := len(p.sockets.udp) + len(p.sockets.tcp)
+	ended := make(chan error, n)
+	for _, udp := range p.sockets.udp {
+		go func() { ended <- p.serveUDP(udp) }()
 	}
-	udpEnded := make(chan error, 1)
-	go func() { udpEnded <- p.serveUDP(udp) }()
-
 	// TCP is rare (truncated answers, zone-sized records): miekg's server,
-	// a goroutine per connection, is fine there.
-	tcp := p.newServer(&dns.Server{Listener: netutil.LimitListener(p.sockets.tcp, maxTCPConns)})
-	tcpStarted := make(chan struct{})
-	tcpEnded := make(chan error, 1)
-	tcp.NotifyStartedFunc = sync.OnceFunc(func() { close(tcpStarted) })
-	go func() { tcpEnded <- tcp.ActivateAndServe() }()
-	p.log.Info("dns proxy serving", zap.Uint16("port", p.sockets.port), zap.Strings("upstreams", p.cfg.Upstreams))
+	// a goroutine per connection, is fine there. Connections from
+	// addresses that are not the host's are closed at accept.
+	var servers []*tcpServer
+	for _, l := range p.sockets.tcp {
+		l = &localListener{Listener: l, local: p.local, drop: func(a net.Addr) { p.nonLocal(clientAddr(a)) }}
+		srv := &tcpServer{
+			Server:  p.newServer(&dns.Server{Listener: netutil.LimitListener(l, maxTCPConns)}),
+			started: make(chan struct{}), finished: make(chan struct{}),
+		}
+		srv.NotifyStartedFunc = sync.OnceFunc(func() { close(srv.started) })
+		servers = append(servers, srv)
+		go func() { err := srv.ActivateAndServe(); close(srv.finished); ended <- err }()
+	}
+	p.log.Info("dns proxy serving", zap.Uint16("port", p.sockets.port), zap.Stringers("addrs", addrStringers(p.Addrs())), zap.Strings("upstreams", p.cfg.Upstreams))
 
-	var udpErr, tcpErr error
-	udpDone, tcpDone := false, false
+	var errs []error
 	select {
 	case <-ctx.Done():
-	case udpErr = <-udpEnded:
-		udpDone = true
-	case tcpErr = <-tcpEnded:
-		tcpDone = true
+	case err := <-ended:
+		errs, n = append(errs, err), n-1
 	}
-	// Cut upstream waits, then stop both servers: the cut read deadline
+	// Cut upstream waits, then stop every server: the cut read deadline
 	// ends the UDP readers once their current query is answered (SERVFAIL
-	// if it was waiting upstream); the socket closes on return.
+	// if it was waiting upstream); the sockets close on return.
 	p.endLife()
 	p.fwd.close()
-	_ = udp.SetReadDeadline(time.Unix(1, 0)) // cannot fail on an open socket; a closed one has no readers left
-	if !tcpDone {
-		select {
-		case tcpErr = <-tcpEnded:
-		case <-tcpStarted:
-			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-			_ = tcp.ShutdownContext(sctx) // a failure to stop shows as its serve error below
-			cancel()
-			tcpErr = <-tcpEnded
-		}
+	for _, udp := range p.sockets.udp {
+		_ = udp.SetReadDeadline(time.Unix(1, 0)) // cannot fail on an open socket; a closed one has no readers left
 	}
-	if !udpDone {
-		udpErr = <-udpEnded
+	for _, srv := range servers {
+		srv.stop()
 	}
-	if err := errors.Join(udpErr, tcpErr); err != nil {
+	for ; n > 0; n-- {
+		errs = append(errs, <-ended)
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("dns: server stopped: %w", err)
 	}
 	if ctx.Err() == nil {
 		return errors.New("dns: server stopped unexpectedly")
 	}
 	return nil
+}
+
+// tcpServer is one of miekg's TCP servers with what Serve needs to stop it.
+type tcpServer struct {
+	*dns.Server
+	started, finished chan struct{}
+}
+
+// stop shuts the server down once it has started (a server that ended
+// already needs nothing).
+func (s *tcpServer) stop() {
+	select {
+	case <-s.finished:
+		return
+	case <-s.started:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	_ = s.ShutdownContext(sctx) // a failure to stop shows as its serve error
+	cancel()
+}
+
+func addrStringers(as []net.Addr) []fmt.Stringer {
+	out := make([]fmt.Stringer, len(as))
+	for i, a := range as {
+		out[i] = a
+	}
+	return out
 }
 
 func (p *Proxy) newServer(srv *dns.Server) *dns.Server {

@@ -96,9 +96,13 @@ func (p *Proxy) udpReader(conn *net.UDPConn) error {
 			continue
 		}
 		failed = 0
+		if !p.local.has(from.Addr()) {
+			p.nonLocal(from)
+			continue
+		}
 		r.to = from
 		r.setSource(r.oob[:oobn])
-		p.servePacket(buf[:n], from.Addr().Unmap(), r)
+		p.servePacket(buf[:n], netip.AddrPortFrom(from.Addr().Unmap().WithZone(""), from.Port()), r)
 	}
 }
 
@@ -165,7 +169,7 @@ func (r *udpReplier) setSource(oob []byte) {
 // then answers it with handle. Packets without a full header get no reply
 // (any reply could be used to amplify); headers accept rejects get a
 // header-only FORMERR or NOTIMP; bodies that do not unpack get FORMERR.
-func (p *Proxy) servePacket(raw []byte, client netip.Addr, out replier) {
+func (p *Proxy) servePacket(raw []byte, client netip.AddrPort, out replier) {
 	h, ok := wireHeader(raw)
 	if !ok {
 		p.malformed("message shorter than a header")

@@ -14,10 +14,13 @@ import (
 
 // The reply leaves from the address the query was sent to: a client with
 // a connected socket (which drops datagrams from any other source) asking
-// 127.0.0.2 or ::1 of the wildcard listener gets its answer.
+// 127.0.0.2 or ::1 of a wildcard listener (not the default, which is
+// loopback only) gets its answer.
 func TestUDPReplyFromQueriedAddress(t *testing.T) {
 	up := startUpstream(t, worldAnswers(t))
-	p := startProxy(t, allowlist("allowed.test"), []string{up.addr})
+	p := startProxy(t, allowlist("allowed.test"), []string{up.addr}, func(c *Config) {
+		c.ListenAddrs = []string{"0.0.0.0", "::"}
+	})
 	port := fmt.Sprint(p.Port())
 	for _, host := range []string{"127.0.0.2", "::1"} {
 		t.Run(host, func(t *testing.T) {

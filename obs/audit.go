@@ -61,6 +61,9 @@ type DNSQuery struct {
 	Rule      string
 	Answers   int // A/AAAA records learned from the answer
 	Duration  time.Duration
+	Cached    bool   // answered from the proxy's answer cache
+	SrcIP     string // the querying client's address ("" for the supervisor's own lookups)
+	SrcPort   uint16
 }
 
 // Auditor writes decision events to the log, counts them in Metrics and
@@ -247,7 +250,7 @@ func (a *Auditor) DNSRateLimited(q DNSQuery) {
 func (a *Auditor) dnsEvent(msg, decision string, q DNSQuery, keep bool) {
 	q.QName = truncateName(q.QName)
 	if a.m != nil {
-		a.m.DNSQueries.WithLabelValues(decision, a.labels.qtype.value(q.QType)).Inc()
+		a.m.DNSQueries.WithLabelValues(decision, qtypeLabel(q.QType)).Inc()
 	}
 	lg := a.allowed
 	if keep {
@@ -260,6 +263,7 @@ func (a *Auditor) dnsEvent(msg, decision string, q DNSQuery, keep bool) {
 			QName: q.QName, QType: q.QType, Rcode: q.Rcode,
 			Reason: q.Reason, Rule: q.Rule, Answers: q.Answers,
 			Duration: q.Duration, WouldDeny: q.WouldDeny,
+			Cached: q.Cached, SrcIP: q.SrcIP, SrcPort: q.SrcPort,
 		})
 	}
 }
@@ -276,6 +280,9 @@ func appendDNSFields(buf []zap.Field, q DNSQuery) []zap.Field {
 		zap.Int("answers", q.Answers),
 		zap.Float64("duration_ms", durationMS(q.Duration)),
 		zap.Bool("would_deny", q.WouldDeny),
+		zap.Bool("cached", q.Cached),
+		zap.String("src_ip", q.SrcIP),
+		zap.Uint16("src_port", q.SrcPort),
 	)
 }
 

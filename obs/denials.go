@@ -42,6 +42,8 @@ type DenialEvent struct {
 	QType   string
 	Rcode   string
 	Answers int
+	Cached  bool
+	SrcIP   string
 }
 
 // egressEventJSON and dnsEventJSON fix the field sets and their order; they
@@ -77,6 +79,9 @@ type dnsEventJSON struct {
 	Answers    int       `json:"answers"`
 	DurationMS float64   `json:"duration_ms"`
 	WouldDeny  bool      `json:"would_deny"`
+	Cached     bool      `json:"cached"`
+	SrcIP      string    `json:"src_ip"`
+	SrcPort    uint16    `json:"src_port"`
 }
 
 // IsDNS reports whether the event is a DNS decision (its msg is one of the
@@ -97,6 +102,7 @@ func (e DenialEvent) MarshalJSON() ([]byte, error) {
 			QName: e.QName, QType: e.QType, Rcode: e.Rcode,
 			Reason: e.Reason, Rule: e.Rule, Answers: e.Answers,
 			DurationMS: durationMS(e.Duration), WouldDeny: e.WouldDeny,
+			Cached: e.Cached, SrcIP: e.SrcIP, SrcPort: e.SrcPort,
 		})
 	}
 	return json.Marshal(egressEventJSON{

@@ -14,11 +14,7 @@ const (
 	// maxProtoLabels: tls, http, opaque, unknown, dns and the fallback
 	// proxy's kinds.
 	maxProtoLabels = 16
-	// maxQTypeLabels: the qtypes agents really ask are a dozen; the other
-	// 65k possible values must not each become a series.
-	maxQTypeLabels = 64
-
-	labelOther = "other"
+	labelOther     = "other"
 )
 
 type labelGuard struct {
@@ -53,13 +49,12 @@ func (g *labelGuard) value(v string) string {
 }
 
 type labelGuards struct {
-	reason, proto, qtype *labelGuard
+	reason, proto *labelGuard
 }
 
 func newLabelGuards() *labelGuards {
 	return &labelGuards{
 		reason: newLabelGuard(maxReasonLabels),
 		proto:  newLabelGuard(maxProtoLabels),
-		qtype:  newLabelGuard(maxQTypeLabels),
 	}
 }
