@@ -36,6 +36,9 @@ const (
 	// maxDNSCacheSize: at ~200 bytes an entry, 4M entries is under 1 GiB,
 	// already more than any agent's working set of names.
 	maxDNSCacheSize = 1 << 22
+	// maxDNSAnswerCacheBytes: 1 GiB of answers is millions of them, more
+	// than any agent asks; a bigger value is a typo.
+	maxDNSAnswerCacheBytes = 1 << 30
 	// maxDNSRate: one supervisor cannot usefully forward more than a
 	// million queries per second; higher is a typo.
 	maxDNSRate = 1e6
@@ -68,8 +71,10 @@ type Config struct {
 	DenialsSize   int
 	DNSMinTTL     time.Duration
 	DNSCacheSize  int
-	DNSDenyRcode  string // "refused" or "nxdomain"
-	DNSRate       float64
+	// DNSAnswerCacheBytes bounds the DNS answer cache; 0 turns it off.
+	DNSAnswerCacheBytes int
+	DNSDenyRcode        string // "refused" or "nxdomain"
+	DNSRate             float64
 	// DNSWildcardMaxLabels / DNSWildcardMaxLabelLen cap names allowed only
 	// through a wildcard rule, where the agent picks the leading labels and
 	// could carry data out in them.
@@ -150,6 +155,12 @@ func settings() []setting {
 		{flag: "dns-cache-size", env: "FORGE_SUPERVISOR_DNS_CACHE_SIZE", def: "65536",
 			usage: fmt.Sprintf("entries of the learned name→IP cache (1..%d)", maxDNSCacheSize),
 			parse: func(c *Config, v string) (err error) { c.DNSCacheSize, err = parseInt(v, 1, maxDNSCacheSize); return }},
+		{flag: "dns-answer-cache-bytes", env: "FORGE_SUPERVISOR_DNS_ANSWER_CACHE_BYTES", def: "8388608",
+			usage: fmt.Sprintf("memory of the DNS answer cache in bytes (0 turns it off; at most %d)", maxDNSAnswerCacheBytes),
+			parse: func(c *Config, v string) (err error) {
+				c.DNSAnswerCacheBytes, err = parseInt(v, 0, maxDNSAnswerCacheBytes)
+				return
+			}},
 		{flag: "dns-deny-rcode", env: "FORGE_SUPERVISOR_DNS_DENY_RCODE", def: "refused",
 			usage: "answer to a denied DNS query: refused or nxdomain",
 			parse: func(c *Config, v string) (err error) { c.DNSDenyRcode, err = parseRcode(v); return }},
@@ -546,6 +557,7 @@ type configJSON struct {
 	DenialsSize     int      `json:"denials_size"`
 	DNSMinTTL       string   `json:"dns_min_ttl"`
 	DNSCacheSize    int      `json:"dns_cache_size"`
+	AnswerCache     int      `json:"dns_answer_cache_bytes"`
 	DNSDenyRcode    string   `json:"dns_deny_rcode"`
 	DNSRate         float64  `json:"dns_rate"`
 	WildcardLabels  int      `json:"dns_wildcard_max_labels"`
@@ -572,7 +584,7 @@ func (c Config) JSON() ([]byte, error) {
 		SeccompPath: c.SeccompPath, SeccompLog: c.SeccompLog, DNSUpstreams: ups,
 		Grace: c.Grace.String(), RequireKernel: c.RequireKernel, DenialsSize: c.DenialsSize,
 		DNSMinTTL: c.DNSMinTTL.String(), DNSCacheSize: c.DNSCacheSize, DNSDenyRcode: c.DNSDenyRcode,
-		DNSRate: c.DNSRate, LogSample: c.LogSample,
+		DNSRate: c.DNSRate, LogSample: c.LogSample, AnswerCache: c.DNSAnswerCacheBytes,
 		WildcardLabels: c.DNSWildcardMaxLabels, WildcardLabLen: c.DNSWildcardMaxLabelLen,
 		ClassifyTimeout: c.ClassifyTimeout.String(), DialTimeout: c.DialTimeout.String(),
 		IdleTimeout:  c.IdleTimeout.String(),

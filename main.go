@@ -142,16 +142,26 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 		}
 	}
 	dnsMetrics := obs.NewDNSMetrics(metrics)
+	cacheHits, cacheMisses := dnsMetrics.CacheLookups.WithLabelValues(obs.CacheHit), dnsMetrics.CacheLookups.WithLabelValues(obs.CacheMiss)
 	dnsProxy, err := fdns.New(fdns.Config{
 		Port: cfg.DNSPort, Upstreams: upstreams, Policy: &current, DenyRcode: denyRcode(cfg.DNSDenyRcode),
 		MinTTL: cfg.DNSMinTTL, CacheSize: cfg.DNSCacheSize, RateLimit: cfg.DNSRate, Mark: mark,
-		MaxLabels: cfg.DNSWildcardMaxLabels, MaxLabelLen: cfg.DNSWildcardMaxLabelLen,
+		AnswerCacheBytes: answerCacheBytes(cfg.DNSAnswerCacheBytes),
+		MaxLabels:        cfg.DNSWildcardMaxLabels, MaxLabelLen: cfg.DNSWildcardMaxLabelLen,
 		DryRun: cfg.DryRun, Audit: audit, Log: log,
 		Hooks: fdns.Hooks{
 			Malformed:   metrics.DNSMalformed.Inc,
 			RateLimited: metrics.DNSRateLimited.Inc,
 			Learned:     func(n int) { metrics.LearnedNames.Set(float64(n)) },
 			NonLocal:    dnsMetrics.NonLocal.Inc,
+			CacheLookup: func(hit bool) {
+				if hit {
+					cacheHits.Inc()
+				} else {
+					cacheMisses.Inc()
+				}
+			},
+			CacheSize: func(n int) { dnsMetrics.CacheBytes.Set(float64(n)) },
 		},
 	})
 	if err != nil {
@@ -267,6 +277,15 @@ func proxyEnv(port uint16) []string {
 		env = append(env, kv[0]+"="+kv[1], strings.ToLower(kv[0])+"="+kv[1])
 	}
 	return env
+}
+
+// answerCacheBytes maps the setting (0: off) to the DNS proxy's field
+// (0: default, negative: off).
+func answerCacheBytes(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func denyRcode(name string) int {

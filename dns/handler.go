@@ -2,6 +2,8 @@ package dns
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -109,7 +111,7 @@ func (p *Proxy) handle(req *dns.Msg, client netip.AddrPort, overTCP bool, out re
 
 	if q.Qclass != dns.ClassINET || unsupportedType(q.Qtype) {
 		ev.Reason = ReasonUnsupported
-		ev.Rcode = p.reply(out, req, overTCP, errorReply(req, dns.RcodeNotImplemented))
+		ev.Rcode = p.reply(out, req, overTCP, withEDE(errorReply(req, dns.RcodeNotImplemented), dns.ExtendedErrorCodeNotSupported, ReasonUnsupported))
 		return
 	}
 
@@ -124,7 +126,7 @@ func (p *Proxy) handle(req *dns.Msg, client netip.AddrPort, overTCP bool, out re
 	case p.cfg.DryRun:
 		ev.Allowed, ev.WouldDeny = true, true
 	default:
-		ev.Rcode = p.reply(out, req, overTCP, errorReply(req, p.cfg.DenyRcode))
+		ev.Rcode = p.reply(out, req, overTCP, denyReply(req, p.cfg.DenyRcode, v.Reason))
 		return
 	}
 
@@ -132,27 +134,17 @@ func (p *Proxy) handle(req *dns.Msg, client netip.AddrPort, overTCP bool, out re
 		ev.Rcode = p.reply(out, req, overTCP, anyReply(req))
 		return
 	}
-	select {
-	case p.inflight <- struct{}{}:
-		defer func() { <-p.inflight }()
-	default:
-		ev.Allowed, ev.Reason = false, ReasonOverloaded
-		ev.Rcode = p.reply(out, req, overTCP, errorReply(req, dns.RcodeServerFailure))
-		return
-	}
-	var err error
-	ev.Rcode, ev.Answers, err = p.forward(out, req, overTCP, name, v.Allow)
-	if err != nil {
-		ev.Reason = ReasonUpstreamFailed
-	}
+	p.answer(out, req, overTCP, name, v.Allow, &ev)
 }
 
-// forward sends req upstream and relays the answer to the agent, learning
-// its addresses when the policy allowed the name (not in a dry run's
-// would-deny). It returns the rcode sent and how many addresses were
-// learned; when no upstream gave a usable answer it sends SERVFAIL and
-// returns the error.
-func (p *Proxy) forward(out replier, req *dns.Msg, overTCP bool, name string, learn bool) (string, int, error) {
+// answer answers an allowed query (or a dry run's would-deny) from the
+// answer cache, or else by forwarding it upstream, once for all identical
+// questions asked meanwhile, and learns the answer's addresses when the
+// policy allowed the name (not in a dry run's would-deny). It fills in the
+// rcode sent, how many addresses were learned, whether the answer came
+// from the cache, and the reason when no upstream gave a usable answer
+// (the agent then gets SERVFAIL).
+func (p *Proxy) answer(out replier, req *dns.Msg, overTCP bool, name string, learn bool, ev *obs.DNSQuery) {
 	qbuf, abuf := out.scratch()
 	if qbuf == nil || abuf == nil {
 		qbufp, abufp := p.qbufs.Get(), p.abufs.Get()
@@ -160,38 +152,137 @@ func (p *Proxy) forward(out replier, req *dns.Msg, overTCP bool, name string, le
 		defer p.abufs.Put(abufp)
 		qbuf, abuf = *qbufp, *abufp
 	}
+	key := keyOf(name, req)
+	var (
+		msg   []byte
+		rcode int
+		addrs []learnedAddr
+	)
+	if e, age, ok := p.answers.get(key); ok {
+		p.cacheLookup(true)
+		ev.Cached = true
+		msg, rcode = e.copyAnswer(abuf, age), e.rcode
+		if learn {
+			addrs = e.addrsAged(age)
+		}
+	} else {
+		if p.answers != nil {
+			p.cacheLookup(false)
+		}
+		res := p.flights.do(key, func() flightResult { return p.fetch(req, overTCP, key, qbuf, abuf) })
+		if res.err != nil {
+			ev.Reason = ReasonUpstreamFailed
+			if errors.Is(res.err, errOverloaded) {
+				ev.Allowed, ev.Reason = false, ReasonOverloaded
+			}
+			p.log.Debug("dns: forward failed", zap.String("qname", name), zap.Error(res.err))
+			ev.Rcode = p.reply(out, req, overTCP, withEDE(errorReply(req, dns.RcodeServerFailure), dns.ExtendedErrorCodeNetworkError, ev.Reason))
+			return
+		}
+		msg, rcode = abuf[:copy(abuf, res.msg)], res.rcode
+		if learn {
+			addrs = res.addrs
+		}
+	}
+	ev.Answers = p.learn(name, addrs)
+	ev.Rcode = p.relay(out, req, overTCP, msg, rcode)
+}
+
+// errOverloaded: too many queries are being forwarded already.
+var errOverloaded = errors.New("dns: too many queries in flight")
+
+// fetch forwards req upstream (the leader of its flight) and returns the
+// answer, with ECH configs stripped, as bytes of its own that nobody
+// changes later, and stores it in the answer cache when it may be cached.
+// qbuf and abuf are the caller's scratch buffers.
+func (p *Proxy) fetch(req *dns.Msg, overTCP bool, key answerKey, qbuf, abuf []byte) flightResult {
+	select {
+	case p.inflight <- struct{}{}:
+		defer func() { <-p.inflight }()
+	default:
+		return flightResult{err: errOverloaded}
+	}
 	var rrs [stackRRs]rrRef
 	query, err := req.PackBuffer(qbuf)
-	var (
-		msg  []byte
-		a    wireAnswer
-		qend int
-	)
-	if err == nil {
-		qend, err = questionEnd(query)
-	}
-	if err == nil {
-		msg, a, err = p.fwd.exchange(p.life, query, overTCP, abuf, rrs[:])
-	}
 	if err != nil {
-		p.log.Debug("dns: forward failed", zap.String("qname", name), zap.Error(err))
-		return p.reply(out, req, overTCP, errorReply(req, dns.RcodeServerFailure)), 0, err
+		return flightResult{err: fmt.Errorf("dns: pack query: %w", err)}
 	}
-	learned := 0
-	if learn && a.rcode == dns.RcodeSuccess {
-		learned = p.learn(name, wireChainAddrs(msg, a))
+	msg, a, err := p.fwd.exchange(p.life, query, overTCP, abuf, rrs[:])
+	if err != nil {
+		return flightResult{err: err}
 	}
-	// The agent's ID and its own spelling of the question (the answer's
-	// question matched it case-insensitively, so it has the same length).
+	var addrs []learnedAddr
+	if a.rcode == dns.RcodeSuccess {
+		addrs = wireChainAddrs(msg, a)
+	}
+	owned := append([]byte(nil), msg...)
+	if a.ech {
+		if owned, err = withoutECH(owned); err != nil {
+			return flightResult{err: err}
+		}
+		if a, err = parseAnswer(owned, query, rrs[:]); err != nil {
+			return flightResult{err: fmt.Errorf("dns: answer without ech: %w", err)}
+		}
+	}
+	res := flightResult{msg: owned, rcode: a.rcode, addrs: addrs}
+	if p.answers != nil {
+		if e, ok := newCachedAnswer(key, owned, a, addrs, p.cfg.Now()); ok {
+			p.answers.put(e)
+			res.msg = e.msg
+			if f := p.cfg.Hooks.CacheSize; f != nil {
+				bytes, _ := p.answers.stats()
+				f(bytes)
+			}
+		}
+	}
+	return res
+}
+
+// withoutECH repacks an answer without its ech SvcParams. miekg's
+// unpacking checks every record; an answer it refuses is an error (fail
+// closed: the agent gets SERVFAIL rather than an ECH config).
+func withoutECH(msg []byte) ([]byte, error) {
+	m := new(dns.Msg)
+	if err := m.Unpack(msg); err != nil {
+		return nil, fmt.Errorf("dns: unpack answer with ech: %w", err)
+	}
+	stripECH(m)
+	m.Compress = true
+	out, err := m.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("dns: repack answer without ech: %w", err)
+	}
+	return out, nil
+}
+
+// relay sends msg, an answer in the caller's own buffer, to the agent with
+// the agent's ID and its own spelling of the question, cut to the agent's
+// UDP size when it does not fit, and returns the rcode sent.
+func (p *Proxy) relay(out replier, req *dns.Msg, overTCP bool, msg []byte, rcode int) string {
 	binary.BigEndian.PutUint16(msg, req.Id)
-	copy(msg[headerLen:qend], query[headerLen:qend])
+	setQuestionSpelling(msg, req.Question[0].Name)
 	if limit := udpLimit(req); !overTCP && len(msg) > limit {
-		return p.replyCut(out, req, msg), learned, nil
+		return p.replyCut(out, req, msg)
 	}
 	if err := out.sendReply(msg); err != nil {
 		p.log.Debug("dns: write reply", zap.Error(err))
 	}
-	return rcodeString(a.rcode), learned, nil
+	return rcodeString(rcode)
+}
+
+// keyOf is the answer-cache key of req, whose normalized name is name.
+func keyOf(name string, req *dns.Msg) answerKey {
+	k := answerKey{name: name, qtype: req.Question[0].Qtype, cd: req.CheckingDisabled}
+	if opt := req.IsEdns0(); opt != nil {
+		k.edns, k.do = true, opt.Do()
+	}
+	return k
+}
+
+func (p *Proxy) cacheLookup(hit bool) {
+	if f := p.cfg.Hooks.CacheLookup; f != nil {
+		f(hit)
+	}
 }
 
 // replyCut sends an upstream answer too large for the agent's UDP size cut
@@ -260,7 +351,7 @@ func (p *Proxy) allowRate(out replier, client netip.AddrPort, req *dns.Msg, over
 	if ok {
 		return true
 	}
-	rcode := p.reply(out, req, overTCP, errorReply(req, dns.RcodeRefused))
+	rcode := p.reply(out, req, overTCP, withEDE(errorReply(req, dns.RcodeRefused), dns.ExtendedErrorCodeOther, obs.ReasonRateLimited))
 	p.rateLimited(report, req.Question[0].Name, qtype, rcode, client)
 	return false
 }

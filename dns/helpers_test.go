@@ -143,6 +143,10 @@ type testProxy struct {
 
 type proxyOpt func(*Config)
 
+// noAnswerCache turns the answer cache off, for tests of the forwarding
+// path itself.
+func noAnswerCache(c *Config) { c.AnswerCacheBytes = -1 }
+
 func startProxy(t *testing.T, pol decider, upstreams []string, opts ...proxyOpt) *testProxy {
 	t.Helper()
 	core, logs := observer.New(zapcore.DebugLevel)

@@ -60,6 +60,10 @@ type Hooks struct {
 	// NonLocal is called for each query (or TCP connection) dropped
 	// unanswered because its source is not an address of this host.
 	NonLocal func()
+	// CacheLookup is called for each answer-cache lookup with its result;
+	// CacheSize with the cache's bytes after an answer was stored.
+	CacheLookup func(hit bool)
+	CacheSize   func(bytes int)
 }
 
 // Config configures a Proxy. Zero values take the defaults above.
@@ -77,6 +81,9 @@ type Config struct {
 	Timeout   time.Duration // per upstream attempt
 	MinTTL    time.Duration // lower bound on learned TTLs
 	CacheSize int           // max learned (name, address) pairs
+	// AnswerCacheBytes bounds the answer cache (DefaultAnswerCacheBytes
+	// when 0, no answer cache when negative).
+	AnswerCacheBytes int
 	// RateLimit is queries per second per client (DefaultRateLimit when 0,
 	// unlimited when negative); RateBurst is the bucket size (2×RateLimit
 	// when 0).
@@ -110,6 +117,8 @@ type Proxy struct {
 	fwd      *forwarder
 	limiter  *rateLimiter // nil when unlimited
 	local    *localAddrs
+	answers  *answerCache // nil when off
+	flights  flights
 	inflight chan struct{}
 	qbufs    *bufpool.Buffers // packed queries sent upstream
 	abufs    *bufpool.Buffers // upstream answers, relayed in place
@@ -204,6 +213,12 @@ func newProxy(cfg Config, current func() decider) (*Proxy, error) {
 	}
 	if cfg.RateLimit > 0 {
 		p.limiter = newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.Now)
+	}
+	switch {
+	case cfg.AnswerCacheBytes == 0:
+		p.answers = newAnswerCache(DefaultAnswerCacheBytes, cfg.Now)
+	case cfg.AnswerCacheBytes > 0:
+		p.answers = newAnswerCache(cfg.AnswerCacheBytes, cfg.Now)
 	}
 	return p, nil
 }

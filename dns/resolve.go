@@ -72,14 +72,31 @@ func (p *Proxy) allowLookups(name string, n int) error {
 	return fmt.Errorf("dns: resolve %s: %w", name, errRateLimited)
 }
 
+// lookup returns name's addresses: from the answer cache where it holds
+// an answer, else asked upstream (charged to the agent's rate).
 func (p *Proxy) lookup(name string) ([]netip.Addr, error) {
 	types := lookupTypes
 	var (
-		wg    sync.WaitGroup
-		addrs [len(types)][]netip.Addr
-		errs  [len(types)]error
+		wg     sync.WaitGroup
+		addrs  [len(types)][]netip.Addr
+		errs   [len(types)]error
+		cached [len(types)]bool
 	)
+	misses := 0
 	for i, t := range types {
+		if addrs[i], cached[i] = p.cachedAddrs(name, t); !cached[i] {
+			misses++
+		}
+	}
+	if misses > 0 {
+		if err := p.allowLookups(name, misses); err != nil {
+			return nil, err
+		}
+	}
+	for i, t := range types {
+		if cached[i] {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -97,6 +114,31 @@ func (p *Proxy) lookup(name string) ([]netip.Addr, error) {
 	return out, nil
 }
 
+// cachedAddrs returns name's addresses of qtype from a cached answer (the
+// supervisor's own lookups' form first, then the agent's without EDNS),
+// learning them again with their remaining TTLs; false when none is
+// cached. A cached NXDOMAIN or NODATA gives no addresses, and true.
+func (p *Proxy) cachedAddrs(name string, qtype uint16) ([]netip.Addr, bool) {
+	for _, k := range [...]answerKey{{name: name, qtype: qtype, edns: true}, {name: name, qtype: qtype}} {
+		e, age, ok := p.answers.get(k)
+		if !ok {
+			continue
+		}
+		p.cacheLookup(true)
+		learned := e.addrsAged(age)
+		p.learn(name, learned)
+		out := make([]netip.Addr, len(learned))
+		for i, a := range learned {
+			out[i] = a.ip
+		}
+		return out, true
+	}
+	if p.answers != nil {
+		p.cacheLookup(false)
+	}
+	return nil, false
+}
+
 func (p *Proxy) lookupType(name string, qtype uint16) ([]netip.Addr, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(name), qtype)
@@ -112,23 +154,24 @@ func (p *Proxy) lookupType(name string, qtype uint16) ([]netip.Addr, error) {
 	if err != nil {
 		return nil, err
 	}
+	var learned []learnedAddr
 	switch a.rcode {
 	case dns.RcodeSuccess:
+		learned = wireChainAddrs(msg, a)
 	case dns.RcodeNameError:
-		return nil, nil
 	default:
 		return nil, fmt.Errorf("%s %s: %s", name, typeString(qtype), rcodeString(a.rcode))
 	}
-	learned := wireChainAddrs(msg, a)
+	if p.answers != nil {
+		key := answerKey{name: name, qtype: qtype, edns: true}
+		if e, ok := newCachedAnswer(key, append([]byte(nil), msg...), a, learned, p.cfg.Now()); ok {
+			p.answers.put(e)
+		}
+	}
+	p.learn(name, learned)
 	out := make([]netip.Addr, 0, len(learned))
 	for _, a := range learned {
-		p.cache.Learn(name, a.ip, a.ttl)
 		out = append(out, a.ip)
-	}
-	if len(out) > 0 {
-		if f := p.cfg.Hooks.Learned; f != nil {
-			f(p.cache.Len())
-		}
 	}
 	return out, nil
 }

@@ -37,6 +37,8 @@ const (
 	typeCNAME   = 5
 	typeAAAA    = 28
 	typeOPT     = 41
+	typeSVCB    = 64
+	typeHTTPS   = 65
 	classINET   = 1
 	rrFixedPart = 10 // type, class, TTL, RDLENGTH
 )
@@ -114,6 +116,7 @@ type rrRef struct {
 type wireAnswer struct {
 	rcode     int  // with the OPT record's extended bits
 	truncated bool // TC
+	ech       bool // an HTTPS or SVCB record carries an ech SvcParam
 	answers   []rrRef
 }
 
@@ -188,6 +191,9 @@ func parseAnswer(msg, query []byte, rrs []rrRef) (wireAnswer, error) {
 			return wireAnswer{}, errShort
 		}
 		off = r.rdata + r.rdlen
+		if (r.rtype == typeHTTPS || r.rtype == typeSVCB) && hasECH(msg, r, scratch[:]) {
+			a.ech = true
+		}
 		switch {
 		case i < an:
 			if err := checkRdata(msg, r, scratch[:]); err != nil {
