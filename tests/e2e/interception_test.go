@@ -155,7 +155,9 @@ func TestAgentTCPReachesProxy(t *testing.T) {
 // the redirect.
 func TestAgentDNSToAnyServerReachesProxy(t *testing.T) {
 	w, s := startAllowlist(t)
-	for _, server := range []string{"198.51.100.3", "203.0.113.9"} {
+	// The DNS proxy listens on loopback only: the redirect in OUTPUT
+	// rewrites IPv4 to 127.0.0.1 and IPv6 to ::1, so both still arrive.
+	for _, server := range []string{"198.51.100.3", "203.0.113.9", "2001:db8::3"} {
 		n := s.CountEvents("dns_allowed")
 		out, err := w.AsAgent("dig", "+short", "+time=2", "+tries=1", "@"+server, "allowed.test", "A").CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != "198.51.100.1" {

@@ -240,7 +240,7 @@ func judgeVector(r result, events []world.Event, gt truth) row {
 		rw.observed, rw.audit, rw.evidence = r.Observed, "-", "no expectation for this vector: "+r.Detail
 		return rw
 	}
-	ev := gt.evidence(r.Vector, e)
+	ev, upstreamNote := e.tolerateUpstream(gt.evidence(r.Vector, e))
 	switch {
 	case e.want == a:
 		// Controls: the agent got through; for TLS the world saw it.
@@ -281,6 +281,9 @@ func judgeVector(r result, events []world.Event, gt truth) row {
 	rw.audit = auditText
 	rw.ok = rw.ok && auditOK
 	rw.evidence = r.Detail
+	if upstreamNote != "" {
+		rw.evidence += "; " + upstreamNote
+	}
 	if len(ev) > 0 {
 		rw.evidence = "WORLD SAW: " + strings.Join(ev, " | ") + " || agent: " + r.Detail
 	}
@@ -334,6 +337,8 @@ func checkAudit(r result, e expect, events []world.Event) (string, bool) {
 	switch e.audit {
 	case auditNone:
 		return "n/a (kernel/local)", true
+	case auditRateLimited:
+		return checkRateLimited(events)
 	case auditEgress:
 		if len(r.Flows) == 0 && len(r.SNIs) == 0 {
 			return "no flow reported", false

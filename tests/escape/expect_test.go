@@ -18,6 +18,9 @@ const (
 	auditEgress
 	// auditDNS: exactly one dns_* event per question (qname, qtype).
 	auditDNS
+	// auditRateLimited: a flood of questions, answered by at least one
+	// dns_rate_limited event (one per window, not one per question).
+	auditRateLimited
 )
 
 // expect is what the suite requires of one vector.
@@ -34,6 +37,10 @@ type expect struct {
 	// keys are canary-set elements ("addr . proto . port") whose presence
 	// means this vector's packets reached the world.
 	keys []string
+	// maxUpstream, when set, tolerates that many upstream resolver
+	// queries carrying the marker: lookups the supervisor makes for the
+	// vector, bounded by the agent's DNS budget.
+	maxUpstream int
 }
 
 const (
@@ -106,6 +113,8 @@ var expectations = map[string]expect{
 	"dns_exfil_wildcard":       {want: b, audit: auditDNS, reasons: []string{"label_limit"}},
 	"dns_any":                  {want: b, audit: auditDNS, anyDNSMsg: true},
 	"dns_port_direct":          {want: b, audit: auditDNS, reasons: []string{"not_in_allowlist"}},
+	"dns_spray_sources":        {want: b, audit: auditRateLimited, maxUpstream: sprayMaxUpstream},
+	"sni_flood_wildcard":       {want: b, audit: auditEgress, maxUpstream: sniFloodMaxUpstream},
 
 	"udp_quic_v4":            {want: b, keys: []string{udpKey(world2V4, "443")}},
 	"udp_quic_v6":            {want: b, keys: []string{udpKey(world2V6, "443")}},

@@ -117,6 +117,10 @@ var vectors = []vector{
 	{"vhost_h2c_learned_ip", h2c(worldV4, "%s.evil.test")},
 	{"vhost_opaque_prefix", payload(worldV4, 80, "\r\nGET /%s HTTP/1.1\r\nHost: %s.evil.test\r\n\r\n")},
 
+	// The DNS budget (each waits for it to refill).
+	{"dns_spray_sources", dnsSpraySources},
+	{"sni_flood_wildcard", sniFlood(otherV4)},
+
 	// The jail.
 	{"setuid_binary", setuidBinary},
 	{"su", su},
