@@ -19,37 +19,56 @@ import (
 	"github.com/miekg/dns"
 )
 
-// dnsperfSeconds bounds each dnsperf run; four targets keep the whole
-// comparison near 15 s.
+// dnsperfSeconds bounds each dnsperf run; seven targets keep the whole
+// comparison near 30 s.
 const dnsperfSeconds = 3
 
 const dnsBenchPolicy = `{"mode":"allowlist","allowed_domains":["*.allowed.test","allowed.test"]}`
 
 // BenchmarkDNSComparison measures, in one run and interleaved so noise hits
-// all alike: asking the upstream directly, asking through the supervisor's
-// DNS proxy, asking through dnsmasq forwarding (its cache off, so it
-// forwards every query like the proxy does) to the same upstream, and
-// asking through the bare Go forwarder (serveBareDNS: the floor for Go).
-// The proxies each run in a process of their own. The upstream is dnsmasq,
-// authoritative for allowed.test. b.N sequential queries per target give
-// latency percentiles; then dnsperf gives each target's throughput.
+// all alike, the realistic query mix of dnsMix against an upstream that
+// answers after upstreamDelay (a resolver one hop away):
+//
+//   - direct: asking the upstream itself;
+//   - proxy: the supervisor's DNS proxy as deployed (answer cache on);
+//   - proxy_nocache: the same with its answer cache off (every query
+//     forwarded, as before the cache);
+//   - dnsmasq_cache / dnsmasq: dnsmasq forwarding, its cache on (the
+//     default) and off;
+//   - unbound: unbound forwarding to the upstream, its cache on;
+//   - bare: the bare Go forwarder (serveBareDNS), the floor for forwarding
+//     in Go.
+//
+// Every server runs in a process of its own. b.N sequential queries per
+// target give latency percentiles; then dnsperf gives each target's
+// throughput. The cache hit rate is that of the mix: the share of queries
+// that repeat an earlier question (every TTL outlives the run).
 func BenchmarkDNSComparison(b *testing.B) {
 	dnsmasq := dnsLookPath(b, "dnsmasq")
-	upstream, upstreamPID := dnsStartDnsmasqPID(b, dnsmasq, "--address=/allowed.test/198.51.100.1")
+	upstream, upstreamPID := startProxyPID(b, "slow-upstream", "")
+	dnsWaitAnswering(b, upstream)
+	cached, cachedPID := dnsStartDnsmasqPID(b, dnsmasq, "--server="+dnsmasqServer(upstream))
 	forwarder, forwarderPID := dnsStartDnsmasqPID(b, dnsmasq, "--server="+dnsmasqServer(upstream), "--cache-size=0")
-	// The proxy runs in a process of its own, as dnsmasq does.
 	proxy, proxyPID := startProxyPID(b, "dns", upstream)
 	dnsWaitAnswering(b, proxy)
+	nocache, nocachePID := startProxyPID(b, "dns-nocache", upstream)
+	dnsWaitAnswering(b, nocache)
 	bare, barePID := startProxyPID(b, "bare-dns", upstream)
 	dnsWaitAnswering(b, bare)
-	targets := []struct {
+	type target struct {
 		name, addr string
 		pid        int // the process answering at addr, for its CPU time
-	}{
+	}
+	targets := []target{
 		{"direct", upstream, upstreamPID}, {"bare", bare, barePID},
-		{"proxy", proxy, proxyPID}, {"dnsmasq", forwarder, forwarderPID},
+		{"proxy", proxy, proxyPID}, {"proxy_nocache", nocache, nocachePID},
+		{"dnsmasq_cache", cached, cachedPID}, {"dnsmasq", forwarder, forwarderPID},
+	}
+	if unbound, unboundPID, ok := dnsStartUnbound(b, upstream); ok {
+		targets = append(targets, target{"unbound", unbound, unboundPID})
 	}
 
+	mix := dnsMix()
 	lat := make(map[string][]time.Duration)
 	conns := make(map[string]*dns.Conn)
 	for _, tg := range targets {
@@ -59,24 +78,26 @@ func BenchmarkDNSComparison(b *testing.B) {
 		}
 		defer c.Close()
 		conns[tg.name] = c
-		dnsAsk(b, c) // warm up
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		q := mix[i%len(mix)]
 		for _, tg := range targets {
-			lat[tg.name] = append(lat[tg.name], dnsAsk(b, conns[tg.name]))
+			lat[tg.name] = append(lat[tg.name], dnsAsk(b, conns[tg.name], q))
 		}
 	}
 	b.StopTimer()
+	b.ReportMetric(distinctShare(mix, min(b.N, len(mix))), "hit_rate_latency")
 
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	direct := dnsPct(lat["direct"], 50)
 	for _, tg := range targets {
 		b.ReportMetric(us(dnsPct(lat[tg.name], 50)), tg.name+"_p50_µs")
 		b.ReportMetric(us(dnsPct(lat[tg.name], 99)), tg.name+"_p99_µs")
+		if tg.name != "direct" {
+			b.ReportMetric(us(dnsPct(lat[tg.name], 50)-direct), tg.name+"_added_p50_µs")
+		}
 	}
-	b.ReportMetric(us(dnsPct(lat["proxy"], 50)-dnsPct(lat["direct"], 50)), "proxy_added_p50_µs")
-	b.ReportMetric(us(dnsPct(lat["dnsmasq"], 50)-dnsPct(lat["direct"], 50)), "dnsmasq_added_p50_µs")
-	b.ReportMetric(us(dnsPct(lat["bare"], 50)-dnsPct(lat["direct"], 50)), "bare_added_p50_µs")
 
 	perf, err := exec.LookPath("dnsperf")
 	if err != nil {
@@ -84,7 +105,7 @@ func BenchmarkDNSComparison(b *testing.B) {
 		return
 	}
 	data := filepath.Join(b.TempDir(), "queries")
-	if err := os.WriteFile(data, []byte("allowed.test A\nwww.allowed.test A\napi.allowed.test AAAA\n"), 0o644); err != nil {
+	if err := os.WriteFile(data, []byte(dnsperfData(mix)), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	qps := make(map[string]float64)
@@ -97,19 +118,36 @@ func BenchmarkDNSComparison(b *testing.B) {
 			cpu := dnsProcCPU(b, tg.pid) - before
 			b.ReportMetric(us(cpu)/float64(done), tg.name+"_cpu_µs/q")
 		}
+		if tg.name == "proxy" && done > 0 {
+			// dnsperf cycles through the file: after the first pass
+			// every question repeats.
+			b.ReportMetric(1-float64(distinctQuestions(mix))/float64(done), "hit_rate_dnsperf")
+		}
 	}
-	if qps["direct"] > 0 {
-		b.ReportMetric(qps["proxy"]/qps["direct"], "proxy/direct_qps")
+	ratio := func(a, b2 string) {
+		if qps[b2] > 0 && qps[a] > 0 {
+			b.ReportMetric(qps[a]/qps[b2], a+"/"+b2+"_qps")
+		}
 	}
-	if qps["dnsmasq"] > 0 {
-		b.ReportMetric(qps["proxy"]/qps["dnsmasq"], "proxy/dnsmasq_qps")
-		b.ReportMetric(qps["bare"]/qps["dnsmasq"], "bare/dnsmasq_qps")
-	}
+	ratio("proxy", "direct")
+	ratio("proxy", "dnsmasq_cache")
+	ratio("proxy", "unbound")
+	ratio("proxy_nocache", "dnsmasq")
+	ratio("bare", "dnsmasq")
 }
 
-func dnsAsk(b *testing.B, c *dns.Conn) time.Duration {
+// distinctQuestions is how many different questions mix asks.
+func distinctQuestions(mix []mixQuery) int {
+	seen := make(map[mixQuery]bool)
+	for _, q := range mix {
+		seen[q] = true
+	}
+	return len(seen)
+}
+
+func dnsAsk(b *testing.B, c *dns.Conn, mq mixQuery) time.Duration {
 	q := new(dns.Msg)
-	q.SetQuestion("www.allowed.test.", dns.TypeA)
+	q.SetQuestion(mq.name, mq.qtype)
 	start := time.Now()
 	_ = c.SetDeadline(start.Add(2 * time.Second))
 	if err := c.WriteMsg(q); err != nil {
@@ -121,9 +159,65 @@ func dnsAsk(b *testing.B, c *dns.Conn) time.Duration {
 		b.Fatal(err)
 	}
 	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
-		b.Fatalf("answer %s with %d records", dns.RcodeToString[r.Rcode], len(r.Answer))
+		b.Fatalf("%s %s: answer %s with %d records", mq.name, dns.TypeToString[mq.qtype], dns.RcodeToString[r.Rcode], len(r.Answer))
 	}
 	return d
+}
+
+// dnsStartUnbound runs unbound (Debian's) forwarding everything to
+// upstream, with its cache, no DNSSEC validation (the test zone is not
+// signed) and the RFC 6761 test. zone unblocked; false when unbound is not
+// installed.
+func dnsStartUnbound(b *testing.B, upstream string) (string, int, bool) {
+	b.Helper()
+	bin := ""
+	for _, p := range []string{"unbound", "/usr/sbin/unbound"} {
+		if path, err := exec.LookPath(p); err == nil {
+			bin = path
+			break
+		}
+	}
+	if bin == "" {
+		b.Logf("unbound not installed (Debian package unbound): its row skipped")
+		return "", 0, false
+	}
+	port := dnsFreePort(b)
+	host, upPort, _ := net.SplitHostPort(upstream)
+	conf := filepath.Join(b.TempDir(), "unbound.conf")
+	text := fmt.Sprintf(`server:
+	interface: 127.0.0.1
+	port: %d
+	do-daemonize: no
+	username: ""
+	chroot: ""
+	directory: "%s"
+	pidfile: ""
+	use-syslog: no
+	logfile: ""
+	verbosity: 0
+	num-threads: 2
+	access-control: 127.0.0.0/8 allow
+	do-not-query-localhost: no
+	module-config: "iterator"
+	local-zone: "test." nodefault
+	qname-minimisation: no
+	auto-trust-anchor-file: ""
+forward-zone:
+	name: "."
+	forward-addr: %s@%s
+`, port, filepath.Dir(conf), host, upPort)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-d", "-c", conf)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start unbound: %v", err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))
+	dnsWaitAnswering(b, addr)
+	return addr, cmd.Process.Pid, true
 }
 
 var (
@@ -222,7 +316,7 @@ func dnsStartDnsmasqPID(b *testing.B, bin string, args ...string) (string, int) 
 // the audit log encoded as in production (JSON) but discarded.
 func dnsStartProxy(b *testing.B, upstream string) string {
 	b.Helper()
-	p, err := newBenchDNSProxy(upstream)
+	p, err := newBenchDNSProxy(upstream, true)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -301,7 +395,7 @@ func BenchmarkDNSProxyLoad(b *testing.B) {
 		}
 		defer c.Close()
 		for pb.Next() {
-			dnsAsk(b, c)
+			dnsAsk(b, c, mixQuery{name: "www.allowed.test.", qtype: dns.TypeA})
 		}
 	})
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e3, "µs/query")

@@ -102,7 +102,13 @@ func runProxy(role, upstream string) error {
 		return serveEngine(ctx, port, upstream)
 	case "dns":
 		ln.Close()
-		return serveDNS(ctx, upstream)
+		return serveDNS(ctx, upstream, true)
+	case "dns-nocache":
+		ln.Close()
+		return serveDNS(ctx, upstream, false)
+	case "slow-upstream":
+		ln.Close()
+		return serveSlowUpstream(ctx)
 	case "bare-dns":
 		ln.Close()
 		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -154,8 +160,8 @@ func serveEngine(ctx context.Context, port uint16, upstream string) error {
 }
 
 // serveDNS runs the DNS proxy of newBenchDNSProxy until ctx ends.
-func serveDNS(ctx context.Context, upstream string) error {
-	p, err := newBenchDNSProxy(upstream)
+func serveDNS(ctx context.Context, upstream string, cache bool) error {
+	p, err := newBenchDNSProxy(upstream, cache)
 	if err != nil {
 		return err
 	}
@@ -165,8 +171,8 @@ func serveDNS(ctx context.Context, upstream string) error {
 
 // newBenchDNSProxy is the supervisor's DNS proxy in front of upstream,
 // listening on a free port, with the audit log encoded as in production
-// (JSON) and discarded.
-func newBenchDNSProxy(upstream string) (*fdns.Proxy, error) {
+// (JSON) and discarded, and its answer cache on (the default) or off.
+func newBenchDNSProxy(upstream string, cache bool) (*fdns.Proxy, error) {
 	pol, err := policy.Parse([]byte(dnsBenchPolicy))
 	if err != nil {
 		return nil, err
@@ -177,9 +183,13 @@ func newBenchDNSProxy(upstream string) (*fdns.Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	answerCache := 0 // the default size
+	if !cache {
+		answerCache = -1
+	}
 	p, err := fdns.New(fdns.Config{
 		Upstreams: []string{upstream}, Policy: &holder, RateLimit: -1,
-		Audit: obs.NewAuditor(log, nil, nil), Log: log,
+		Audit: obs.NewAuditor(log, nil, nil), Log: log, AnswerCacheBytes: answerCache,
 	})
 	if err != nil {
 		return nil, err
