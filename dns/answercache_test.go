@@ -398,3 +398,22 @@ func TestECHStripped(t *testing.T) {
 		t.Errorf("%d upstream queries, want 2 (the second round from the cache)", up.queries.Load())
 	}
 }
+
+// In a dry run without a policy (no name to key on) every would-deny
+// query is forwarded alone: answers are neither shared between names nor
+// cached.
+func TestDryRunWithoutKeyNotCached(t *testing.T) {
+	up := startUpstream(t, worldAnswers(t))
+	p := startProxy(t, nil, []string{up.addr}, func(c *Config) { c.DryRun = true })
+	for range 2 {
+		for _, name := range []string{"a.test", "b.test"} {
+			r := ask(t, "udp", p.addr, query(name, dns.TypeA))
+			if len(r.Answer) != 1 || r.Answer[0].Header().Name != name+"." {
+				t.Fatalf("%s: answer %v", name, r.Answer)
+			}
+		}
+	}
+	if n := up.queries.Load(); n != 4 {
+		t.Errorf("%d upstream queries, want 4 (nothing cached)", n)
+	}
+}

@@ -137,6 +137,14 @@ func (p *Proxy) handle(req *dns.Msg, client netip.AddrPort, overTCP bool, out re
 	p.answer(out, req, overTCP, name, v.Allow, &ev)
 }
 
+// keyable reports whether name (as decide returned it) names one question
+// only, so that answers may be shared under it: an allowed name always
+// does; in a dry run a would-deny name does when it is a valid hostname
+// (a name that failed to normalize, or no policy, gives no usable key).
+func keyable(name string, allowed bool) bool {
+	return allowed || withinRFCLimits(name)
+}
+
 // answer answers an allowed query (or a dry run's would-deny) from the
 // answer cache, or else by forwarding it upstream, once for all identical
 // questions asked meanwhile, and learns the answer's addresses when the
@@ -158,6 +166,13 @@ func (p *Proxy) answer(out replier, req *dns.Msg, overTCP bool, name string, lea
 		rcode int
 		addrs []learnedAddr
 	)
+	if !keyable(name, learn) {
+		// A dry run's would-deny for a name without a key: forwarded
+		// alone, never cached.
+		res := p.fetch(req, overTCP, key, qbuf, abuf, false)
+		p.answerFetched(out, req, overTCP, name, false, ev, res, abuf)
+		return
+	}
 	if e, age, ok := p.answers.get(key); ok {
 		p.cacheLookup(true)
 		ev.Cached = true
@@ -169,23 +184,32 @@ func (p *Proxy) answer(out replier, req *dns.Msg, overTCP bool, name string, lea
 		if p.answers != nil {
 			p.cacheLookup(false)
 		}
-		res := p.flights.do(key, func() flightResult { return p.fetch(req, overTCP, key, qbuf, abuf) })
-		if res.err != nil {
-			ev.Reason = ReasonUpstreamFailed
-			if errors.Is(res.err, errOverloaded) {
-				ev.Allowed, ev.Reason = false, ReasonOverloaded
-			}
-			p.log.Debug("dns: forward failed", zap.String("qname", name), zap.Error(res.err))
-			ev.Rcode = p.reply(out, req, overTCP, withEDE(errorReply(req, dns.RcodeServerFailure), dns.ExtendedErrorCodeNetworkError, ev.Reason))
-			return
-		}
-		msg, rcode = abuf[:copy(abuf, res.msg)], res.rcode
-		if learn {
-			addrs = res.addrs
-		}
+		// Only allowed names' answers are kept (a dry run's would-deny
+		// is answered from the cache, but never fills it).
+		res := p.flights.do(key, func() flightResult { return p.fetch(req, overTCP, key, qbuf, abuf, learn) })
+		p.answerFetched(out, req, overTCP, name, learn, ev, res, abuf)
+		return
 	}
 	ev.Answers = p.learn(name, addrs)
 	ev.Rcode = p.relay(out, req, overTCP, msg, rcode)
+}
+
+// answerFetched answers with what a fetch got: its answer (copied into
+// abuf, the caller's own buffer), or SERVFAIL when it failed.
+func (p *Proxy) answerFetched(out replier, req *dns.Msg, overTCP bool, name string, learn bool, ev *obs.DNSQuery, res flightResult, abuf []byte) {
+	if res.err != nil {
+		ev.Reason = ReasonUpstreamFailed
+		if errors.Is(res.err, errOverloaded) {
+			ev.Allowed, ev.Reason = false, ReasonOverloaded
+		}
+		p.log.Debug("dns: forward failed", zap.String("qname", name), zap.Error(res.err))
+		ev.Rcode = p.reply(out, req, overTCP, withEDE(errorReply(req, dns.RcodeServerFailure), dns.ExtendedErrorCodeNetworkError, ev.Reason))
+		return
+	}
+	if learn {
+		ev.Answers = p.learn(name, res.addrs)
+	}
+	ev.Rcode = p.relay(out, req, overTCP, abuf[:copy(abuf, res.msg)], res.rcode)
 }
 
 // errOverloaded: too many queries are being forwarded already.
@@ -193,9 +217,9 @@ var errOverloaded = errors.New("dns: too many queries in flight")
 
 // fetch forwards req upstream (the leader of its flight) and returns the
 // answer, with ECH configs stripped, as bytes of its own that nobody
-// changes later, and stores it in the answer cache when it may be cached.
-// qbuf and abuf are the caller's scratch buffers.
-func (p *Proxy) fetch(req *dns.Msg, overTCP bool, key answerKey, qbuf, abuf []byte) flightResult {
+// changes later, and when store is set keeps it in the answer cache if it
+// may be cached. qbuf and abuf are the caller's scratch buffers.
+func (p *Proxy) fetch(req *dns.Msg, overTCP bool, key answerKey, qbuf, abuf []byte, store bool) flightResult {
 	select {
 	case p.inflight <- struct{}{}:
 		defer func() { <-p.inflight }()
@@ -225,7 +249,7 @@ func (p *Proxy) fetch(req *dns.Msg, overTCP bool, key answerKey, qbuf, abuf []by
 		}
 	}
 	res := flightResult{msg: owned, rcode: a.rcode, addrs: addrs}
-	if p.answers != nil {
+	if store && p.answers != nil {
 		if e, ok := newCachedAnswer(key, owned, a, addrs, p.cfg.Now()); ok {
 			p.answers.put(e)
 			res.msg = e.msg
