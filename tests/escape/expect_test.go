@@ -113,8 +113,10 @@ var expectations = map[string]expect{
 	"dns_exfil_wildcard":       {want: b, audit: auditDNS, reasons: []string{"label_limit"}},
 	"dns_any":                  {want: b, audit: auditDNS, anyDNSMsg: true},
 	"dns_port_direct":          {want: b, audit: auditDNS, reasons: []string{"not_in_allowlist"}},
-	"dns_spray_sources":        {want: b, audit: auditRateLimited, maxUpstream: sprayMaxUpstream},
-	"sni_flood_wildcard":       {want: b, audit: auditEgress, maxUpstream: sniFloodMaxUpstream},
+	// Allowed, answered, but without the ECH config.
+	"dns_https_ech":      {want: b, audit: auditDNS, anyDNSMsg: true, reasons: []string{"allowed_domain"}},
+	"dns_spray_sources":  {want: b, audit: auditRateLimited, maxUpstream: sprayMaxUpstream},
+	"sni_flood_wildcard": {want: b, audit: auditEgress, maxUpstream: sniFloodMaxUpstream},
 
 	"udp_quic_v4":            {want: b, keys: []string{udpKey(world2V4, "443")}},
 	"udp_quic_v6":            {want: b, keys: []string{udpKey(world2V6, "443")}},

@@ -164,6 +164,9 @@ func elemKey(raw json.RawMessage) string {
 	return fmt.Sprint(v)
 }
 
+// echHTTPSRdata is the RDATA of `1 . alpn="h2" ech="AEX+DQBB…"` in hex.
+const echHTTPSRdata = "00010000010003026832000500470045fe0d0041a5002000207f44942f60bd9faa1488e2657c42117a40f6cf365ed8de5d2fd5a16678775b200004000100010012636c6f7564666c6172652d6563682e636f6d0000"
+
 func (w *escapeWorld) startDNS(t *testing.T) {
 	t.Helper()
 	records := []string{
@@ -171,6 +174,9 @@ func (w *escapeWorld) startDNS(t *testing.T) {
 		"--address=/evil.test/198.51.100.1", "--address=/evil.test/2001:db8::1",
 		"--address=/other.test/198.51.100.3", "--address=/other.test/2001:db8::3",
 		"--address=/wild.test/198.51.100.1",
+		// An HTTPS record with alpn h2 and an ECH config (outer name
+		// cloudflare-ech.com) for the dns_https_ech vector.
+		"--dns-rr=ech.wild.test,65," + echHTTPSRdata,
 	}
 	run := func(logFile string, listen ...string) {
 		args := []string{"--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",

