@@ -69,7 +69,7 @@ type Hooks struct {
 // Config configures a Proxy. Zero values take the defaults above.
 type Config struct {
 	// ListenAddrs are the addresses listened on (UDP and TCP);
-	// DefaultListenAddrs (loopback only) when empty.
+	// 127.0.0.1 and ::1 (loopback only) when empty.
 	ListenAddrs []string
 	Port        uint16   // listen port; 0 picks one free on every listen address
 	Upstreams   []string // "ip:port" resolvers, tried in order
@@ -182,7 +182,7 @@ func newProxy(cfg Config, current func() decider) (*Proxy, error) {
 		cfg.Now = time.Now
 	}
 	if len(cfg.ListenAddrs) == 0 {
-		cfg.ListenAddrs = DefaultListenAddrs
+		cfg.ListenAddrs = defaultListenAddrs()
 	}
 	for _, a := range cfg.ListenAddrs {
 		if _, err := netip.ParseAddr(a); err != nil {

@@ -33,12 +33,12 @@ const (
 	portPickTries = 16
 )
 
-// DefaultListenAddrs are where the DNS proxy listens when Config names
+// defaultListenAddrs are where the DNS proxy listens when Config names
 // none: loopback only. The nft redirect of the agent's port-53 traffic is
 // in the OUTPUT hook, where REDIRECT rewrites the destination to 127.0.0.1
 // (IPv4) or ::1 (IPv6), so redirected queries arrive there; nothing
 // outside the pod can reach a loopback socket.
-var DefaultListenAddrs = []string{"127.0.0.1", "::1"}
+func defaultListenAddrs() []string { return []string{"127.0.0.1", "::1"} }
 
 type listeners struct {
 	udp  []*net.UDPConn
