@@ -161,37 +161,28 @@ func (p *Proxy) answer(out replier, req *dns.Msg, overTCP bool, name string, lea
 		qbuf, abuf = *qbufp, *abufp
 	}
 	key := keyOf(name, req)
-	var (
-		msg   []byte
-		rcode int
-		addrs []learnedAddr
-	)
 	if !keyable(name, learn) {
 		// A dry run's would-deny for a name without a key: forwarded
 		// alone, never cached.
-		res := p.fetch(req, overTCP, key, qbuf, abuf, false)
-		p.answerFetched(out, req, overTCP, name, false, ev, res, abuf)
+		p.answerFetched(out, req, overTCP, name, false, ev, p.fetch(req, overTCP, key, qbuf, abuf, false), abuf)
 		return
 	}
-	if e, age, ok := p.answers.get(key); ok {
-		p.cacheLookup(true)
-		ev.Cached = true
-		msg, rcode = e.copyAnswer(abuf, age), e.rcode
-		if learn {
-			addrs = e.addrsAged(age)
-		}
-	} else {
-		if p.answers != nil {
-			p.cacheLookup(false)
-		}
+	e, age, ok := p.answers.get(key)
+	if p.answers != nil {
+		p.cacheLookup(ok)
+	}
+	if !ok {
 		// Only allowed names' answers are kept (a dry run's would-deny
 		// is answered from the cache, but never fills it).
 		res := p.flights.do(key, func() flightResult { return p.fetch(req, overTCP, key, qbuf, abuf, learn) })
 		p.answerFetched(out, req, overTCP, name, learn, ev, res, abuf)
 		return
 	}
-	ev.Answers = p.learn(name, addrs)
-	ev.Rcode = p.relay(out, req, overTCP, msg, rcode)
+	ev.Cached = true
+	if learn {
+		ev.Answers = p.learn(name, e.addrsAged(age))
+	}
+	ev.Rcode = p.relay(out, req, overTCP, e.copyAnswer(abuf, age), e.rcode)
 }
 
 // answerFetched answers with what a fetch got: its answer (copied into
