@@ -103,6 +103,11 @@ func TestResolveDrawsFromAgentBucket(t *testing.T) {
 	if len(limited) != 1 || field(limited[0], "src_ip") != "" {
 		t.Errorf("dns_rate_limited lines %v, want one without a client address", limited)
 	}
+	// Each lookup costs exactly its upstream queries: with a burst of
+	// 100, 50 names resolved (A and AAAA each).
+	if got := 1500 - failed; got != burst/2 {
+		t.Errorf("%d lookups succeeded, want %d (two tokens each)", got, burst/2)
+	}
 	// The agent's own queries now find the bucket empty too.
 	if r := ask(t, "udp", p.addr, query("x.wild.test", dns.TypeA)); r.Rcode != dns.RcodeRefused {
 		t.Errorf("agent query after the lookups: %s, want REFUSED", dns.RcodeToString[r.Rcode])

@@ -350,7 +350,11 @@ func TestAnswerCacheFeedsLearned(t *testing.T) {
 // cached, and spends no rate on them.
 func TestResolveUsesAnswerCache(t *testing.T) {
 	up := startUpstream(t, worldAnswers(t))
-	p := startProxy(t, allowlist("allowed.test"), []string{up.addr})
+	// A bucket of two, spent by the agent's two queries: Resolve must
+	// not need a token.
+	p := startProxy(t, allowlist("allowed.test"), []string{up.addr}, func(c *Config) {
+		c.RateLimit, c.RateBurst, c.Now = 1, 2, frozen()
+	})
 	ask(t, "udp", p.addr, query("allowed.test", dns.TypeA))
 	ask(t, "udp", p.addr, query("allowed.test", dns.TypeAAAA))
 	addrs, err := p.Resolve(context.Background(), "allowed.test")

@@ -31,12 +31,7 @@ func (p *Proxy) Resolve(ctx context.Context, name string) ([]netip.Addr, error) 
 	}
 	// The shared lookup runs under the proxy's lifetime, not the first
 	// caller's context, so one caller giving up does not fail the others.
-	ch := p.lookups.DoChan(norm, func() (any, error) {
-		if err := p.allowLookups(norm, len(lookupTypes)); err != nil {
-			return nil, err
-		}
-		return p.lookup(norm)
-	})
+	ch := p.lookups.DoChan(norm, func() (any, error) { return p.lookup(norm) })
 	select {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("dns: resolve %s: %w", norm, ctx.Err())
