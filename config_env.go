@@ -48,6 +48,8 @@ func (c Config) settingText(flag string) string {
 		return d(c.DNSMinTTL)
 	case "dns-cache-size":
 		return n(c.DNSCacheSize)
+	case "dns-answer-cache-bytes":
+		return n(c.DNSAnswerCacheBytes)
 	case "dns-deny-rcode":
 		return c.DNSDenyRcode
 	case "dns-rate":
