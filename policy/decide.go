@@ -43,7 +43,7 @@ func (p *Policy) CheckName(name string, port uint16) Verdict {
 	if err != nil {
 		return Verdict{Reason: nameErrorReason(err)}
 	}
-	return p.checkNormalized(n, port)
+	return p.checkNormalized(n, port, nil)
 }
 
 func nameErrorReason(err error) string {
@@ -53,7 +53,7 @@ func nameErrorReason(err error) string {
 	return ReasonInvalidName
 }
 
-func (p *Policy) checkNormalized(name string, port uint16) Verdict {
+func (p *Policy) checkNormalized(name string, port uint16, proc *Process) Verdict {
 	switch p.mode {
 	case ModeDevOpen:
 		return Verdict{Allow: true, Reason: ReasonDevOpen}
@@ -62,7 +62,7 @@ func (p *Policy) checkNormalized(name string, port uint16) Verdict {
 		return Verdict{Reason: ReasonDenyAll}
 	}
 	if p.rego != nil {
-		return p.rego.checkName(name, port)
+		return p.rego.checkName(name, port, proc)
 	}
 	rule, ok, nearest := p.names.lookup(name, port)
 	switch {
@@ -116,6 +116,13 @@ func ruleReason(rule string) string {
 //
 // A nil policy denies everything (no_policy).
 func (p *Policy) Decide(ctx context.Context, req Request, r Resolver) Verdict {
+	return p.DecideFor(ctx, req, nil, r)
+}
+
+// DecideFor is Decide on behalf of proc, the connecting process (nil: not
+// looked up). A policy that reads input.process denies without a known
+// process (process_unknown).
+func (p *Policy) DecideFor(ctx context.Context, req Request, proc *Process, r Resolver) Verdict {
 	if p == nil {
 		return Verdict{Reason: ReasonNoPolicy}
 	}
@@ -147,7 +154,7 @@ func (p *Policy) Decide(ctx context.Context, req Request, r Resolver) Verdict {
 	}
 	// 6–8 for a Rego policy: see decideRego.
 	if p.rego != nil {
-		return p.decideRego(ctx, req, ip, r)
+		return p.decideRego(ctx, req, proc, ip, r)
 	}
 	// 6. allowed_tcp IP literals.
 	if rules := p.ips[ip]; rules != nil {
@@ -165,7 +172,7 @@ func (p *Policy) Decide(ctx context.Context, req Request, r Resolver) Verdict {
 		case err != nil:
 			return Verdict{Reason: ReasonInvalidName}
 		default:
-			v := p.checkNormalized(name, req.Port)
+			v := p.checkNormalized(name, req.Port, proc)
 			if !v.Allow {
 				return v
 			}

@@ -78,6 +78,9 @@ type regoEngine struct {
 	file  string
 	rules int // rules in the module, for RuleCount
 	query rego.PreparedEvalQuery
+	// needsProcess: the module reads input.process, so every question
+	// needs the asking process's identity (see process.go).
+	needsProcess bool
 }
 
 // ParseRego compiles a Rego policy module. filename names the module in
@@ -133,7 +136,7 @@ func parseRego(filename string, src []byte) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: prepare decision query: %w", filename, err)
 	}
-	p.rego = &regoEngine{file: filename, rules: len(mod.Rules), query: query}
+	p.rego = &regoEngine{file: filename, rules: len(mod.Rules), query: query, needsProcess: readsProcess(mod)}
 	return p, nil
 }
 

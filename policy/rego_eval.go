@@ -32,8 +32,8 @@ import (
 //
 // Go never turns a Rego deny of the request as it was made into an allow,
 // and any evaluation failure denies at once (rego_error, rego_undefined).
-func (p *Policy) decideRego(ctx context.Context, req Request, ip netip.Addr, r Resolver) Verdict {
-	e := p.rego
+func (p *Policy) decideRego(ctx context.Context, req Request, proc *Process, ip netip.Addr, r Resolver) Verdict {
+	e := p.rego.askingFor(proc)
 	ipText := ip.String()
 	name, ipLiteral := "", false
 	if req.Name != "" {
@@ -92,23 +92,23 @@ func (p *Policy) decideRego(ctx context.Context, req Request, ip netip.Addr, r R
 // checkName is CheckName's allowlist step for a Rego policy: port 0 (the
 // DNS proxy's question) asks kind "dns"; a real port (the explicit proxy's
 // question before it resolves) asks kind "tcp" with no address yet.
-func (e *regoEngine) checkName(name string, port uint16) Verdict {
+func (e *regoEngine) checkName(name string, port uint16, proc *Process) Verdict {
 	kind := regoKindTCP
 	if port == 0 {
 		kind = regoKindDNS
 	}
-	return e.decide(context.Background(), kind, name, "", port)
+	return e.askingFor(proc).decide(context.Background(), kind, name, "", port)
 }
 
 func isRegoFailure(v Verdict) bool {
 	return v.Reason == ReasonRegoError || v.Reason == ReasonRegoUndefined
 }
 
-// decide evaluates data.forge.egress.decision for one input under
-// regoEvalTimeout. Every failure denies; Rule then says what failed
+// decideAs evaluates data.forge.egress.decision for one input (with
+// input.process when proc is non-nil) under regoEvalTimeout. Every failure denies; Rule then says what failed
 // ("rego:timeout", "rego:cancelled", "rego:policy.rego:12:
 // eval_conflict_error", ...) so the audit event points at the cause.
-func (e *regoEngine) decide(ctx context.Context, kind, name, ip string, port uint16) Verdict {
+func (e *regoEngine) decideAs(ctx context.Context, kind, name, ip string, port uint16, proc *Process) Verdict {
 	ctx, cancel := context.WithTimeout(ctx, regoEvalTimeout)
 	defer cancel()
 	if err := ctx.Err(); err != nil { // a caller that gave up gets no decision
@@ -120,6 +120,9 @@ func (e *regoEngine) decide(ctx context.Context, kind, name, ip string, port uin
 		[2]*ast.Term{ast.InternedTerm("ip"), ast.StringTerm(ip)},
 		[2]*ast.Term{ast.InternedTerm("port"), ast.InternedTerm(int(port))},
 	)
+	if proc != nil {
+		input.Insert(ast.InternedTerm(regoInputProcess), processTerm(proc))
+	}
 	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil && ctx.Err() != nil {
 		err = ctx.Err() // OPA reports only "cancelled"; say whether it was the deadline
