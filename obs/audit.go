@@ -47,7 +47,8 @@ type Flow struct {
 	BytesUp   int64
 	BytesDown int64
 	Duration  time.Duration
-	Source    string // "transparent" or "explicit" (fallback proxy)
+	Source    string   // "transparent" or "explicit" (fallback proxy)
+	Process   *Process // the connecting process; nil when identity is off
 }
 
 // DNSQuery is the audit record of one DNS question the agent asked.
@@ -64,6 +65,7 @@ type DNSQuery struct {
 	Cached    bool   // answered from the proxy's answer cache
 	SrcIP     string // the querying client's address ("" for the supervisor's own lookups)
 	SrcPort   uint16
+	Process   *Process // the asking process; nil when identity is off
 }
 
 // Auditor writes decision events to the log, counts them in Metrics and
@@ -194,6 +196,7 @@ func (a *Auditor) Egress(f Flow) {
 			Reason: f.Reason, Rule: f.Rule,
 			BytesUp: f.BytesUp, BytesDown: f.BytesDown,
 			Duration: f.Duration, WouldDeny: f.WouldDeny, Source: f.Source,
+			Process: f.Process,
 		})
 	}
 }
@@ -201,7 +204,7 @@ func (a *Auditor) Egress(f Flow) {
 // appendEgressFields appends the fields of egress_allowed / egress_denied lines, in
 // the order of egressEventJSON.
 func appendEgressFields(buf []zap.Field, f Flow) []zap.Field {
-	return append(buf,
+	buf = append(buf,
 		zap.String("proto", f.Proto),
 		zap.String("sni", f.SNI),
 		zap.String("host", f.Host),
@@ -217,6 +220,7 @@ func appendEgressFields(buf []zap.Field, f Flow) []zap.Field {
 		zap.Bool("would_deny", f.WouldDeny),
 		zap.String("source", f.Source),
 	)
+	return appendProcessFields(buf, f.Process)
 }
 
 // DNS writes the audit line of one DNS query, counts it and keeps denials
@@ -264,13 +268,14 @@ func (a *Auditor) dnsEvent(msg, decision string, q DNSQuery, keep bool) {
 			Reason: q.Reason, Rule: q.Rule, Answers: q.Answers,
 			Duration: q.Duration, WouldDeny: q.WouldDeny,
 			Cached: q.Cached, SrcIP: q.SrcIP, SrcPort: q.SrcPort,
+			Process: q.Process,
 		})
 	}
 }
 
 // appendDNSFields appends the fields of dns_* lines, in the order of dnsEventJSON.
 func appendDNSFields(buf []zap.Field, q DNSQuery) []zap.Field {
-	return append(buf,
+	buf = append(buf,
 		zap.String("proto", "dns"),
 		zap.String("qname", q.QName),
 		zap.String("qtype", q.QType),
@@ -284,6 +289,7 @@ func appendDNSFields(buf []zap.Field, q DNSQuery) []zap.Field {
 		zap.String("src_ip", q.SrcIP),
 		zap.Uint16("src_port", q.SrcPort),
 	)
+	return appendProcessFields(buf, q.Process)
 }
 
 // writeEntry logs msg with fields and returns the entry's timestamp, so the
@@ -308,11 +314,11 @@ func writeEntry(pool *sync.Pool, lg *zap.Logger, lvl zapcore.Level, msg string, 
 	return ts
 }
 
-// newFieldPool holds field slices for writeEntry; the widest event has 15
-// fields.
+// newFieldPool holds field slices for writeEntry; the widest event has 17
+// fields (an egress event with the process fields).
 func newFieldPool() *sync.Pool {
 	return &sync.Pool{New: func() any {
-		s := make([]zap.Field, 0, 16)
+		s := make([]zap.Field, 0, 18)
 		return &s
 	}}
 }

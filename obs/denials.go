@@ -37,6 +37,9 @@ type DenialEvent struct {
 	BytesDown int64
 	Source    string
 
+	// Process is the connecting process when identity is on (both kinds).
+	Process *Process
+
 	// DNS fields.
 	QName   string
 	QType   string
@@ -65,6 +68,7 @@ type egressEventJSON struct {
 	DurationMS float64   `json:"duration_ms"`
 	WouldDeny  bool      `json:"would_deny"`
 	Source     string    `json:"source"`
+	processJSON
 }
 
 type dnsEventJSON struct {
@@ -82,6 +86,7 @@ type dnsEventJSON struct {
 	Cached     bool      `json:"cached"`
 	SrcIP      string    `json:"src_ip"`
 	SrcPort    uint16    `json:"src_port"`
+	processJSON
 }
 
 // IsDNS reports whether the event is a DNS decision (its msg is one of the
@@ -103,6 +108,7 @@ func (e DenialEvent) MarshalJSON() ([]byte, error) {
 			Reason: e.Reason, Rule: e.Rule, Answers: e.Answers,
 			DurationMS: durationMS(e.Duration), WouldDeny: e.WouldDeny,
 			Cached: e.Cached, SrcIP: e.SrcIP, SrcPort: e.SrcPort,
+			processJSON: e.Process.json(),
 		})
 	}
 	return json.Marshal(egressEventJSON{
@@ -112,7 +118,7 @@ func (e DenialEvent) MarshalJSON() ([]byte, error) {
 		Reason: e.Reason, Rule: e.Rule,
 		BytesUp: e.BytesUp, BytesDown: e.BytesDown,
 		DurationMS: durationMS(e.Duration), WouldDeny: e.WouldDeny,
-		Source: e.Source,
+		Source: e.Source, processJSON: e.Process.json(),
 	})
 }
 
