@@ -101,8 +101,19 @@ type Conn struct {
 	BytesUp   int64
 	BytesDown int64
 
+	// Owner is the agent process that opened the connection, set by the
+	// decide stage when process identity is on; nil otherwise.
+	Owner *Owner
+
 	// Stamps records when each stage finished, for latency histograms.
 	Stamps Stamps
+}
+
+// Owner is the identity of the process behind a connection, as audited.
+type Owner struct {
+	PID     int
+	Exe     string
+	Unknown string // why the owner could not be identified; "" when it was
 }
 
 // Name is the destination name the client claimed: SNI for TLS, the HTTP

@@ -74,6 +74,13 @@ type Config struct {
 	Mark            uint32 // SO_MARK of upstream sockets (exempt from nft)
 	DryRun          bool   // decide and log, but let denied traffic pass
 
+	// Identify looks up the agent process behind a connection from its
+	// 4-tuple as the client's socket sees it (see identity.go); nil: no
+	// identity. It runs when the policy reads input.process, or always
+	// with IdentifyAlways (the audit asks for it).
+	Identify       func(ctx context.Context, src, dst netip.AddrPort) *policy.Process
+	IdentifyAlways bool
+
 	Workers   Workers
 	QueueLen  int // capacity of each inter-stage channel
 	MaxConns  int // connections inside the engine at once (queued or relaying)

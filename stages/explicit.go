@@ -302,7 +302,8 @@ func (e *Engine) resolveTarget(ctx context.Context, c *conn.Conn, t target) stri
 	}
 	c.Host = name
 	p := e.cfg.Policy.Load()
-	if v := p.CheckName(name, t.port); !v.Allow {
+	proc := e.identify(ctx, p, c)
+	if v := p.CheckNameFor(name, t.port, proc); !v.Allow {
 		c.Rule = v.Rule
 		if !e.cfg.DryRun {
 			return v.Reason
@@ -325,7 +326,7 @@ func (e *Engine) resolveTarget(ctx context.Context, c *conn.Conn, t target) stri
 	}
 	pick := addrs[0]
 	for _, a := range addrs {
-		v := p.Decide(lctx, policy.Request{Name: name, IP: a.Unmap(), Port: t.port}, e.cfg.Resolver)
+		v := p.DecideFor(lctx, policy.Request{Name: name, IP: a.Unmap(), Port: t.port}, proc, e.cfg.Resolver)
 		if v.Allow {
 			pick = a
 			break

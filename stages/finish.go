@@ -36,6 +36,9 @@ func (e *Engine) finish(c *conn.Conn) {
 	if c.Dst.IsValid() {
 		f.DstIP = c.Dst.Addr().String()
 	}
+	if o := c.Owner; o != nil {
+		f.Process = &obs.Process{PID: o.PID, Exe: o.Exe, Unknown: o.Unknown}
+	}
 	e.cfg.Audit.Egress(f)
 	<-e.admitted
 }

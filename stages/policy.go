@@ -12,7 +12,7 @@ import (
 // reload (SIGHUP) never mixes two policies in one decision.
 func (e *Engine) decide(ctx context.Context, c *conn.Conn, out, deny chan<- *conn.Conn) {
 	p := e.cfg.Policy.Load()
-	v := p.Decide(ctx, policy.Request{Name: c.Name(), IP: c.Dst.Addr(), Port: c.Dst.Port()}, e.cfg.Resolver)
+	v := p.DecideFor(ctx, policy.Request{Name: c.Name(), IP: c.Dst.Addr(), Port: c.Dst.Port()}, e.identify(ctx, p, c), e.cfg.Resolver)
 	c.Stamps.Policy = e.observe("policy", c.Stamps.Classify)
 	if c.WouldDeny {
 		// Dry run and classification already failed: keep that reason; the
