@@ -41,11 +41,12 @@ type nameLimits struct {
 	maxLabelLen int
 }
 
-// decide returns the normalized query name and the verdict for it. It
+// decide returns the normalized query name and the verdict for it, asked
+// on behalf of proc (nil: identity off). It
 // reads the policy once, so a reload in the middle cannot mix two
 // policies. Denied is the zero value: every path that does not reach an
 // allow denies.
-func decide(pol decider, qname string, lim nameLimits) (string, policy.Verdict) {
+func decide(pol decider, qname string, lim nameLimits, proc *policy.Process) (string, policy.Verdict) {
 	if pol == nil {
 		return "", policy.Verdict{Reason: policy.ReasonNoPolicy}
 	}
@@ -59,7 +60,7 @@ func decide(pol decider, qname string, lim nameLimits) (string, policy.Verdict) 
 	if pol.Mode() == policy.ModeDenyAll {
 		return name, policy.Verdict{Reason: policy.ReasonDenyAll}
 	}
-	v := pol.CheckName(name, 0)
+	v := checkName(pol, name, proc)
 	if v.Allow && strings.HasPrefix(v.Rule, "*.") && !lim.fits(name) {
 		return name, policy.Verdict{Reason: ReasonLabelLimit, Rule: v.Rule}
 	}

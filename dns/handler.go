@@ -75,6 +75,8 @@ func (r *responseReplier) sendReply(b []byte) error {
 
 func (r *responseReplier) scratch() (query, answer []byte) { return nil, nil }
 
+func (r *responseReplier) peer() netip.AddrPort { return addrPortOf(r.w.RemoteAddr()) }
+
 // ServeDNS answers one query: screen it, decide it against the current
 // policy, then refuse it or forward it and learn the answer. Every query
 // that reaches the decision gets exactly one audit line. The proxy's own
@@ -115,7 +117,9 @@ func (p *Proxy) handle(req *dns.Msg, client netip.AddrPort, overTCP bool, out re
 		return
 	}
 
-	name, v := decide(p.current(), q.Name, p.limits)
+	pol := p.current()
+	proc := p.identify(pol, out, overTCP, &ev)
+	name, v := decide(pol, q.Name, p.limits, proc)
 	if name != "" {
 		ev.QName = name
 	}

@@ -103,6 +103,11 @@ type Config struct {
 	// LocalAddrs lists the host's addresses (the interfaces' when nil);
 	// queries from any other source are dropped.
 	LocalAddrs func() ([]netip.Addr, error)
+	// Identify looks up the agent process that sent a query from its
+	// source address (see identity.go); nil: no identity. It runs when the
+	// policy reads input.process, or always with IdentifyAlways.
+	Identify       func(ctx context.Context, overTCP bool, src netip.AddrPort) *policy.Process
+	IdentifyAlways bool
 }
 
 // Proxy is the filtering DNS proxy. It implements dns.Handler and

@@ -25,7 +25,7 @@ func (p *Proxy) Resolve(ctx context.Context, name string) ([]netip.Addr, error) 
 	// wildcard label caps) is never sent upstream — otherwise an SNI or a
 	// CONNECT target under an allowed wildcard would make the supervisor
 	// itself carry the agent's data out in a query.
-	norm, v := decide(p.current(), name, p.limits)
+	norm, v := decide(p.current(), name, p.limits, policy.ProcessFrom(ctx))
 	if !v.Allow {
 		return nil, fmt.Errorf("dns: resolve %q: %s", name, v.Reason)
 	}

@@ -126,6 +126,7 @@ func (p *Policy) DecideFor(ctx context.Context, req Request, proc *Process, r Re
 	if p == nil {
 		return Verdict{Reason: ReasonNoPolicy}
 	}
+	ctx = WithProcess(ctx, proc) // for r's own lookups (see WithProcess)
 	ip := canonicalAddr(req.IP)
 
 	// 1. Always blocked.

@@ -48,6 +48,26 @@ func (p *Policy) CheckNameFor(name string, port uint16, proc *Process) Verdict {
 	return p.checkNormalized(n, port, proc)
 }
 
+// processKey carries a Process in a context.
+type processKey struct{}
+
+// WithProcess returns ctx carrying proc. DecideFor passes it to its
+// Resolver, so that a fresh lookup the resolver makes on the decision's
+// behalf (the DNS proxy asks the policy before it resolves) is asked for
+// the same process.
+func WithProcess(ctx context.Context, proc *Process) context.Context {
+	if proc == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, processKey{}, proc)
+}
+
+// ProcessFrom returns the Process WithProcess put in ctx, or nil.
+func ProcessFrom(ctx context.Context) *Process {
+	proc, _ := ctx.Value(processKey{}).(*Process)
+	return proc
+}
+
 // regoInputProcess is the input key of the process object.
 const regoInputProcess = "process"
 

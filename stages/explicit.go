@@ -313,7 +313,7 @@ func (e *Engine) resolveTarget(ctx context.Context, c *conn.Conn, t target) stri
 	if e.cfg.Lookup == nil {
 		return ReasonDNSFailed
 	}
-	lctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
+	lctx, cancel := context.WithTimeout(policy.WithProcess(ctx, proc), e.cfg.DialTimeout)
 	defer cancel()
 	addrs, err := e.cfg.Lookup(lctx, name)
 	start := c.Stamps.Classify
