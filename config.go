@@ -89,6 +89,9 @@ type Config struct {
 	// own listeners the agent may connect to. Empty: none.
 	InboundPorts      []uint16
 	AllowedLocalPorts []uint16
+	// AuditProcess puts the connecting process (pid, exe) in every egress
+	// and DNS event even when the policy does not read input.process.
+	AuditProcess bool
 }
 
 // setting is one configuration knob: its flag, its environment variable,
@@ -191,6 +194,9 @@ func settings() []setting {
 		{flag: "allowed-local-ports", env: "FORGE_SUPERVISOR_ALLOWED_LOCAL_PORTS", def: "",
 			usage: "comma-separated loopback TCP ports (the pod's own listeners) the agent may connect to",
 			parse: func(c *Config, v string) (err error) { c.AllowedLocalPorts, err = parsePortList(v); return }},
+		{flag: "audit-process", env: "FORGE_SUPERVISOR_AUDIT_PROCESS", def: "false", isBool: true,
+			usage: "look up the agent process behind every connection and DNS query and audit its pid and exe (always on when a Rego policy reads input.process)",
+			parse: func(c *Config, v string) (err error) { c.AuditProcess, err = parseBool(v); return }},
 	}
 }
 
@@ -568,6 +574,7 @@ type configJSON struct {
 	IdleTimeout     string   `json:"idle_timeout"`
 	InboundPorts    []uint16 `json:"inbound_ports"`
 	LocalPorts      []uint16 `json:"allowed_local_ports"`
+	AuditProcess    bool     `json:"audit_process"`
 }
 
 // JSON returns the effective configuration, indented, for
@@ -589,6 +596,7 @@ func (c Config) JSON() ([]byte, error) {
 		ClassifyTimeout: c.ClassifyTimeout.String(), DialTimeout: c.DialTimeout.String(),
 		IdleTimeout:  c.IdleTimeout.String(),
 		InboundPorts: nonNil(c.InboundPorts), LocalPorts: nonNil(c.AllowedLocalPorts),
+		AuditProcess: c.AuditProcess,
 	}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("config: encode: %w", err)

@@ -72,6 +72,7 @@ var everyEnv = map[string]string{
 	"FORGE_SUPERVISOR_IDLE_TIMEOUT":               "1h",
 	"FORGE_SUPERVISOR_INBOUND_PORTS":              "8080, 9090",
 	"FORGE_SUPERVISOR_ALLOWED_LOCAL_PORTS":        "5432",
+	"FORGE_SUPERVISOR_AUDIT_PROCESS":              "1",
 }
 
 func everyEnvConfig() Config {
@@ -84,7 +85,7 @@ func everyEnvConfig() Config {
 		DNSMinTTL: 5 * time.Minute, DNSCacheSize: 100, DNSDenyRcode: "nxdomain", DNSRate: 50.5,
 		DNSWildcardMaxLabels: 4, DNSWildcardMaxLabelLen: 20,
 		LogSample: true, ClassifyTimeout: 250 * time.Millisecond, DialTimeout: 2 * time.Second,
-		IdleTimeout: time.Hour, InboundPorts: []uint16{8080, 9090}, AllowedLocalPorts: []uint16{5432},
+		IdleTimeout: time.Hour, InboundPorts: []uint16{8080, 9090}, AllowedLocalPorts: []uint16{5432}, AuditProcess: true,
 	}
 }
 
@@ -133,6 +134,7 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		"-dns-wildcard-max-labels", "8", "-dns-wildcard-max-label-len", "40",
 		"-classify-timeout", "2s", "-dial-timeout", "3s", "-idle-timeout", "30m",
 		"-inbound-ports", "81", "-allowed-local-ports", "82,83",
+		"-audit-process=false",
 		"--", "/agent",
 	}
 	cfg, _, argv, err := ParseConfig(args, env(everyEnv))
@@ -381,6 +383,7 @@ func TestConfigJSON(t *testing.T) {
 		"dns_wildcard_max_labels": 6.0, "dns_wildcard_max_label_len": 32.0,
 		"classify_timeout": "1s", "dial_timeout": "5s", "idle_timeout": "10m0s",
 		"inbound_ports": []any{}, "allowed_local_ports": []any{},
+		"audit_process": false,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config JSON:\n got %v\nwant %v", got, want)

@@ -143,12 +143,22 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	}
 	dnsMetrics := obs.NewDNSMetrics(metrics)
 	cacheHits, cacheMisses := dnsMetrics.CacheLookups.WithLabelValues(obs.CacheHit), dnsMetrics.CacheLookups.WithLabelValues(obs.CacheMiss)
+	// Process identity: looked up per connection and query only when the
+	// policy reads input.process or the audit asks (FORGE_SUPERVISOR_AUDIT_PROCESS).
+	// Without sock_diag it is off, and a policy that needs it denies
+	// (process_unknown).
+	id, err := newIdentity()
+	if err != nil {
+		log.Warn("process_identity_unavailable", zap.Error(err))
+	}
+	defer id.close()
 	dnsProxy, err := fdns.New(fdns.Config{
 		Port: cfg.DNSPort, Upstreams: upstreams, Policy: &current, DenyRcode: denyRcode(cfg.DNSDenyRcode),
 		MinTTL: cfg.DNSMinTTL, CacheSize: cfg.DNSCacheSize, RateLimit: cfg.DNSRate, Mark: mark,
 		AnswerCacheBytes: answerCacheBytes(cfg.DNSAnswerCacheBytes),
 		MaxLabels:        cfg.DNSWildcardMaxLabels, MaxLabelLen: cfg.DNSWildcardMaxLabelLen,
 		DryRun: cfg.DryRun, Audit: audit, Log: log,
+		Identify: id.dnsHook(), IdentifyAlways: cfg.AuditProcess,
 		Hooks: fdns.Hooks{
 			Malformed:   metrics.DNSMalformed.Inc,
 			RateLimited: metrics.DNSRateLimited.Inc,
@@ -175,6 +185,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 		SelfPorts:       []uint16{cfg.ProxyPort, cfg.DNSPort, cfg.HealthPort},
 		ClassifyTimeout: cfg.ClassifyTimeout, DialTimeout: cfg.DialTimeout, IdleTimeout: cfg.IdleTimeout,
 		Mark: mark, DryRun: cfg.DryRun, Explicit: explicit, Lookup: dnsProxy.Resolve,
+		Identify: id.tcpHook(), IdentifyAlways: cfg.AuditProcess,
 	})
 	if err != nil {
 		return 0, err
@@ -230,6 +241,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 		Log:    log,
 		OnStart: func(pid int) {
 			agentPID, agentStart = pid, time.Now()
+			id.setRoot(pid)
 			health.Set(obs.PartAgent, true, "running")
 			audit.AgentStarted(obs.AgentStarted{PID: pid, Argv0: argv[0], UID: cfg.AgentUID, GID: cfg.AgentGID, Seccomp: true})
 		},
