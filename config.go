@@ -241,8 +241,8 @@ func ParseConfig(args []string, getenv func(string) string) (cfg Config, sub str
 		return Config{}, "", nil, flagError(err)
 	}
 	rest := fs.Args()
-	if len(rest) > 0 && !followsTerminator(args, rest, fs) && rest[0] == subGenerate {
-		sub, rest = subGenerate, rest[1:]
+	if len(rest) > 0 && !followsTerminator(args, rest, fs) && takesOwnArgs(rest[0]) {
+		sub, rest = rest[0], rest[1:]
 	} else if len(rest) > 0 && !followsTerminator(args, rest, fs) && (rest[0] == subConfig || rest[0] == subVersion) {
 		sub = rest[0]
 		// Flags may follow the subcommand too: `forge-supervisor config -dns-port 53`.
@@ -304,6 +304,17 @@ func effectivePolicyPath(all []setting, raws []*rawValue, getenv func(string) st
 		return s.def
 	}
 	return ""
+}
+
+// takesOwnArgs reports whether sub is a subcommand whose arguments are
+// its own, returned unparsed as agentArgv: generate and the operator's
+// tools (tools.go).
+func takesOwnArgs(sub string) bool {
+	switch sub {
+	case subGenerate, subCheck, subLint, subSuggest:
+		return true
+	}
+	return false
 }
 
 // flagError rewords the flag package's errors; flag.ErrHelp passes through
@@ -619,7 +630,9 @@ func configUsage(w io.Writer) {
 	fmt.Fprintf(w, "       forge-supervisor [flags] config    print the effective configuration as JSON\n")
 	fmt.Fprintf(w, "       forge-supervisor version           print the version\n")
 	fmt.Fprintf(w, "       forge-supervisor [flags] generate allowlist|dockerfile|k8s|seccomp|rego [options] [-- AGENT...]\n")
-	fmt.Fprintf(w, "                                          print what a deployment needs (generate -h for options)\n\n")
+	fmt.Fprintf(w, "                                          print what a deployment needs (generate -h for options)\n")
+	fmt.Fprintf(w, "       forge-supervisor [flags] check|lint|suggest [options]\n")
+	fmt.Fprintf(w, "                                          the operator's tools (check -h for options)\n\n")
 	fmt.Fprintf(w, "Every flag has an environment variable; a flag wins over its variable.\n\n")
 	for _, s := range settings() {
 		arg := " VALUE"

@@ -49,6 +49,8 @@ func run(args []string) int {
 	switch sub {
 	case subGenerate:
 		return runGenerate(cfg, argv, os.Stdout, os.Stderr)
+	case subCheck, subLint, subSuggest:
+		return runTool(cfg, sub, argv, os.Stdin, os.Stdout, os.Stderr)
 	case "version":
 		fmt.Println("forge-supervisor", version)
 		return 0
