@@ -33,7 +33,8 @@ FUZZ_TARGETS := ./conn:FuzzParseClientHello:100000x ./conn:FuzzParseHTTPRequest:
 	./policy:FuzzRegoDifferential:1500x ./dns:FuzzHandler:20000x ./dns:FuzzParseAnswer:30000x \
 	./dns:FuzzCachedAnswer:30000x \
 	./jail:FuzzParseProfile:50000x .:FuzzParseConfig:8000x ./deploy:FuzzKubernetesPolicy:10000x \
-	./forgeyaml:FuzzParse:5000x
+	./forgeyaml:FuzzParse:5000x \
+	./sockdiag:FuzzReadMessages:50000x ./ops:FuzzSuggest:3000x
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
