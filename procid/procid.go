@@ -27,11 +27,14 @@ type Info struct {
 	Exe string
 	// Cmdline is /proc/PID/cmdline split at NULs, at most maxCmdlineArgs
 	// arguments of maxCmdlineBytes in all. The process can rewrite it.
+	// Cmdline and Ancestors are shared with the cache: do not modify them.
 	Cmdline []string
 	// UID is the socket's owner uid as sock_diag reports it.
 	UID uint32
 	// Ancestors are the executables of the parent chain, nearest first,
-	// up to and including the agent's first process (see SetRoot).
+	// up to and including the agent's first process (see SetRoot), as
+	// they were when the process was first looked up (walked again only
+	// when it is reparented).
 	Ancestors []string
 	// Reason is "" when the owner was found, else one of the Reason*
 	// words: why Exe is "".

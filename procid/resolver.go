@@ -58,6 +58,10 @@ type proc struct {
 	ppid    int
 	exe     string
 	cmdline []string
+	// ancestors were walked for parent ancPPID; a new walk is needed only
+	// when the process was reparented (its parent exited).
+	ancestors []string
+	ancPPID   int
 }
 
 // Options configure New.
@@ -127,7 +131,7 @@ func (r *Resolver) Lookup(ctx context.Context, proto sockdiag.Proto, src, dst ne
 		return unknown(ReasonOwnerNotFound, "owner %d of socket inode %d: %v", pid, sock.Inode, err)
 	}
 	r.noteRecent(pid)
-	return Info{PID: pid, Exe: p.exe, Cmdline: p.cmdline, UID: sock.UID, Ancestors: r.ancestors(p.ppid)}, nil
+	return Info{PID: pid, Exe: p.exe, Cmdline: p.cmdline, UID: sock.UID, Ancestors: r.lineage(pid, p)}, nil
 }
 
 // owner finds the pid holding inode, 0 when none does. The search order
@@ -242,6 +246,22 @@ func (r *Resolver) process(pid int) (proc, error) {
 	r.procs[pid] = p
 	r.mu.Unlock()
 	return p, nil
+}
+
+// lineage is p's ancestors: from the cache while p keeps its parent, else
+// walked and cached.
+func (r *Resolver) lineage(pid int, p proc) []string {
+	if p.ancPPID == p.ppid && p.ancPPID != 0 {
+		return p.ancestors
+	}
+	anc := r.ancestors(p.ppid)
+	r.mu.Lock()
+	if c, ok := r.procs[pid]; ok && c.start == p.start && c.stack == p.stack {
+		c.ancestors, c.ancPPID = anc, p.ppid
+		r.procs[pid] = c
+	}
+	r.mu.Unlock()
+	return anc
 }
 
 // ancestors walks the parent chain from ppid: executables, nearest first,
