@@ -110,6 +110,8 @@ func (p *Proxy) handle(req *dns.Msg, client netip.AddrPort, overTCP bool, out re
 		ev.Duration = time.Since(start)
 		p.audit.DNS(ev)
 	}()
+	pol := p.current()
+	proc := p.identify(pol, out, overTCP, &ev)
 
 	if q.Qclass != dns.ClassINET || unsupportedType(q.Qtype) {
 		ev.Reason = ReasonUnsupported
@@ -117,8 +119,6 @@ func (p *Proxy) handle(req *dns.Msg, client netip.AddrPort, overTCP bool, out re
 		return
 	}
 
-	pol := p.current()
-	proc := p.identify(pol, out, overTCP, &ev)
 	name, v := decide(pol, q.Name, p.limits, proc)
 	if name != "" {
 		ev.QName = name

@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"context"
 	"time"
 
 	"github.com/forge/forge-supervisor/conn"
@@ -35,6 +36,11 @@ func (e *Engine) finish(c *conn.Conn) {
 	}
 	if c.Dst.IsValid() {
 		f.DstIP = c.Dst.Addr().String()
+	}
+	if c.Owner == nil && c.Src.IsValid() {
+		// Denied before the decide stage (classification failed): the
+		// audit still names the process when identity is on.
+		e.identify(context.Background(), e.cfg.Policy.Load(), c)
 	}
 	if o := c.Owner; o != nil {
 		f.Process = &obs.Process{PID: o.PID, Exe: o.Exe, Unknown: o.Unknown}

@@ -123,3 +123,27 @@ func TestIdentityOnlyWhenNeeded(t *testing.T) {
 		t.Errorf("a JSON policy without IdentifyAlways looked identity up: asked %v, event %v", owners.asked, ev)
 	}
 }
+
+// With IdentifyAlways every event names the process, also a connection
+// denied before the policy was asked (classification failed).
+func TestIdentityOnEarlyDenial(t *testing.T) {
+	owners := &fakeOwners{byPort: map[uint16]*policy.Process{}}
+	h := startHarness(t, map[uint16]string{443: tlsServer(t)}, func(c *Config) {
+		c.Identify, c.IdentifyAlways = owners.identify, true
+	})
+	h.to(worldIP, 443)
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners.mu.Lock()
+	owners.byPort[c.LocalAddr().(*net.TCPAddr).AddrPort().Port()] = &policy.Process{PID: 8, Exe: "/usr/bin/nc"}
+	owners.mu.Unlock()
+	io.WriteString(c, "\x16\x03\x01\x00\x04\xff\xff\xff\xff") // a handshake record that is no ClientHello
+	io.Copy(io.Discard, c)
+	c.Close()
+	ev := h.events(1)[0]
+	if ev["msg"] != "egress_denied" || ev["exe"] != "/usr/bin/nc" || ev["pid"] != 8.0 {
+		t.Errorf("early denial: %v, want egress_denied with exe /usr/bin/nc and pid 8", ev)
+	}
+}
