@@ -86,7 +86,11 @@ func writeHunk(w *strings.Builder, ops []diffOp) {
 	}
 	fmt.Fprintf(w, "@@ -%s +%s @@\n", hunkRange(aStart, aLen), hunkRange(bStart, bLen))
 	for _, op := range ops {
-		fmt.Fprintf(w, "%c%s\n", op.kind, op.line)
+		line, cut := strings.CutSuffix(op.line, noNewline)
+		fmt.Fprintf(w, "%c%s\n", op.kind, line)
+		if cut {
+			w.WriteString(noNewline[1:] + "\n")
+		}
 	}
 }
 
@@ -100,11 +104,19 @@ func hunkRange(start, n int) string {
 	return fmt.Sprintf("%d,%d", start, n)
 }
 
+// noNewline marks, in comparisons, a last line that has no newline: it
+// differs from the same text with one, and prints with diff's marker.
+const noNewline = "\x00\\ No newline at end of file"
+
 func splitLines(s string) []string {
 	if s == "" {
 		return nil
 	}
-	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	if !strings.HasSuffix(s, "\n") {
+		lines[len(lines)-1] += noNewline
+	}
+	return lines
 }
 
 // diffLines is the longest-common-subsequence edit script from x to y.

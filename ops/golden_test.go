@@ -173,3 +173,25 @@ func FuzzSuggest(f *testing.F) {
 		Suggest(&out, bytes.NewReader(in), filepath.Join(t.TempDir(), "new.json"))
 	})
 }
+
+// The patch applies to a policy file without a final newline (as many
+// editors and generators write it).
+func TestSuggestNoFinalNewline(t *testing.T) {
+	work := t.TempDir()
+	target := filepath.Join(work, "egress_allowlist.json")
+	os.WriteFile(target, []byte(`{"mode":"allowlist",
+ "allowed_domains":["allowed.test"]}`), 0o644)
+	var out bytes.Buffer
+	in := strings.NewReader(`{"msg":"egress_denied","sni":"pypi.org","dst_port":443,"reason":"not_in_allowlist"}`)
+	if code := Suggest(&out, in, target); code != ExitOK {
+		t.Fatalf("exit %d\n%s", code, out.String())
+	}
+	if !strings.Contains(out.String(), "\\ No newline at end of file") {
+		t.Errorf("no marker for the missing newline:\n%s", out.String())
+	}
+	applyPatch(t, work, out.Bytes())
+	p, err := policy.Load(target)
+	if err != nil || !p.CheckName("pypi.org", 443).Allow {
+		t.Errorf("patched policy: %v", err)
+	}
+}
