@@ -34,7 +34,7 @@ FUZZ_TARGETS := ./conn:FuzzParseClientHello:100000x ./conn:FuzzParseHTTPRequest:
 	./dns:FuzzCachedAnswer:30000x \
 	./jail:FuzzParseProfile:50000x .:FuzzParseConfig:8000x ./deploy:FuzzKubernetesPolicy:10000x \
 	./forgeyaml:FuzzParse:5000x \
-	./sockdiag:FuzzReadMessages:50000x ./ops:FuzzSuggest:3000x
+	./sockdiag:FuzzReadMessages:50000x ./ops:FuzzSuggest:3000x ./procid:FuzzParseStat:50000x
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
