@@ -7,10 +7,17 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/forge/forge-supervisor/policy"
+	"github.com/forge/forge-supervisor/procid"
+	"github.com/forge/forge-supervisor/sockdiag"
+	"github.com/forge/forge-supervisor/tests/testpki"
 )
 
 const gitOnlyRego = `package forge.egress
@@ -146,4 +153,51 @@ func TestIdentityOnEarlyDenial(t *testing.T) {
 	if ev["msg"] != "egress_denied" || ev["exe"] != "/usr/bin/nc" || ev["pid"] != 8.0 {
 		t.Errorf("early denial: %v, want egress_denied with exe /usr/bin/nc and pid 8", ev)
 	}
+}
+
+// The explicit front asks with the proxy's own address as the peer: a
+// real lookup (procid) finds curl behind a CONNECT, and a Rego rule on its
+// exe decides.
+func TestIdentityExplicitFrontRealLookup(t *testing.T) {
+	needCurl(t)
+	r, err := procid.New(procid.Options{})
+	if err != nil {
+		t.Skipf("sock_diag unavailable: %v", err)
+	}
+	defer r.Close()
+	curlExe, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("no curl")
+	}
+	if p, err := filepath.EvalSymlinks(curlExe); err == nil {
+		curlExe = p
+	}
+	pol, err := policy.ParseRego("curl.rego", []byte(`package forge.egress
+default decision := {"allow": false, "reason": "not_curl"}
+decision := {"allow": true, "reason": "curl", "rule": "curl_only"} if {
+	input.name == "allowed.test"
+	input.process.exe == `+strconv.Quote(curlExe)+`
+}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _, _ := testpki.WriteFiles(t, t.TempDir(), "allowed.test")
+	h := &explicitHarness{lookups: &fakeLookup{}}
+	h.harness = startHarness(t, map[uint16]string{443: tlsServer(t)}, func(c *Config) {
+		c.Explicit, c.Lookup, c.DialTimeout = true, h.lookups.lookup, 2*time.Second
+		c.Policy.Store(pol)
+		c.Identify = func(ctx context.Context, src, dst netip.AddrPort) *policy.Process {
+			info, err := r.Lookup(ctx, sockdiag.TCP, src, dst)
+			if err != nil {
+				return &policy.Process{Unknown: info.Reason}
+			}
+			return &policy.Process{PID: info.PID, Exe: info.Exe}
+		}
+	})
+	out, errs, code := curl(t, "--cacert", ca, "--proxy", "http://"+h.addr, "https://allowed.test/")
+	if code != 0 || out != "hello from allowed.test" {
+		t.Fatalf("curl exit %d, out %q, err %q", code, out, errs)
+	}
+	ev := h.onlyEvent()
+	checkEvent(t, ev, map[string]any{"msg": "egress_allowed", "reason": "curl", "exe": curlExe})
 }
