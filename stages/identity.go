@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/forge/forge-supervisor/conn"
 	"github.com/forge/forge-supervisor/policy"
@@ -12,6 +13,12 @@ import (
 // reasonIdentifyFailed is the unknown-owner reason when Identify returns
 // no answer at all.
 const reasonIdentifyFailed = "lookup_failed"
+
+// identifyTimeout bounds one lookup. The worst case, a scan of every
+// process, costs ~15 µs a process: 250 ms covers ~16,000 of them, and a
+// lookup that takes longer leaves the owner unknown (which fails closed
+// for a policy that needs it) rather than holding a worker.
+const identifyTimeout = 250 * time.Millisecond
 
 // identify returns the process behind c when p needs it or the audit asks
 // for it (nil otherwise), and records it on c for the audit event. The
@@ -32,6 +39,8 @@ func (e *Engine) identify(ctx context.Context, p *policy.Policy, c *conn.Conn) *
 			dst = la.AddrPort()
 		}
 	}
+	ctx, cancel := context.WithTimeout(ctx, identifyTimeout)
+	defer cancel()
 	proc := e.cfg.Identify(ctx, c.Src, netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()))
 	if proc == nil {
 		proc = &policy.Process{Unknown: reasonIdentifyFailed}
