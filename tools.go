@@ -56,7 +56,7 @@ func runTool(cfg Config, sub string, args []string, stdin io.Reader, stdout, std
 				err = fmt.Errorf("one policy file, got %q", fs.Args())
 			}
 			if err == nil {
-				code = ops.Lint(stdout, path, *asJSON)
+				code = ops.Lint(stdout, path, ops.LoadFile, *asJSON)
 			}
 		}
 	case subSuggest:

@@ -88,7 +88,7 @@ func TestLintGolden(t *testing.T) {
 		name := strings.TrimSuffix(tc.file, filepath.Ext(tc.file)) + map[bool]string{true: "_json"}[tc.json]
 		t.Run(name, func(t *testing.T) {
 			var out bytes.Buffer
-			code := Lint(&out, filepath.Join("testdata", "lint", tc.file), tc.json)
+			code := Lint(&out, filepath.Join("testdata", "lint", tc.file), LoadFile, tc.json)
 			if code != tc.exit {
 				t.Errorf("exit %d, want %d", code, tc.exit)
 			}

@@ -48,11 +48,39 @@ type LintReport struct {
 // label no real rule names.
 const probeLabel = "forge-lint-probe"
 
+// Loaded is a policy as lint reads it: compiled, and for an allowlist its
+// JSON document (nil for Rego), which the entry-by-entry checks need.
+type Loaded struct {
+	Policy    *policy.Policy
+	Allowlist []byte
+}
+
+// Loader loads the policy at path for Lint. LoadFile reads
+// egress_allowlist.json and Rego; a forge.yaml reader renders its
+// allowlist as JSON and fits the same shape.
+type Loader func(path string) (Loaded, error)
+
+// LoadFile is the Loader of the files policy.Load reads.
+func LoadFile(path string) (Loaded, error) {
+	p, err := policy.Load(path)
+	if err != nil {
+		return Loaded{}, err
+	}
+	if strings.HasSuffix(path, policy.RegoSuffix) {
+		return Loaded{Policy: p}, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Loaded{}, fmt.Errorf("re-read %s: %w", path, err)
+	}
+	return Loaded{Policy: p, Allowlist: data}, nil
+}
+
 // Lint loads the policy at path and reports errors, inert entries,
 // redundant rules, over-broad wildcards and the ports the policy opens.
 // It returns ExitFail when the policy does not load.
-func Lint(w io.Writer, path string, asJSON bool) int {
-	r := lint(path)
+func Lint(w io.Writer, path string, load Loader, asJSON bool) int {
+	r := lint(path, load)
 	if asJSON {
 		b, _ := json.MarshalIndent(r, "", "  ")
 		fmt.Fprintf(w, "%s\n", b)
@@ -67,27 +95,24 @@ func Lint(w io.Writer, path string, asJSON bool) int {
 	return ExitOK
 }
 
-func lint(path string) LintReport {
+func lint(path string, load Loader) LintReport {
 	r := LintReport{Path: path, Findings: []Finding{}}
-	p, err := policy.Load(path)
+	l, err := load(path)
 	if err != nil {
 		r.Findings = append(r.Findings, Finding{Level: LevelError, Message: err.Error()})
 		return r
 	}
-	r.Summary = p.Describe()
-	if strings.HasSuffix(path, policy.RegoSuffix) {
-		lintRego(&r, p)
+	r.Summary = l.Policy.Describe()
+	if l.Allowlist == nil {
+		lintRego(&r, l.Policy)
 		return r
 	}
-	data, err := os.ReadFile(path)
-	if err == nil {
-		var a *allowlist
-		if a, err = readAllowlist(data); err == nil {
-			lintAllowlist(&r, p, a)
-			return r
-		}
+	a, err := readAllowlist(l.Allowlist)
+	if err != nil {
+		r.Findings = append(r.Findings, Finding{Level: LevelError, Message: fmt.Sprintf("%s: %v", path, err)})
+		return r
 	}
-	r.Findings = append(r.Findings, Finding{Level: LevelError, Message: fmt.Sprintf("re-read %s: %v", path, err)})
+	lintAllowlist(&r, l.Policy, a)
 	return r
 }
 
