@@ -116,8 +116,9 @@ func splitCmdline(b []byte) []string {
 // holds reports whether pid has a descriptor on the socket with inode
 // ino. Each descriptor costs one fstatat (it follows the /proc magic link
 // to the socket inode), which is cheaper than reading and parsing the
-// link text. It also returns every socket inode seen, for the hint cache.
-func (fs procFS) holds(pid int, ino uint64, seen func(ino uint64)) (bool, error) {
+// link text. It also reports every socket seen (descriptor and inode),
+// for the caches.
+func (fs procFS) holds(pid int, ino uint64, seen func(fd int, ino uint64)) (bool, error) {
 	dir, err := unix.Open(fs.path(pid, "fd"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false, err
@@ -154,10 +155,19 @@ func (fs procFS) holds(pid int, ino uint64, seen func(ino uint64)) (bool, error)
 				found = true
 			}
 			if seen != nil {
-				seen(st.Ino)
+				fd, _ := strconv.Atoi(string(name))
+				seen(fd, st.Ino)
 			}
 		}
 	}
+}
+
+// holdsAt reports whether pid's descriptor fd is the socket with inode
+// ino: one stat, for a descriptor number a previous scan suggests.
+func (fs procFS) holdsAt(pid, fd int, ino uint64) bool {
+	var st unix.Stat_t
+	err := unix.Stat(fs.root+"/"+strconv.Itoa(pid)+"/fd/"+strconv.Itoa(fd), &st)
+	return err == nil && st.Mode&unix.S_IFMT == unix.S_IFSOCK && st.Ino == ino
 }
 
 // direntNameOff is the offset of d_name in struct linux_dirent64 (u64

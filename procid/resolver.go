@@ -24,6 +24,11 @@ const (
 	// recentOwners is how many recent socket owners are searched first:
 	// most connections come from a handful of long-lived clients.
 	recentOwners = 8
+	// fdGuesses is how many descriptor numbers per process are tried
+	// before its descriptors are listed: the socket descriptors of the
+	// last scan and the one after the highest (a client that closes and
+	// reconnects, or opens one more, lands there).
+	fdGuesses = 8
 	// newPIDWindow is how many pids below the namespace's last pid are
 	// probed directly (/proc/PID/fd, no listing of /proc) for a new
 	// process: listing 500 processes costs hundreds of microseconds,
@@ -46,6 +51,7 @@ type Resolver struct {
 	procs  map[int]proc   // pid → what was read, valid while start matches
 	inodes map[uint64]int // inode → the pid seen holding it (a hint, verified on use)
 	recent []int          // recent owners, most recent first
+	fds    map[int][]int  // pid → descriptor numbers to try first (see fdGuesses)
 }
 
 // proc is the cached identity of one process. A pid is reused after its
@@ -92,6 +98,7 @@ func New(opts Options) (*Resolver, error) {
 		self:   os.Getpid(),
 		procs:  make(map[int]proc),
 		inodes: make(map[uint64]int),
+		fds:    make(map[int][]int),
 	}, nil
 }
 
@@ -197,22 +204,43 @@ func (r *Resolver) check(pid int, ino uint64) bool {
 // scan is check with the hints optional: a pid probed by number may be a
 // thread's id, which must not become a hint (hints are processes).
 func (r *Resolver) scan(pid int, ino uint64, hint bool) bool {
+	if !hint {
+		ok, _ := r.fs.holds(pid, ino, nil)
+		return ok
+	}
+	// The descriptors a previous scan suggests, one stat each, before
+	// listing them all: an exact inode match is proof, a miss costs little.
+	r.mu.Lock()
+	guesses := r.fds[pid]
+	r.mu.Unlock()
+	for _, fd := range guesses {
+		if r.fs.holdsAt(pid, fd, ino) {
+			return true
+		}
+	}
 	var seen []uint64
-	var record func(uint64)
-	if hint {
-		record = func(i uint64) { seen = append(seen, i) }
+	var sockFDs []int
+	maxFD := -1
+	ok, _ := r.fs.holds(pid, ino, func(fd int, i uint64) {
+		seen = append(seen, i)
+		sockFDs = append(sockFDs, fd)
+		maxFD = max(maxFD, fd)
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.inodes)+len(seen) > maxInodes {
+		clear(r.inodes)
 	}
-	ok, _ := r.fs.holds(pid, ino, record)
-	if len(seen) > 0 {
-		r.mu.Lock()
-		if len(r.inodes)+len(seen) > maxInodes {
-			clear(r.inodes)
-		}
-		for _, i := range seen {
-			r.inodes[i] = pid
-		}
-		r.mu.Unlock()
+	for _, i := range seen {
+		r.inodes[i] = pid
 	}
+	if len(r.fds) >= maxProcs {
+		clear(r.fds)
+	}
+	if n := len(sockFDs); n >= fdGuesses {
+		sockFDs = sockFDs[n-fdGuesses+1:]
+	}
+	r.fds[pid] = append(sockFDs, maxFD+1)
 	return ok
 }
 
