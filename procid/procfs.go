@@ -162,6 +162,11 @@ func (fs procFS) holds(pid int, ino uint64, seen func(fd int, ino uint64)) (bool
 	}
 }
 
+// isThreadOf reports whether tid is a thread of process pid.
+func (fs procFS) isThreadOf(pid, tid int) bool {
+	return unix.Access(fs.path(pid, "task/"+strconv.Itoa(tid)), unix.F_OK) == nil
+}
+
 // holdsAt reports whether pid's descriptor fd is the socket with inode
 // ino: one stat, for a descriptor number a previous scan suggests.
 func (fs procFS) holdsAt(pid, fd int, ino uint64) bool {

@@ -166,7 +166,9 @@ func (r *Resolver) owner(ctx context.Context, ino uint64) (int, error) {
 	}
 	if last, err := r.fs.lastPID(); err == nil {
 		for pid := last; pid > max(1, last-newPIDWindow); pid-- {
-			if tried[pid] || pid == r.self {
+			// A probed id may be one of the supervisor's own threads,
+			// whose descriptor table holds every proxied connection.
+			if tried[pid] || pid == r.self || r.fs.isThreadOf(r.self, pid) {
 				continue
 			}
 			tried[pid] = true

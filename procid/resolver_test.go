@@ -126,3 +126,21 @@ func TestSplitCmdline(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// The resolver's own threads are never scanned as candidate owners.
+func TestOwnThreadsSkipped(t *testing.T) {
+	r := newResolver(t)
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		if !r.fs.isThreadOf(r.self, tid) {
+			t.Errorf("thread %d of %d not recognised", tid, r.self)
+		}
+	}
+	if r.fs.isThreadOf(r.self, 1) {
+		t.Error("pid 1 taken for a thread of this process")
+	}
+}
