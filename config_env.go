@@ -70,6 +70,8 @@ func (c Config) settingText(flag string) string {
 		return portsText(c.InboundPorts)
 	case "allowed-local-ports":
 		return portsText(c.AllowedLocalPorts)
+	case "audit-process":
+		return b(c.AuditProcess)
 	}
 	return "" // a setting without a case: TestSettingTextRoundTrip fails
 }
