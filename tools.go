@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/forge/forge-supervisor/forgeyaml"
 	"github.com/forge/forge-supervisor/ops"
 	"github.com/forge/forge-supervisor/policy"
 )
@@ -24,7 +25,7 @@ const (
 const toolsUsage = `usage: forge-supervisor [flags] check [-policy P] -name NAME [-port N] [-ip ADDR] [-exe PATH] [-ancestors A,B] [-dns] [-json]
          the decision, reason and rule for a hypothetical connection or DNS
          query; exit status 0 allow, 1 deny
-       forge-supervisor [flags] lint [-json] [POLICY]
+       forge-supervisor [flags] lint [-json] [POLICY]        (JSON, Rego or forge.yaml)
          errors, inert entries, redundant rules, over-broad wildcards and the
          ports a policy opens; exit status 1 when it does not load
        forge-supervisor [flags] suggest [-policy P] [-in FILE] < audit.ndjson
@@ -56,7 +57,7 @@ func runTool(cfg Config, sub string, args []string, stdin io.Reader, stdout, std
 				err = fmt.Errorf("one policy file, got %q", fs.Args())
 			}
 			if err == nil {
-				code = ops.Lint(stdout, path, ops.LoadFile, *asJSON)
+				code = ops.Lint(stdout, path, loadForTools, *asJSON)
 			}
 		}
 	case subSuggest:
@@ -76,7 +77,7 @@ func runTool(cfg Config, sub string, args []string, stdin io.Reader, stdout, std
 				defer f.Close()
 				in = f
 			}
-			code = ops.Suggest(stdout, in, *path)
+			code = ops.Suggest(stdout, in, *path, loadForTools)
 		}
 	}
 	if errors.Is(err, flag.ErrHelp) {
@@ -124,9 +125,31 @@ func runCheck(cfg Config, fs *flag.FlagSet, args []string, stdout io.Writer) (in
 	if *ancestors != "" {
 		q.Ancestors = strings.Split(*ancestors, ",")
 	}
-	p, err := policy.Load(*path)
+	p, err := loadRuntimePolicy(*path)
 	if err != nil {
 		return 0, err
 	}
 	return ops.Check(stdout, p, q, *asJSON), nil
+}
+
+// loadForTools reads a policy as the supervisor would: egress_allowlist.json
+// and Rego through ops.LoadFile, a forge.yaml through its effective
+// allowlist (what `generate allowlist` writes).
+func loadForTools(path string) (ops.Loaded, error) {
+	if !forgeyaml.IsForgeYAML(path) {
+		return ops.LoadFile(path)
+	}
+	proj, err := loadForgeYAML(path)
+	if err != nil {
+		return ops.Loaded{}, fmt.Errorf("policy: %w", err)
+	}
+	data, err := proj.Allowlist.JSON()
+	if err != nil {
+		return ops.Loaded{}, fmt.Errorf("policy: %s: %w", path, err)
+	}
+	p, err := policy.Parse(data)
+	if err != nil {
+		return ops.Loaded{}, fmt.Errorf("policy: %s: %w", path, err)
+	}
+	return ops.Loaded{Policy: p, Allowlist: data, Derived: true}, nil
 }

@@ -16,6 +16,7 @@ func TestToolSubcommands(t *testing.T) {
 	if err := os.WriteFile(pol, []byte(`{"mode":"allowlist","allowed_domains":["api.example.com"]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	forgeYAML := filepath.Join("forgeyaml", "testdata", "projects", "research", "forge.yaml")
 	for _, tc := range []struct {
 		args  []string
 		stdin string
@@ -31,6 +32,10 @@ func TestToolSubcommands(t *testing.T) {
 		{[]string{"lint", filepath.Join(dir, "missing.json")}, "", 1, "error:"},
 		{[]string{"-policy-path", pol, "suggest"}, `{"msg":"egress_denied","sni":"pypi.org","dst_port":443,"reason":"not_in_allowlist"}` + "\n", 0, `+  "allowed_domains": ["api.example.com", "pypi.org"]`},
 		{[]string{"check", "-h"}, "", 0, "usage: forge-supervisor"},
+		// forge.yaml: through its effective allowlist, as the supervisor runs it.
+		{[]string{"lint", forgeYAML}, "", 0, "ports opened:"},
+		{[]string{"check", "-policy", forgeYAML, "-name", "db.example.com", "-port", "5432"}, "", 0, "ALLOW"},
+		{[]string{"suggest", "-policy", forgeYAML}, `{"msg":"egress_denied","sni":"pypi.org","dst_port":443,"reason":"not_in_allowlist"}`, 0, "add the entries above to it by hand"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			cfg, sub, argv, err := ParseConfig(tc.args, env(nil))

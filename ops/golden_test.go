@@ -125,7 +125,7 @@ func TestSuggestGolden(t *testing.T) {
 				os.WriteFile(target, b, 0o644)
 			}
 			var out bytes.Buffer
-			if code := Suggest(&out, in, target); code != ExitOK {
+			if code := Suggest(&out, in, target, LoadFile); code != ExitOK {
 				t.Fatalf("exit %d\n%s", code, out.String())
 			}
 			got := strings.ReplaceAll(out.String(), work+"/", "")
@@ -170,7 +170,7 @@ func FuzzSuggest(f *testing.F) {
 	f.Add([]byte(`{"msg":"dns_denied","qname":"a..b","reason":"not_in_allowlist"}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var out bytes.Buffer
-		Suggest(&out, bytes.NewReader(in), filepath.Join(t.TempDir(), "new.json"))
+		Suggest(&out, bytes.NewReader(in), filepath.Join(t.TempDir(), "new.json"), LoadFile)
 	})
 }
 
@@ -183,7 +183,7 @@ func TestSuggestNoFinalNewline(t *testing.T) {
  "allowed_domains":["allowed.test"]}`), 0o644)
 	var out bytes.Buffer
 	in := strings.NewReader(`{"msg":"egress_denied","sni":"pypi.org","dst_port":443,"reason":"not_in_allowlist"}`)
-	if code := Suggest(&out, in, target); code != ExitOK {
+	if code := Suggest(&out, in, target, LoadFile); code != ExitOK {
 		t.Fatalf("exit %d\n%s", code, out.String())
 	}
 	if !strings.Contains(out.String(), "\\ No newline at end of file") {

@@ -48,16 +48,19 @@ type LintReport struct {
 // label no real rule names.
 const probeLabel = "forge-lint-probe"
 
-// Loaded is a policy as lint reads it: compiled, and for an allowlist its
-// JSON document (nil for Rego), which the entry-by-entry checks need.
+// Loaded is a policy as the tools read it: compiled, and for an allowlist
+// its JSON document (nil for Rego), which the entry-by-entry checks need.
 type Loaded struct {
 	Policy    *policy.Policy
 	Allowlist []byte
+	// Derived says the allowlist was rendered from another file (a
+	// forge.yaml): lint reads it, suggest cannot patch it.
+	Derived bool
 }
 
-// Loader loads the policy at path for Lint. LoadFile reads
-// egress_allowlist.json and Rego; a forge.yaml reader renders its
-// allowlist as JSON and fits the same shape.
+// Loader loads the policy at path for the tools. LoadFile reads
+// egress_allowlist.json and Rego; main's forge.yaml reader renders the
+// project's allowlist as JSON (Derived) and fits the same shape.
 type Loader func(path string) (Loaded, error)
 
 // LoadFile is the Loader of the files policy.Load reads.

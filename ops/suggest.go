@@ -69,21 +69,23 @@ type SuggestReport struct {
 // document from in and writes the minimal allowlist additions that would
 // have allowed what was denied: a summary as "#" lines, then, for a JSON
 // policy, a unified diff of policyPath (a new file when it does not
-// exist). A Rego policy gets the summary only.
-func Suggest(w io.Writer, in io.Reader, policyPath string) int {
+// exist). A Rego policy or a forge.yaml gets the summary only.
+func Suggest(w io.Writer, in io.Reader, policyPath string, load Loader) int {
 	var cur *policy.Policy
 	var doc *allowlist
 	var orig []byte
-	exists := false
-	if data, err := os.ReadFile(policyPath); err == nil {
+	exists, patchable := false, false
+	if _, err := os.Stat(policyPath); err == nil {
 		exists = true
-		if cur, err = policy.Load(policyPath); err != nil {
+		l, err := load(policyPath)
+		if err != nil {
 			fmt.Fprintf(w, "# %v\n", err)
 			return ExitUsage
 		}
-		if !strings.HasSuffix(policyPath, policy.RegoSuffix) {
-			orig = data
-			if doc, err = readAllowlist(data); err != nil {
+		cur = l.Policy
+		if l.Allowlist != nil && !l.Derived {
+			patchable, orig = true, l.Allowlist
+			if doc, err = readAllowlist(orig); err != nil {
 				fmt.Fprintf(w, "# %s: %v\n", policyPath, err)
 				return ExitUsage
 			}
@@ -103,8 +105,8 @@ func Suggest(w io.Writer, in io.Reader, policyPath string) int {
 	if len(r.Suggestions) == 0 {
 		return ExitOK
 	}
-	if exists && doc == nil {
-		fmt.Fprintf(w, "# %s is a Rego policy: add the entries above to its decision rules\n", policyPath)
+	if exists && !patchable {
+		fmt.Fprintf(w, "# %s is not an egress_allowlist.json: add the entries above to it by hand (a forge.yaml: its egress section)\n", policyPath)
 		return ExitOK
 	}
 	if doc == nil {
