@@ -75,8 +75,6 @@ func (r *responseReplier) sendReply(b []byte) error {
 
 func (r *responseReplier) scratch() (query, answer []byte) { return nil, nil }
 
-func (r *responseReplier) peer() netip.AddrPort { return addrPortOf(r.w.RemoteAddr()) }
-
 // ServeDNS answers one query: screen it, decide it against the current
 // policy, then refuse it or forward it and learn the answer. Every query
 // that reaches the decision gets exactly one audit line. The proxy's own
@@ -111,7 +109,7 @@ func (p *Proxy) handle(req *dns.Msg, client netip.AddrPort, overTCP bool, out re
 		p.audit.DNS(ev)
 	}()
 	pol := p.current()
-	proc := p.identify(pol, out, overTCP, &ev)
+	proc := p.identify(pol, client, overTCP, &ev)
 
 	if q.Qclass != dns.ClassINET || unsupportedType(q.Qtype) {
 		ev.Reason = ReasonUnsupported

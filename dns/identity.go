@@ -2,7 +2,6 @@ package dns
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"time"
 
@@ -23,21 +22,17 @@ type processDecider interface {
 	CheckNameFor(name string, port uint16, proc *policy.Process) policy.Verdict
 }
 
-// peerer is a replier that knows the client's address and port (the UDP
-// readers and miekg's TCP server do).
-type peerer interface{ peer() netip.AddrPort }
-
 // identify returns the process that sent the query when the policy needs
 // it or the audit asks for it, and records it on ev; nil otherwise.
-func (p *Proxy) identify(pol decider, out replier, overTCP bool, ev *obs.DNSQuery) *policy.Process {
+func (p *Proxy) identify(pol decider, client netip.AddrPort, overTCP bool, ev *obs.DNSQuery) *policy.Process {
 	pd, isPD := pol.(processDecider)
 	if p.cfg.Identify == nil || !isPD || !(p.cfg.IdentifyAlways || pd.NeedsProcess()) {
 		return nil
 	}
 	proc := &policy.Process{Unknown: "lookup_failed"}
-	if pe, ok := out.(peerer); ok {
+	if client.IsValid() && client.Port() != 0 {
 		ctx, cancel := context.WithTimeout(p.life, identityTimeout)
-		if got := p.cfg.Identify(ctx, overTCP, pe.peer()); got != nil {
+		if got := p.cfg.Identify(ctx, overTCP, client); got != nil {
 			proc = got
 		}
 		cancel()
@@ -52,14 +47,4 @@ func checkName(pol decider, name string, proc *policy.Process) policy.Verdict {
 		return pd.CheckNameFor(name, 0, proc)
 	}
 	return pol.CheckName(name, 0)
-}
-
-func addrPortOf(a net.Addr) netip.AddrPort {
-	switch a := a.(type) {
-	case *net.UDPAddr:
-		return a.AddrPort()
-	case *net.TCPAddr:
-		return a.AddrPort()
-	}
-	return netip.AddrPort{}
 }

@@ -121,8 +121,6 @@ type udpReplier struct {
 
 func (r *udpReplier) scratch() (query, answer []byte) { return r.query, r.answer }
 
-func (r *udpReplier) peer() netip.AddrPort { return r.to }
-
 func (r *udpReplier) sendReply(b []byte) error {
 	_, _, err := r.conn.WriteMsgUDPAddrPort(b, r.src, r.to)
 	return err
