@@ -50,6 +50,9 @@ type Config struct {
 	// packets are exempt from every rule. Zero is refused: every unmarked
 	// packet has mark 0, so it would exempt everything.
 	Mark uint32
+	// FastPath, when set, adds the kernel verdict path's sets and rules
+	// (fastpath.go); nil keeps every agent TCP connection on the proxy.
+	FastPath *FastPath
 	// NetNS is an optional file descriptor of the network namespace to
 	// program; 0 means the calling thread's namespace.
 	NetNS int

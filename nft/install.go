@@ -65,6 +65,11 @@ func replaceTable(c *nftables.Conn, cfg Config) error {
 
 // queueRuleset queues every chain, then every rule, of the ruleset.
 func queueRuleset(c *nftables.Conn, table *nftables.Table, cfg Config) {
+	if cfg.FastPath != nil {
+		for _, set := range fastSets(table) {
+			_ = c.AddSet(set, nil) // queued; errors surface at Flush
+		}
+	}
 	rules := ruleset(cfg)
 	for i := range rules {
 		rules[i].chain.Table = table

@@ -80,7 +80,7 @@ type chainRules struct {
 // when a rule names them.
 func ruleset(cfg Config) []chainRules {
 	accept := nftables.ChainPolicyAccept
-	return []chainRules{
+	return withFastPath(cfg, []chainRules{
 		{
 			chain: nftables.Chain{
 				Name:     ChainNATOutput,
@@ -136,7 +136,7 @@ func ruleset(cfg Config) []chainRules {
 				everythingRejects(),
 			},
 		},
-	}
+	})
 }
 
 // Rules returns, per chain name, the expression lists Install adds for
