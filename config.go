@@ -92,6 +92,9 @@ type Config struct {
 	// AuditProcess puts the connecting process (pid, exe) in every egress
 	// and DNS event even when the policy does not read input.process.
 	AuditProcess bool
+	// FastPath turns on the kernel verdict path (kverdict/) where the
+	// kernel supports it.
+	FastPath bool
 }
 
 // setting is one configuration knob: its flag, its environment variable,
@@ -197,6 +200,9 @@ func settings() []setting {
 		{flag: "audit-process", env: "FORGE_SUPERVISOR_AUDIT_PROCESS", def: "false", isBool: true,
 			usage: "look up the agent process behind every connection and DNS query and audit its pid and exe (always on when a Rego policy reads input.process)",
 			parse: func(c *Config, v string) (err error) { c.AuditProcess, err = parseBool(v); return }},
+		{flag: "fast-path", env: "FORGE_SUPERVISOR_FAST_PATH", def: "false", isBool: true,
+			usage: "kernel verdict path: connections to learned or listed destinations skip the proxy, their first bytes judged in place (where the kernel supports it)",
+			parse: func(c *Config, v string) (err error) { c.FastPath, err = parseBool(v); return }},
 	}
 }
 
@@ -586,6 +592,7 @@ type configJSON struct {
 	InboundPorts    []uint16 `json:"inbound_ports"`
 	LocalPorts      []uint16 `json:"allowed_local_ports"`
 	AuditProcess    bool     `json:"audit_process"`
+	FastPath        bool     `json:"fast_path"`
 }
 
 // JSON returns the effective configuration, indented, for
@@ -608,6 +615,7 @@ func (c Config) JSON() ([]byte, error) {
 		IdleTimeout:  c.IdleTimeout.String(),
 		InboundPorts: nonNil(c.InboundPorts), LocalPorts: nonNil(c.AllowedLocalPorts),
 		AuditProcess: c.AuditProcess,
+		FastPath:     c.FastPath,
 	}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("config: encode: %w", err)

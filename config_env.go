@@ -72,6 +72,8 @@ func (c Config) settingText(flag string) string {
 		return portsText(c.AllowedLocalPorts)
 	case "audit-process":
 		return b(c.AuditProcess)
+	case "fast-path":
+		return b(c.FastPath)
 	}
 	return "" // a setting without a case: TestSettingTextRoundTrip fails
 }

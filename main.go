@@ -20,6 +20,7 @@ import (
 	"github.com/forge/forge-supervisor/actors"
 	fdns "github.com/forge/forge-supervisor/dns"
 	"github.com/forge/forge-supervisor/jail"
+	"github.com/forge/forge-supervisor/kverdict"
 	"github.com/forge/forge-supervisor/nft"
 	"github.com/forge/forge-supervisor/obs"
 	"github.com/forge/forge-supervisor/policy"
@@ -88,7 +89,8 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	start := time.Now()
 	metrics := obs.NewMetrics()
 	denials := obs.NewDenials(cfg.DenialsSize)
-	audit := obs.NewAuditor(log, metrics, denials, obs.WithSampling(cfg.LogSample))
+	pathMetrics := kverdict.NewMetrics(metrics.Registry)
+	audit := obs.NewAuditor(log, metrics, denials, obs.WithSampling(cfg.LogSample), countProxyPath(pathMetrics))
 	health := obs.NewHealth(obs.PartPolicy, obs.PartInterception, obs.PartProxy, obs.PartDNS, obs.PartAgent)
 
 	// 1. Policy: fail closed on any error.
@@ -116,9 +118,11 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 		}
 		mode = obs.InterceptionFallback
 		audit.InterceptionDegraded(err, fmt.Sprintf("explicit HTTP CONNECT/SOCKS5 proxy on 127.0.0.1:%d", cfg.ProxyPort))
-	} else if err := nft.Install(nftCfg); err != nil {
-		return 0, err
 	} else {
+		nftCfg.FastPath = fastPath(cfg, nftCfg, pathMetrics, log)
+		if err := nft.Install(nftCfg); err != nil {
+			return 0, err
+		}
 		defer func() {
 			if err := nft.Remove(nftCfg); err != nil {
 				log.Error("nft_remove_failed", zap.Error(err))
@@ -154,12 +158,13 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 		log.Warn("process_identity_unavailable", zap.Error(err))
 	}
 	defer id.close()
+	learner := kverdict.NewLearner()
 	dnsProxy, err := fdns.New(fdns.Config{
 		Port: cfg.DNSPort, Upstreams: upstreams, Policy: &current, DenyRcode: denyRcode(cfg.DNSDenyRcode),
 		MinTTL: cfg.DNSMinTTL, CacheSize: cfg.DNSCacheSize, RateLimit: cfg.DNSRate, Mark: mark,
 		AnswerCacheBytes: answerCacheBytes(cfg.DNSAnswerCacheBytes),
 		MaxLabels:        cfg.DNSWildcardMaxLabels, MaxLabelLen: cfg.DNSWildcardMaxLabelLen,
-		DryRun: cfg.DryRun, Audit: audit, Log: log,
+		DryRun: cfg.DryRun, Audit: audit, Log: log, Learner: dnsLearner(nftCfg, learner),
 		Identify: id.dnsHook(), IdentifyAlways: cfg.AuditProcess,
 		Hooks: fdns.Hooks{
 			Malformed:   metrics.DNSMalformed.Inc,
@@ -197,6 +202,10 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	}
 	health.Set(obs.PartProxy, true, "")
 	health.Set(obs.PartDNS, true, "")
+	fast, err := openFastPath(cfg, nftCfg, &current, dnsProxy, learner, audit, pathMetrics, log)
+	if err != nil {
+		return 0, err
+	}
 
 	// 4. Health, metrics, denials.
 	srv := obs.NewServer(fmt.Sprintf(":%d", cfg.HealthPort), health, metrics, denials, log)
@@ -210,6 +219,9 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	servers.Go("dns", dnsProxy.Serve)
 	servers.Go("proxy", engine.Serve)
 	servers.Go("health", srv.Serve)
+	if fast != nil {
+		servers.Go("kverdict", fast.Run)
+	}
 	health.SetAlive(true)
 
 	// 5. The agent, jailed. Its environment learns about the fallback.
@@ -225,6 +237,9 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 			return err
 		}
 		current.Store(p)
+		if fast != nil {
+			fast.Reload()
+		}
 		audit.PolicyReloaded(obs.PolicyReload{Path: cfg.PolicyPath, Rules: p.RuleCount(), Mode: string(p.Mode()), Duration: time.Since(t)})
 		return nil
 	}

@@ -323,6 +323,7 @@ func (p *Proxy) learn(name string, addrs []learnedAddr) int {
 	for _, a := range addrs {
 		p.cache.Learn(name, a.ip, a.ttl)
 	}
+	p.tellLearner(name, addrs)
 	if len(addrs) > 0 {
 		if f := p.cfg.Hooks.Learned; f != nil {
 			f(p.cache.Len())

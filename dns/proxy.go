@@ -99,6 +99,7 @@ type Config struct {
 	Audit       *obs.Auditor
 	Log         *zap.Logger
 	Hooks       Hooks
+	Learner     Learner          // told each learned address; nil for none
 	Now         func() time.Time // clock of the cache and rate limiter; time.Now when nil
 	// LocalAddrs lists the host's addresses (the interfaces' when nil);
 	// queries from any other source are dropped.

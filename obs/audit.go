@@ -81,6 +81,7 @@ type Auditor struct {
 	d       *Denials    // nil: no ring
 	labels  *labelGuards
 	fields  *sync.Pool // field slices for writeEntry
+	observe func(Flow) // WithEgressObserver; nil for none
 }
 
 // Sampling says how allowed events are thinned under load: in each Tick,
@@ -111,6 +112,7 @@ type AuditorOption func(*auditorOptions)
 
 type auditorOptions struct {
 	sampling *Sampling
+	observe  func(Flow)
 }
 
 // WithSampling turns DefaultSampling of allowed events on or off (the
@@ -143,7 +145,7 @@ func NewAuditor(log *zap.Logger, m *Metrics, d *Denials, opts ...AuditorOption) 
 	if log == nil {
 		log = zap.NewNop()
 	}
-	a := &Auditor{log: log, allowed: log, m: m, d: d, labels: newLabelGuards(), fields: newFieldPool()}
+	a := &Auditor{log: log, allowed: log, m: m, d: d, labels: newLabelGuards(), fields: newFieldPool(), observe: o.observe}
 	if s := o.sampling; s != nil {
 		hook := func(zapcore.Entry, zapcore.SamplingDecision) {}
 		if m != nil {
@@ -165,6 +167,9 @@ func NewAuditor(log *zap.Logger, m *Metrics, d *Denials, opts ...AuditorOption) 
 // zap's JSON encoder escapes control bytes, so hostile SNI/Host strings
 // cannot break the line.
 func (a *Auditor) Egress(f Flow) {
+	if a.observe != nil {
+		a.observe(f)
+	}
 	f.SNI, f.Host, f.ALPN = truncateName(f.SNI), truncateName(f.Host), truncateName(f.ALPN)
 	msg, decision := MsgEgressDenied, DecisionDenied
 	if f.Allowed {

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	fdns "github.com/forge/forge-supervisor/dns"
+	"github.com/forge/forge-supervisor/kverdict"
+	"github.com/forge/forge-supervisor/nft"
+	"github.com/forge/forge-supervisor/obs"
+	"github.com/forge/forge-supervisor/policy"
+)
+
+// fastPath decides whether the kernel verdict path runs: asked for, and the
+// kernel takes its rules. A kernel that cannot is said loudly and costs
+// only the fast path: every connection then takes the proxy.
+func fastPath(cfg Config, nftCfg nft.Config, m *kverdict.Metrics, log *zap.Logger) *nft.FastPath {
+	m.Unavailable()
+	if !cfg.FastPath {
+		return nil
+	}
+	fp, err := nft.ProbeFastPath(nftCfg, kverdict.DefaultQueueNum)
+	if err == nil {
+		err = kverdict.CheckKernel()
+	}
+	if err != nil {
+		log.Warn("fast_path_unavailable", zap.Error(err), zap.String("effect", "every agent TCP connection takes the proxy"))
+		return nil
+	}
+	return &fp
+}
+
+// dnsLearner is the DNS proxy's hook into the fast sets, nil without them.
+func dnsLearner(nftCfg nft.Config, l *kverdict.Learner) fdns.Learner {
+	if nftCfg.FastPath == nil {
+		return nil
+	}
+	return l
+}
+
+// openFastPath binds the verdict worker once the table is in place.
+func openFastPath(cfg Config, nftCfg nft.Config, current *atomic.Pointer[policy.Policy], names *fdns.Proxy,
+	l *kverdict.Learner, audit *obs.Auditor, m *kverdict.Metrics, log *zap.Logger) (*kverdict.Path, error) {
+	if nftCfg.FastPath == nil {
+		return nil, nil
+	}
+	p, err := kverdict.Open(kverdict.Config{
+		NFT: nftCfg, Policy: current, Names: names, Learner: l, Audit: audit, Metrics: m, Log: log,
+		DryRun: cfg.DryRun, MinTTL: cfg.DNSMinTTL, ClassifyTimeout: cfg.ClassifyTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fast path: %w", err)
+	}
+	log.Info("fast_path_enabled", zap.Bool("native_queue", nftCfg.FastPath.NativeQueue), zap.Uint16("queue", nftCfg.FastPath.QueueNum))
+	return p, nil
+}
+
+// countProxyPath counts the proxy path's finished connections apart from
+// the kernel path's (which count themselves).
+func countProxyPath(m *kverdict.Metrics) obs.AuditorOption {
+	return obs.WithEgressObserver(func(f obs.Flow) {
+		if f.Source == kverdict.SourceKernel {
+			return
+		}
+		decision := obs.DecisionDenied
+		switch {
+		case f.WouldDeny:
+			decision = obs.DecisionWouldDeny
+		case f.Allowed:
+			decision = obs.DecisionAllowed
+		}
+		m.ProxyConnection(decision)
+	})
+}

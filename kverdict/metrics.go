@@ -1,0 +1,60 @@
+package kverdict
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the kernel path's own series, registered next to obs's.
+// Finished connections of both paths are in
+// forge_supervisor_connections_total; these tell the paths apart.
+type Metrics struct {
+	// available is 1 while the fast path runs, 0 when the kernel refused
+	// it (or it is turned off).
+	available prometheus.Gauge
+	// connections counts finished flows by path ("kernel", "proxy") and decision.
+	connections *prometheus.CounterVec
+	// decisions counts the worker's verdicts on first payloads.
+	decisions *prometheus.CounterVec
+	// packets counts queued packets by what the worker did with them.
+	packets *prometheus.CounterVec
+	// decideLatency is the time from a flow's first payload to its verdict.
+	decideLatency prometheus.Histogram
+	// learned counts fast-set elements written, by set kind.
+	learned *prometheus.CounterVec
+	// eventsLost counts conntrack event overruns (audit lines may be missing).
+	eventsLost prometheus.Counter
+}
+
+// NewMetrics registers the series in reg (nil: unregistered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	name := func(n string) string { return "forge_supervisor_" + n }
+	m := &Metrics{
+		available: prometheus.NewGauge(prometheus.GaugeOpts{Name: name("fast_path_available"),
+			Help: "1 while the kernel verdict path runs; 0 when the kernel refused it or it is off."}),
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("path_connections_total"),
+			Help: "Finished agent TCP connections by data path (kernel, proxy) and decision."}, []string{"path", "decision"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("fast_path_verdicts_total"),
+			Help: "Verdicts of the kernel path on a flow's first payload, by decision."}, []string{"decision"}),
+		packets: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("fast_path_packets_total"),
+			Help: "Packets queued to the verdict worker, by what it did with them."}, []string{"action"}),
+		decideLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: name("fast_path_verdict_seconds"),
+			Help:    "Time from a flow's first queued payload to its verdict.",
+			Buckets: prometheus.ExponentialBuckets(5e-6, 2.5, 12)}),
+		learned: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("fast_path_set_elements_total"),
+			Help: "Fast-set elements written, by set (tls: first payload checked; open: allowed at the SYN)."}, []string{"set"}),
+		eventsLost: prometheus.NewCounter(prometheus.CounterOpts{Name: name("fast_path_conntrack_overruns_total"),
+			Help: "Conntrack event socket overruns: kernel-path audit lines may be missing."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.available, m.connections, m.decisions, m.packets, m.decideLatency, m.learned, m.eventsLost)
+	}
+	return m
+}
+
+// Unavailable records that the fast path is not running.
+func (m *Metrics) Unavailable() { m.available.Set(0) }
+
+// ProxyConnection counts one finished connection of the proxy path.
+func (m *Metrics) ProxyConnection(decision string) {
+	m.connections.WithLabelValues("proxy", decision).Inc()
+}

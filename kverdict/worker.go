@@ -1,0 +1,269 @@
+package kverdict
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/forge/forge-supervisor/conn"
+	"github.com/forge/forge-supervisor/nft"
+	"github.com/forge/forge-supervisor/obs"
+	"github.com/forge/forge-supervisor/policy"
+)
+
+// Timing of the worker loop.
+const (
+	// wakeEvery bounds how long the loop sleeps in recv when nothing is
+	// queued: deadlines and async decisions are looked at this often.
+	wakeEvery = 10 * time.Millisecond
+	// strayGrace is how long a decided flow is remembered: packets queued
+	// before its verdict landed (stragglers) arrive within it.
+	strayGrace = 2 * time.Second
+	// maxFlows bounds the flows judged or remembered at once (each holds
+	// at most maxHeld bytes); past it new flows are denied, never passed.
+	maxFlows = 8192
+	// maxAsync bounds decisions waiting for a fresh DNS lookup at once.
+	maxAsync = 16
+)
+
+// worker owns the queue socket and every flow; one goroutine runs it, on a
+// locked OS thread (the socket lives in the thread's network namespace).
+type worker struct {
+	cfg   *Config
+	q     *queue
+	rst   *resetter
+	rec   *records
+	m     *Metrics
+	flows map[flowKey]*flow
+	gen   uint64
+	beat  *atomic.Int64 // unix nanos of the last loop turn: the heartbeat's evidence of life
+
+	async   chan asyncResult
+	asyncWG sync.WaitGroup
+	slots   chan struct{}
+	sweep   time.Time
+}
+
+type asyncResult struct {
+	key flowKey
+	gen uint64
+	j   judgement
+}
+
+// run serves the queue until ctx ends, then denies what it still holds.
+func (w *worker) run(ctx context.Context) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	buf := make([]byte, 256<<10)
+	defer w.asyncWG.Wait()
+	for ctx.Err() == nil {
+		now := time.Now()
+		w.beat.Store(now.UnixNano())
+		if err := w.q.recv(buf, func(p packet) { w.handle(ctx, p, now) }); err != nil {
+			w.cfg.Log.Error("kverdict_queue_failed", zap.Error(err))
+			w.shutdown()
+			return err
+		}
+		w.drainAsync()
+		if now.Sub(w.sweep) >= wakeEvery {
+			w.expire(now)
+			w.sweep = now
+		}
+		if err := w.q.flush(); err != nil {
+			w.cfg.Log.Warn("kverdict_verdict_failed", zap.Error(err))
+		}
+	}
+	w.shutdown()
+	return nil
+}
+
+// shutdown denies every held flow: nothing is let through unjudged.
+func (w *worker) shutdown() {
+	for _, f := range w.flows {
+		if !f.decided {
+			w.finish(f, judgement{verdict: policy.Verdict{Reason: ReasonShutdown}}, time.Now())
+		}
+	}
+	_ = w.q.flush()
+}
+
+// handle judges one queued packet.
+func (w *worker) handle(ctx context.Context, p packet, now time.Time) {
+	seg, err := parseSegment(p.data)
+	if err != nil {
+		// Nothing to judge it by: the connection is denied.
+		w.m.packets.WithLabelValues("unparseable").Inc()
+		w.q.verdict(p.id, nfRepeat, nft.MarkProposeDeny)
+		return
+	}
+	f := w.flows[seg.key]
+	if f != nil && f.decided && p.mark == nft.MarkRepeat {
+		// A straggler sent back found the connection still pending: the
+		// tuple was reused by a new connection after our verdict. Judge it
+		// afresh.
+		delete(w.flows, seg.key)
+		f = nil
+	}
+	if f != nil && f.decided {
+		// Queued before the verdict landed (or the tuple's next
+		// connection): send it back through the rules once, so the
+		// connection's ct mark decides, not a guess made here.
+		w.m.packets.WithLabelValues("straggler").Inc()
+		w.q.verdict(p.id, nfRepeat, nft.MarkRepeat)
+		return
+	}
+	closing := seg.flags&(tcpFIN|tcpRST) != 0
+	if len(seg.payload) == 0 && (!closing || f == nil) {
+		// A pure ACK (or a close with nothing ever sent) carries no byte
+		// for the server to act on.
+		w.q.verdict(p.id, nfAccept, 0)
+		return
+	}
+	if f == nil {
+		if len(w.flows) >= maxFlows {
+			w.m.packets.WithLabelValues("overloaded").Inc()
+			w.q.verdict(p.id, nfRepeat, nft.MarkProposeDeny)
+			return
+		}
+		w.gen++
+		f = &flow{key: seg.key, gen: w.gen, base: seg.seq, started: now, deadline: now.Add(w.cfg.ClassifyTimeout)}
+		w.flows[seg.key] = f
+	}
+	f.held = append(f.held, p.id)
+	w.m.packets.WithLabelValues("held").Inc()
+	if f.waiting {
+		return
+	}
+	if k := f.add(seg.seq, seg.payload); k > 0 {
+		s, done, err := f.sniffer.Add(f.data, k)
+		if done {
+			w.decide(ctx, f, s, err, now)
+			return
+		}
+	}
+	switch {
+	case closing:
+		w.finish(f, w.partial(f, ReasonClientClosed), now)
+	case len(f.data) >= maxHeld || len(f.ooo) > 64:
+		w.finish(f, w.partial(f, ReasonWindowFull), now)
+	}
+}
+
+// partial is the judgement of a flow whose first bytes never classified.
+func (w *worker) partial(f *flow, reason string) judgement {
+	return judgement{sniffed: conn.Sniffed{Proto: conn.PartialProto(f.data)}, verdict: policy.Verdict{Reason: reason}}
+}
+
+// decide judges a classified flow: at once from the cache, or, when only
+// a fresh lookup can confirm the SNI↔IP binding, on an async goroutine.
+func (w *worker) decide(ctx context.Context, f *flow, s conn.Sniffed, sniffErr error, now time.Time) {
+	p := w.cfg.Policy.Load()
+	j := judge(ctx, p, s, sniffErr, f.key.dst, cacheOnly{w.cfg.Names})
+	if j.verdict.Reason != policy.ReasonSNIIPMismatch {
+		w.finish(f, j, now)
+		return
+	}
+	select {
+	case w.slots <- struct{}{}:
+	default:
+		w.finish(f, j, now) // too many lookups at once: the cache's answer stands
+		return
+	}
+	f.waiting = true
+	key, gen, dst := f.key, f.gen, f.key.dst
+	lookupCtx, cancel := context.WithDeadline(ctx, f.deadline)
+	w.asyncWG.Add(1)
+	go func() {
+		defer w.asyncWG.Done()
+		defer cancel()
+		defer func() { <-w.slots }()
+		w.async <- asyncResult{key: key, gen: gen, j: judge(lookupCtx, p, s, nil, dst, w.cfg.Names)}
+	}()
+}
+
+// drainAsync applies decisions that came back from a fresh lookup.
+func (w *worker) drainAsync() {
+	for {
+		select {
+		case r := <-w.async:
+			if f := w.flows[r.key]; f != nil && f.gen == r.gen && f.waiting {
+				w.finish(f, r.j, time.Now())
+			}
+		default:
+			return
+		}
+	}
+}
+
+// expire denies flows past their classification deadline and forgets
+// decided ones past their grace.
+func (w *worker) expire(now time.Time) {
+	for k, f := range w.flows {
+		switch {
+		case f.decided && now.After(f.expires):
+			delete(w.flows, k)
+		case !f.decided && !f.waiting && now.After(f.deadline):
+			w.finish(f, w.partial(f, ReasonClassifyTimout), now)
+		}
+	}
+}
+
+// finish gives the verdict to every held packet, in order. Allowed: the
+// packets go back through the rules with a proposal that sets the ct mark
+// allowed, and the kernel forwards the rest of the connection. Denied: the
+// server gets a reset from us, the held packets are rejected (the client
+// gets a reset) and the ct mark denied resets every retransmit.
+func (w *worker) finish(f *flow, j judgement, now time.Time) {
+	v := j.verdict
+	allowed, wouldDeny := v.Allow, false
+	if !allowed && w.cfg.DryRun {
+		allowed, wouldDeny = true, true
+	}
+	mark := nft.MarkProposeAllow
+	if !allowed {
+		mark = nft.MarkProposeDeny
+		if err := w.rst.resetServer(f.key, f.base); err != nil {
+			w.cfg.Log.Warn("kverdict_reset_failed", zap.Error(err))
+		}
+	}
+	for _, id := range f.held {
+		w.q.verdict(id, nfRepeat, mark)
+	}
+	_ = w.q.flush()
+	f.held, f.data, f.ooo = nil, nil, nil
+	f.decided, f.waiting, f.expires = true, false, now.Add(strayGrace)
+
+	rec := record{
+		flow: obs.Flow{
+			Allowed: allowed, WouldDeny: wouldDeny,
+			Proto: j.sniffed.Proto.String(), SNI: j.sniffed.SNI, ALPN: j.sniffed.ALPN,
+			SrcPort: f.key.src.Port(), DstIP: f.key.dst.Addr().String(), DstPort: f.key.dst.Port(),
+			Reason: v.Reason, Rule: v.Rule, Source: SourceKernel,
+		},
+		started: f.started,
+	}
+	w.m.decisions.WithLabelValues(decisionLabel(allowed, wouldDeny)).Inc()
+	w.m.decideLatency.Observe(now.Sub(f.started).Seconds())
+	if !allowed {
+		// Nothing was relayed: the line is written now, not at conntrack's
+		// end of the connection.
+		rec.flow.Duration = now.Sub(f.started)
+		w.cfg.Audit.Egress(rec.flow)
+		return
+	}
+	w.rec.put(f.key, rec)
+}
+
+func decisionLabel(allowed, wouldDeny bool) string {
+	switch {
+	case wouldDeny:
+		return obs.DecisionWouldDeny
+	case allowed:
+		return obs.DecisionAllowed
+	}
+	return obs.DecisionDenied
+}
