@@ -135,9 +135,9 @@ func (a *auditor) run(ctx context.Context) error {
 
 func (a *auditor) event(get int, e ctEvent) {
 	switch e.mark {
-	case nft.CtAllowed, nft.CtPending:
+	case nft.CtAllowed, nft.CtPending, nft.CtDenied:
 	default:
-		return // not ours, or denied (the worker wrote that line)
+		return // not a fast-path flow
 	}
 	if e.destroyed {
 		if _, done := a.ended[e.key]; done {
@@ -151,6 +151,17 @@ func (a *auditor) event(get int, e ctEvent) {
 		if _, done := a.ended[e.key]; done {
 			return
 		}
+	}
+	rec, known := a.rec.take(e.key)
+	switch {
+	case e.mark == nft.CtDenied:
+		return // the worker wrote its line
+	case known && rec.state == recJudging:
+		return // the worker reports it (conntrack saw the close before the worker's verdict)
+	case known && rec.state == recDenied:
+		return // the worker wrote its line
+	}
+	if !e.destroyed {
 		// Update events carry no counters: read the entry.
 		if full, err := ctGet(get, e.key); err == nil {
 			full.state, full.mark = e.state, e.mark
@@ -158,14 +169,13 @@ func (a *auditor) event(get int, e ctEvent) {
 		}
 	}
 	a.ended[e.key] = time.Now()
-	a.write(e)
+	a.write(e, rec, known)
 }
 
 // write builds the flow's line from the worker's record (inspected flows)
 // or the policy's address-only verdict (flows allowed at the SYN, and
 // pending flows whose client never sent a byte).
-func (a *auditor) write(e ctEvent) {
-	rec, ok := a.rec.take(e.key)
+func (a *auditor) write(e ctEvent, rec record, ok bool) {
 	if !ok {
 		p := a.cfg.Policy.Load()
 		v := p.Decide(context.Background(), policy.Request{IP: e.key.dst.Addr(), Port: e.key.dst.Port()}, cacheOnly{a.cfg.Names})

@@ -14,6 +14,13 @@ import (
 // classification deadline.
 const maxHeld = 16 << 10
 
+// initialWindow is the initial congestion window in segments (RFC 6928;
+// Linux's default): with as many packets held, none acknowledged, the
+// client sends nothing new until a retransmission timeout. A GSO packet
+// counts once though it carries several segments, so the count errs late,
+// never early.
+const initialWindow = 10
+
 // flow is one pending connection whose first payload is being judged, or
 // was judged a moment ago (kept for stragglers).
 type flow struct {

@@ -143,7 +143,7 @@ func (q *queue) config(attrs ...[]byte) error {
 				}
 				return nil
 			}
-			b = b[align(l, nlmsgAlign):]
+			b = b[min(len(b), align(l, nlmsgAlign)):]
 		}
 	}
 }
@@ -180,7 +180,7 @@ func (q *queue) recv(buf []byte, fn func(packet)) error {
 				fn(p)
 			}
 		}
-		b = b[align(l, nlmsgAlign):]
+		b = b[min(len(b), align(l, nlmsgAlign)):]
 	}
 	return nil
 }

@@ -13,12 +13,23 @@ import (
 // flow's line then carries the address-only verdict.
 const maxRecords = 1 << 16
 
-// record is what the worker decided for an allowed flow, waiting for the
-// byte counts and duration of its end.
+// record is what the worker knows of a flow, for the conntrack auditor:
+// still being judged (its end is the worker's to report), denied (the
+// worker wrote the line), or allowed (waiting for the byte counts and
+// duration of its end).
 type record struct {
+	state   recordState
 	flow    obs.Flow
 	started time.Time
 }
+
+type recordState uint8
+
+const (
+	recJudging recordState = iota
+	recDenied
+	recAllowed
+)
 
 // records hands verdicts from the worker to the conntrack auditor.
 type records struct {
@@ -54,10 +65,14 @@ func (r *records) put(k flowKey, rec record) {
 	}
 }
 
+// take returns the record of k and forgets it, unless the flow is still
+// being judged (the worker will report it).
 func (r *records) take(k flowKey) (record, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rec, ok := r.m[k]
-	delete(r.m, k)
+	if ok && rec.state != recJudging {
+		delete(r.m, k)
+	}
 	return rec, ok
 }

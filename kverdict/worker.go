@@ -132,6 +132,7 @@ func (w *worker) handle(ctx context.Context, p packet, now time.Time) {
 		w.gen++
 		f = &flow{key: seg.key, gen: w.gen, base: seg.seq, started: now, deadline: now.Add(w.cfg.ClassifyTimeout)}
 		w.flows[seg.key] = f
+		w.rec.put(seg.key, record{state: recJudging})
 	}
 	f.held = append(f.held, p.id)
 	w.m.packets.WithLabelValues("held").Inc()
@@ -148,7 +149,7 @@ func (w *worker) handle(ctx context.Context, p packet, now time.Time) {
 	switch {
 	case closing:
 		w.finish(f, w.partial(f, ReasonClientClosed), now)
-	case len(f.data) >= maxHeld || len(f.ooo) > 64:
+	case len(f.data) >= maxHeld || len(f.held) >= initialWindow || len(f.ooo) > 64:
 		w.finish(f, w.partial(f, ReasonWindowFull), now)
 	}
 }
@@ -226,16 +227,20 @@ func (w *worker) finish(f *flow, j judgement, now time.Time) {
 	mark := nft.MarkProposeAllow
 	if !allowed {
 		mark = nft.MarkProposeDeny
-		if err := w.rst.resetServer(f.key, f.base); err != nil {
-			w.cfg.Log.Warn("kverdict_reset_failed", zap.Error(err))
-		}
 	}
 	for _, id := range f.held {
 		w.q.verdict(id, nfRepeat, mark)
 	}
 	_ = w.q.flush()
-	f.held, f.data, f.ooo = nil, nil, nil
+	if !allowed {
+		// After the verdicts: the ct mark is denied before conntrack sees
+		// the server's reset close the entry.
+		if err := w.rst.resetServer(f.key, f.base); err != nil {
+			w.cfg.Log.Warn("kverdict_reset_failed", zap.Error(err))
+		}
+	}
 	f.decided, f.waiting, f.expires = true, false, now.Add(strayGrace)
+	defer func() { f.held, f.data, f.ooo = nil, nil, nil }()
 
 	rec := record{
 		flow: obs.Flow{
@@ -246,15 +251,22 @@ func (w *worker) finish(f *flow, j judgement, now time.Time) {
 		},
 		started: f.started,
 	}
+	if ce := w.cfg.Log.Check(zap.DebugLevel, "kverdict_verdict"); ce != nil {
+		ce.Write(zap.Stringer("src", f.key.src), zap.Stringer("dst", f.key.dst), zap.Bool("allowed", allowed),
+			zap.String("reason", v.Reason), zap.Int("held", len(f.held)), zap.Int("bytes", len(f.data)))
+	}
 	w.m.decisions.WithLabelValues(decisionLabel(allowed, wouldDeny)).Inc()
 	w.m.decideLatency.Observe(now.Sub(f.started).Seconds())
 	if !allowed {
 		// Nothing was relayed: the line is written now, not at conntrack's
 		// end of the connection.
 		rec.flow.Duration = now.Sub(f.started)
+		w.rec.put(f.key, record{state: recDenied})
 		w.cfg.Audit.Egress(rec.flow)
+		w.m.connections.WithLabelValues("kernel", obs.DecisionDenied).Inc()
 		return
 	}
+	rec.state = recAllowed
 	w.rec.put(f.key, rec)
 }
 

@@ -1,0 +1,247 @@
+// Package kpath tests the kernel verdict path end to end: the supervisor
+// as PID 1 with FORGE_SUPERVISOR_FAST_PATH=1, the agent's clients as UID
+// 1000 in its network namespace, the world's servers recording every byte.
+package kpath
+
+import (
+	"bufio"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/forge/forge-supervisor/tests/world"
+)
+
+// micros reads "word µs ..." lines of agentcli.
+func micros(t *testing.T, line, word string) time.Duration {
+	t.Helper()
+	f := strings.Fields(line)
+	if len(f) < 2 || f[0] != word {
+		t.Fatalf("agentcli: %q, want %q", line, word)
+	}
+	us, err := strconv.Atoi(f[1])
+	if err != nil {
+		t.Fatalf("agentcli: %q: %v", line, err)
+	}
+	return time.Duration(us) * time.Microsecond
+}
+
+func kernelEvent(msg, sni string) func(world.Event) bool {
+	return func(e world.Event) bool {
+		return e.Msg() == msg && e.Str("source") == "kernel" && e.Str("sni") == sni
+	}
+}
+
+// TestFastPathAllowsAndAudits: an allowed name on a learned address goes
+// out directly, and its one audit line comes from the kernel path with
+// conntrack's byte counts.
+func TestFastPathAllowsAndAudits(t *testing.T) {
+	w := newKWorld(t)
+	s := w.start(t)
+	w.learn(t, "other.test", "fast_tls4", "198.51.100.3 . 443")
+	if got := w.cli(t, "hello", "198.51.100.3:443", "other.test"); !strings.HasPrefix(got, "ok ") {
+		t.Fatalf("allowed SNI on the fast path: %q", got)
+	}
+	e := s.WaitEvent(kernelEvent("egress_allowed", "other.test"), 5*time.Second)
+	if e.Str("reason") != "allowed_domain" || e.Str("rule") != "other.test" {
+		t.Errorf("audit line %v", e)
+	}
+	if up, _ := e["bytes_up"].(float64); up <= 0 {
+		t.Errorf("bytes_up %v: conntrack accounting missing", e["bytes_up"])
+	}
+	if n := s.CountEvents("egress_allowed"); n != 1 {
+		t.Errorf("%d egress_allowed lines for one connection", n)
+	}
+}
+
+// TestDeniedSNIOnSharedAddress: evil.test sent to other.test's learned
+// address is reset within 10 ms and the server receives no payload byte.
+func TestDeniedSNIOnSharedAddress(t *testing.T) {
+	w := newKWorld(t)
+	s := w.start(t)
+	w.learn(t, "other.test", "fast_tls4", "198.51.100.3 . 443")
+	got := w.cli(t, "hello", "198.51.100.3:443", "evil.test")
+	took := micros(t, got, "reset")
+	e := s.WaitEvent(kernelEvent("egress_denied", "evil.test"), 5*time.Second)
+	if e.Str("reason") != "not_in_allowlist" {
+		t.Errorf("reason %q, want not_in_allowlist", e.Str("reason"))
+	}
+	if took > 10*time.Millisecond {
+		t.Errorf("reset after %v, want ≤ 10 ms (connect included)", took)
+	}
+	conns, n := w.received("198.51.100.3:443")
+	if n != 0 {
+		t.Errorf("server received %d payload bytes over %d connections", n, conns)
+	}
+	// The server was reset too: it holds no half-open connection. (Its
+	// read ended, so its handler returned; nothing to wait for.)
+}
+
+// TestSplitClientHello: a ClientHello sent one byte per segment fills the
+// initial window before it completes. It is denied at once with a reason,
+// and nothing reaches the server.
+func TestSplitClientHello(t *testing.T) {
+	w := newKWorld(t)
+	s := w.start(t, "FORGE_SUPERVISOR_LOG_LEVEL=debug")
+	w.learn(t, "other.test", "fast_tls4", "198.51.100.3 . 443")
+	got := w.cli(t, "hello", "198.51.100.3:443", "other.test", "split")
+	if strings.HasPrefix(got, "ok") {
+		t.Fatalf("split hello: %q", got)
+	}
+	e := s.WaitEvent(func(e world.Event) bool { return e.Msg() == "egress_denied" && e.Str("source") == "kernel" }, 5*time.Second)
+	// Held segments are never acknowledged and stay charged to the
+	// socket, so the client stops after a few (TCP small queues) or at its
+	// initial window: the flow ends at the window bound or the deadline.
+	if r := e.Str("reason"); r != "clienthello_exceeds_window" && r != "classify_timeout" {
+		t.Errorf("reason %q", r)
+	}
+	if n := s.CountEvents("egress_denied") + s.CountEvents("egress_allowed"); n != 1 {
+		t.Errorf("%d audit lines for one connection", n)
+	}
+	if _, n := w.received("198.51.100.3:443"); n != 0 {
+		t.Errorf("server received %d bytes of a held ClientHello", n)
+	}
+}
+
+// TestReusedTuple: a connection from the same source port right after an
+// allowed one must be judged afresh, never inherit the allowed verdict.
+func TestReusedTuple(t *testing.T) {
+	w := newKWorld(t)
+	s := w.start(t)
+	w.learn(t, "other.test", "fast_tls4", "198.51.100.3 . 443")
+	const port = "40123"
+	if got := w.cli(t, "hello", "198.51.100.3:443", "other.test", "-", port); !strings.HasPrefix(got, "ok ") {
+		t.Fatalf("first connection: %q", got)
+	}
+	_, before := w.received("198.51.100.3:443")
+	got := w.cli(t, "hello", "198.51.100.3:443", "evil.test", "-", port)
+	if !strings.HasPrefix(got, "reset") {
+		t.Fatalf("reused tuple with a denied SNI: %q", got)
+	}
+	s.WaitEvent(kernelEvent("egress_denied", "evil.test"), 5*time.Second)
+	if _, after := w.received("198.51.100.3:443"); after != before {
+		t.Errorf("server received %d bytes from the denied reuse", after-before)
+	}
+}
+
+// TestFastOpenSYNData: a SYN carrying data (TCP Fast Open with a cookie
+// the namespace already holds) never takes the fast path: the proxy
+// inspects it, and denied requests send the server nothing.
+func TestFastOpenSYNData(t *testing.T) {
+	w := newKWorld(t)
+	s := w.start(t)
+	w.learn(t, "other.test", "fast_tls4", "198.51.100.3 . 443")
+	// Root is not intercepted: its TFO connection fetches a cookie that
+	// the agent's sockets then use (the cache is per namespace).
+	for range 2 {
+		out, err := w.Agent.Cmd(w.cliBin, "hello", "198.51.100.3:443", "other.test", "tfo").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "ok") {
+			t.Fatalf("root TFO connection: %v %s", err, out)
+		}
+	}
+	_, before := w.received("198.51.100.3:443")
+	for i := range 3 {
+		got := w.cli(t, "hello", "198.51.100.3:443", "evil.test", "tfo")
+		if strings.HasPrefix(got, "ok") {
+			t.Fatalf("denied request %d with SYN data: %q", i, got)
+		}
+	}
+	if _, after := w.received("198.51.100.3:443"); after != before {
+		t.Errorf("server received %d bytes from denied TFO requests", after-before)
+	}
+	if got := w.cli(t, "hello", "198.51.100.3:443", "other.test", "tfo"); !strings.HasPrefix(got, "ok") {
+		t.Errorf("allowed TFO request: %q", got)
+	}
+	_ = s
+}
+
+// TestDualStackFallback: dual.test's IPv6 address refuses connections; curl
+// and ssh fall back to IPv4 about as fast as they do directly.
+func TestDualStackFallback(t *testing.T) {
+	w := newKWorld(t)
+	w.start(t)
+	w.learn(t, "dual.test", "fast_tls6", "2001:db8::3 . 443")
+	timeCurl := func(asAgent bool) (time.Duration, string) {
+		args := []string{"-sS", "--max-time", "8", "-o", "/dev/null", "-w", "%{http_code}", "-k", "https://dual.test/"}
+		cmd := w.Agent.Cmd("curl", args...)
+		if asAgent {
+			cmd = w.AsAgent("curl", args...)
+		}
+		start := time.Now()
+		out, _ := cmd.CombinedOutput()
+		return time.Since(start), string(out)
+	}
+	direct, _ := timeCurl(false)
+	took, out := timeCurl(true)
+	t.Logf("curl https://dual.test/: direct %v, agent %v (%s)", direct, took, out)
+	if took > direct+time.Second {
+		t.Errorf("curl fell back after %v (direct: %v)", took, direct)
+	}
+	// ssh: the time until it reads the server's banner (the world's
+	// server says no more, so ssh is stopped there).
+	timeSSH := func(asAgent bool) (time.Duration, string) {
+		args := []string{"-v", "-p", "2222", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+			"-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=8", "dual.test", "true"}
+		cmd := w.Agent.Cmd("ssh", args...)
+		if asAgent {
+			cmd = w.AsAgent("ssh", args...)
+		}
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		var log strings.Builder
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "Remote protocol version") {
+				break
+			}
+		}
+		return time.Since(start), log.String()
+	}
+	direct, _ = timeSSH(false)
+	took, out = timeSSH(true)
+	t.Logf("ssh dual.test:2222: direct %v, agent %v", direct, took)
+	if !strings.Contains(out, "Remote protocol version 2.0, remote software version kpath-world") {
+		t.Errorf("ssh never saw the banner over IPv4:\n%s", out)
+	}
+	if took > direct+time.Second {
+		t.Errorf("ssh fell back after %v (direct: %v)", took, direct)
+	}
+}
+
+// TestBannerOnAllowedTCP: a server-speaks-first protocol on an allowed_tcp
+// port: the banner arrives without waiting for the client (no classify
+// timeout on the kernel path).
+func TestBannerOnAllowedTCP(t *testing.T) {
+	w := newKWorld(t)
+	s := w.start(t)
+	w.learn(t, "allowed.test", "fast_tls4", "198.51.100.1 . 2222")
+	direct := micros(t, "x "+strings.Fields(runRoot(t, w, "banner", "198.51.100.1:2222"))[0], "x")
+	got := w.cli(t, "banner", "198.51.100.1:2222")
+	took := micros(t, "x "+strings.Fields(got)[0], "x")
+	t.Logf("banner: direct %v, agent %v", direct, took)
+	if !strings.Contains(got, "SSH-2.0-kpath-world") {
+		t.Fatalf("banner: %q", got)
+	}
+	if took > direct+100*time.Millisecond {
+		t.Errorf("banner after %v, direct %v: the kernel path waited for the client", took, direct)
+	}
+	_ = s
+}
+
+func runRoot(t *testing.T, w *kworld, args ...string) string {
+	t.Helper()
+	out, err := w.Agent.Cmd(w.cliBin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("agentcli as root %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
