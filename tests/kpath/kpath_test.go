@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -244,4 +245,48 @@ func runRoot(t *testing.T, w *kworld, args ...string) string {
 		t.Fatalf("agentcli as root %v: %v\n%s", args, err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// TestSupervisorKilled: with the supervisor SIGKILLed mid-run, an allowed
+// connection already established keeps working (the kernel forwards it
+// by its ct mark), and new connections to fast-path destinations fail:
+// the queue has no listener and no bypass, then the heartbeat element
+// times out and nothing takes the fast path at all.
+func TestSupervisorKilled(t *testing.T) {
+	w := newKWorld(t)
+	s := w.start(t)
+	w.learn(t, "other.test", "fast_tls4", "198.51.100.3 . 443")
+	hold := w.AsAgent(w.cliBin, "hello", "198.51.100.3:443", "other.test", "hold")
+	stdin, err := hold.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := hold.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = hold.Process.Kill(); _ = hold.Wait() }()
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || lines.Text() != "ready" {
+		t.Fatalf("held connection: %q", lines.Text())
+	}
+	s.Signal(syscall.SIGKILL)
+	s.MustExit(5 * time.Second)
+
+	// Within the heartbeat's life (the queue has no listener) and after it.
+	for _, wait := range []time.Duration{0, 3500 * time.Millisecond} {
+		time.Sleep(wait)
+		if got := w.cli(t, "hello", "198.51.100.3:443", "other.test"); strings.HasPrefix(got, "ok") {
+			t.Errorf("new connection %v after the kill: %q", wait, got)
+		}
+	}
+	if _, err := stdin.Write([]byte("\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "ok") {
+		t.Errorf("established connection after the kill: %q", lines.Text())
+	}
 }

@@ -96,6 +96,7 @@ func hello(addr, sni, mode string, lport int) string {
 	if err == nil && mode == "hold" {
 		// An established flow that must outlive the supervisor: wait for a
 		// line on stdin, then talk.
+		fmt.Println("ready")
 		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 		_ = tc.SetDeadline(time.Now().Add(4 * time.Second))
 		if _, err = io.WriteString(tc, "ping\n"); err == nil {
