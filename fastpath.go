@@ -40,18 +40,26 @@ func dnsLearner(nftCfg nft.Config, l *kverdict.Learner) fdns.Learner {
 	return l
 }
 
-// openFastPath binds the verdict worker once the table is in place.
-func openFastPath(cfg Config, nftCfg nft.Config, current *atomic.Pointer[policy.Policy], names *fdns.Proxy,
+// openFastPath binds the verdict worker once the table is in place. When
+// that fails (another process holds the queue, no raw sockets), the table
+// is replaced by one without the fast path: the supervisor runs on, every
+// connection through the proxy.
+func openFastPath(cfg Config, nftCfg *nft.Config, current *atomic.Pointer[policy.Policy], names *fdns.Proxy,
 	l *kverdict.Learner, audit *obs.Auditor, m *kverdict.Metrics, log *zap.Logger) (*kverdict.Path, error) {
 	if nftCfg.FastPath == nil {
 		return nil, nil
 	}
 	p, err := kverdict.Open(kverdict.Config{
-		NFT: nftCfg, Policy: current, Names: names, Learner: l, Audit: audit, Metrics: m, Log: log,
+		NFT: *nftCfg, Policy: current, Names: names, Learner: l, Audit: audit, Metrics: m, Log: log,
 		DryRun: cfg.DryRun, MinTTL: cfg.DNSMinTTL, ClassifyTimeout: cfg.ClassifyTimeout,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("fast path: %w", err)
+		log.Warn("fast_path_unavailable", zap.Error(err), zap.String("effect", "every agent TCP connection takes the proxy"))
+		nftCfg.FastPath = nil
+		if err := nft.Install(*nftCfg); err != nil {
+			return nil, fmt.Errorf("reinstall the table without the fast path: %w", err)
+		}
+		return nil, nil
 	}
 	log.Info("fast_path_enabled", zap.Bool("native_queue", nftCfg.FastPath.NativeQueue), zap.Uint16("queue", nftCfg.FastPath.QueueNum))
 	return p, nil

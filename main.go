@@ -202,7 +202,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	}
 	health.Set(obs.PartProxy, true, "")
 	health.Set(obs.PartDNS, true, "")
-	fast, err := openFastPath(cfg, nftCfg, &current, dnsProxy, learner, audit, pathMetrics, log)
+	fast, err := openFastPath(cfg, &nftCfg, &current, dnsProxy, learner, audit, pathMetrics, log)
 	if err != nil {
 		return 0, err
 	}

@@ -27,6 +27,8 @@ type flow struct {
 	key      flowKey
 	gen      uint64 // tells an async decision for this flow from one for a flow that reused the tuple
 	base     uint32 // sequence number of the first payload byte: the server's rcv_nxt
+	peerSeq  uint32 // the server's next sequence number (the client's latest ack)
+	end      uint32 // one past the highest client byte seen
 	data     []byte // contiguous payload from base
 	ooo      map[uint32][]byte
 	held     []uint32 // queued packet ids awaiting the verdict, in arrival order

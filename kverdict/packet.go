@@ -33,6 +33,7 @@ type flowKey struct {
 type segment struct {
 	key     flowKey
 	seq     uint32
+	ack     uint32 // the server's next sequence number, as the client has seen it
 	flags   uint8
 	payload []byte // aliases the packet
 }
@@ -104,6 +105,7 @@ func parseSegment(b []byte) (segment, error) {
 	s.key.src = netip.AddrPortFrom(s.key.src.Addr(), binary.BigEndian.Uint16(tcp[0:2]))
 	s.key.dst = netip.AddrPortFrom(s.key.dst.Addr(), binary.BigEndian.Uint16(tcp[2:4]))
 	s.seq = binary.BigEndian.Uint32(tcp[4:8])
+	s.ack = binary.BigEndian.Uint32(tcp[8:12])
 	s.flags = tcp[13]
 	s.payload = tcp[doff:]
 	return s, nil

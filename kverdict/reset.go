@@ -3,6 +3,7 @@ package kverdict
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,41 +52,60 @@ func (r *resetter) close() {
 // seq: the server's next expected byte, since it has received none of the
 // client's payload. A RST at exactly rcv_nxt is accepted (RFC 5961 §3.2).
 func (r *resetter) resetServer(k flowKey, seq uint32) error {
-	tcp := make([]byte, 20)
-	binary.BigEndian.PutUint16(tcp[0:2], k.src.Port())
-	binary.BigEndian.PutUint16(tcp[2:4], k.dst.Port())
+	return r.send(k.src, k.dst, seq, 0, tcpRST, nil)
+}
+
+// answerClient sends the client, as if from the server, payload and a FIN:
+// the denial in the client's protocol (a TLS alert, an HTTP 403), as the
+// proxy answers. seq is the server's next sequence number (the client's
+// acknowledgement number) and ack acknowledges everything the client sent,
+// so it does not retransmit what was refused.
+func (r *resetter) answerClient(k flowKey, seq, ack uint32, payload []byte) error {
+	return r.send(k.dst, k.src, seq, ack, tcpACK|tcpPSH|tcpFIN, payload)
+}
+
+// send writes one TCP segment from src to dst through the raw sockets.
+func (r *resetter) send(src, dst netip.AddrPort, seq, ack uint32, flags uint8, payload []byte) error {
+	tcp := make([]byte, 20, 20+len(payload))
+	binary.BigEndian.PutUint16(tcp[0:2], src.Port())
+	binary.BigEndian.PutUint16(tcp[2:4], dst.Port())
 	binary.BigEndian.PutUint32(tcp[4:8], seq)
+	binary.BigEndian.PutUint32(tcp[8:12], ack)
 	tcp[12] = 5 << 4
-	tcp[13] = tcpRST
-	src, dst := k.src.Addr().AsSlice(), k.dst.Addr().AsSlice()
-	binary.BigEndian.PutUint16(tcp[16:18], tcpChecksum(src, dst, tcp))
+	tcp[13] = flags
+	if flags&tcpACK != 0 {
+		binary.BigEndian.PutUint16(tcp[14:16], 0xffff) // window
+	}
+	tcp = append(tcp, payload...)
+	sa, da := src.Addr().AsSlice(), dst.Addr().AsSlice()
+	binary.BigEndian.PutUint16(tcp[16:18], tcpChecksum(sa, da, tcp))
 	var pkt []byte
 	var fd int
-	var sa unix.Sockaddr
-	if k.dst.Addr().Is4() {
-		pkt = make([]byte, 20, 40)
+	var to unix.Sockaddr
+	if dst.Addr().Is4() {
+		pkt = make([]byte, 20, 20+len(tcp))
 		pkt[0] = 0x45
-		binary.BigEndian.PutUint16(pkt[2:4], 40)
+		binary.BigEndian.PutUint16(pkt[2:4], uint16(20+len(tcp)))
 		pkt[6] = 0x40 // don't fragment
 		pkt[8] = 64
 		pkt[9] = unix.IPPROTO_TCP
-		copy(pkt[12:16], src)
-		copy(pkt[16:20], dst)
+		copy(pkt[12:16], sa)
+		copy(pkt[16:20], da)
 		binary.BigEndian.PutUint16(pkt[10:12], checksum(pkt, 0))
-		fd, sa = r.fd4, &unix.SockaddrInet4{Addr: k.dst.Addr().As4()}
+		fd, to = r.fd4, &unix.SockaddrInet4{Addr: dst.Addr().As4()}
 	} else {
-		pkt = make([]byte, 40, 60)
+		pkt = make([]byte, 40, 40+len(tcp))
 		pkt[0] = 0x60
-		binary.BigEndian.PutUint16(pkt[4:6], 20)
+		binary.BigEndian.PutUint16(pkt[4:6], uint16(len(tcp)))
 		pkt[6] = unix.IPPROTO_TCP
 		pkt[7] = 64
-		copy(pkt[8:24], src)
-		copy(pkt[24:40], dst)
-		fd, sa = r.fd6, &unix.SockaddrInet6{Addr: k.dst.Addr().As16()}
+		copy(pkt[8:24], sa)
+		copy(pkt[24:40], da)
+		fd, to = r.fd6, &unix.SockaddrInet6{Addr: dst.Addr().As16()}
 	}
 	pkt = append(pkt, tcp...)
-	if err := unix.Sendto(fd, pkt, 0, sa); err != nil {
-		return fmt.Errorf("kverdict: reset %s→%s: %w", k.src, k.dst, err)
+	if err := unix.Sendto(fd, pkt, 0, to); err != nil {
+		return fmt.Errorf("kverdict: segment %s→%s: %w", src, dst, err)
 	}
 	return nil
 }

@@ -2,7 +2,9 @@ package kverdict
 
 import (
 	"context"
+	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +103,10 @@ func (w *worker) handle(ctx context.Context, p packet, now time.Time) {
 		return
 	}
 	f := w.flows[seg.key]
+	if ce := w.cfg.Log.Check(zap.DebugLevel, "kverdict_packet"); ce != nil {
+		ce.Write(zap.Uint32("id", p.id), zap.Uint32("mark", p.mark), zap.Stringer("src", seg.key.src),
+			zap.Uint32("seq", seg.seq), zap.Uint8("flags", seg.flags), zap.Int("len", len(seg.payload)), zap.Bool("known", f != nil))
+	}
 	if f != nil && f.decided && p.mark == nft.MarkRepeat {
 		// A straggler sent back found the connection still pending: the
 		// tuple was reused by a new connection after our verdict. Judge it
@@ -135,6 +141,12 @@ func (w *worker) handle(ctx context.Context, p packet, now time.Time) {
 		w.rec.put(seg.key, record{state: recJudging})
 	}
 	f.held = append(f.held, p.id)
+	if seg.flags&tcpACK != 0 {
+		f.peerSeq = seg.ack
+	}
+	if e := seg.seq + uint32(len(seg.payload)); int32(e-f.end) > 0 || f.end == 0 {
+		f.end = e
+	}
 	w.m.packets.WithLabelValues("held").Inc()
 	if f.waiting {
 		return
@@ -228,6 +240,16 @@ func (w *worker) finish(f *flow, j judgement, now time.Time) {
 	if !allowed {
 		mark = nft.MarkProposeDeny
 	}
+	if !allowed {
+		// First the answer in the client's protocol, as the proxy gives
+		// it; then the held packets are rejected (their resets now fall
+		// outside the client's window and cannot destroy the answer).
+		if answer := denialAnswer(j, v.Reason); answer != nil && f.peerSeq != 0 {
+			if err := w.rst.answerClient(f.key, f.peerSeq, f.end, answer); err != nil {
+				w.cfg.Log.Warn("kverdict_answer_failed", zap.Error(err))
+			}
+		}
+	}
 	for _, id := range f.held {
 		w.q.verdict(id, nfRepeat, mark)
 	}
@@ -278,4 +300,35 @@ func decisionLabel(allowed, wouldDeny bool) string {
 		return obs.DecisionAllowed
 	}
 	return obs.DecisionDenied
+}
+
+// tlsAccessDenied is the proxy's TLS answer (stages/deny.go): a fatal
+// access_denied alert record.
+var tlsAccessDenied = []byte{21, 3, 3, 0, 2, 2, 49}
+
+// denialAnswer is what a denied client is told: a TLS alert after a
+// ClientHello, an HTTP 403 after a request head, nothing (a reset) else.
+func denialAnswer(j judgement, reason string) []byte {
+	switch j.sniffed.Proto {
+	case conn.ProtoTLS:
+		return tlsAccessDenied
+	case conn.ProtoHTTP:
+		body := fmt.Sprintf("forge-supervisor: egress to %s denied (%s)\n", printableHost(j.sniffed.Host), reason)
+		return fmt.Appendf(nil, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+			"Content-Length: %d\r\nConnection: close\r\nX-Forge-Supervisor: denied\r\n\r\n%s", len(body), body)
+	}
+	return nil
+}
+
+func printableHost(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, s)
+	if s == "" {
+		return "the requested destination"
+	}
+	return s
 }

@@ -253,6 +253,9 @@ func withFastPath(cfg Config, rs []chainRules) []chainRules {
 	}
 	for i := range rs {
 		switch rs[i].chain.Name {
+		case ChainFilterOutput:
+			// After the supervisor's mark, before the owner matches.
+			rs[i].rules = insertBefore(rs[i].rules, isOwnerJump, fastOwnerRules())
 		case ChainAgentNAT:
 			rs[i].rules = insertBefore(rs[i].rules, isTCPRedirect, fastNATRules())
 		case ChainAgentFilter:
@@ -276,6 +279,28 @@ func insertBefore(rules [][]expr.Any, at func([]expr.Any) bool, extra [][]expr.A
 	out = append(out, rules[:i]...)
 	out = append(out, extra...)
 	return append(out, rules[i:]...)
+}
+
+// fastOwnerRules send every packet of a fast-path flow to the agent's
+// filter chain by its ct mark, not by its socket's owner: a socket the
+// agent closed (an orphan still sending, or one closed while its packets
+// were held in the queue) has no owner to match, and its packets would
+// otherwise leave by the base chain's accept policy, unjudged.
+//
+//	ct mark pending jump agent_filter
+//	ct mark allowed jump agent_filter
+//	ct mark denied jump agent_filter
+func fastOwnerRules() [][]expr.Any {
+	var out [][]expr.Any
+	for _, m := range []uint32{CtPending, CtAllowed, CtDenied} {
+		out = append(out, join(ctMarkIs(m), []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: ChainAgentFilter}}))
+	}
+	return out
+}
+
+func isOwnerJump(r []expr.Any) bool {
+	m, ok := r[0].(*expr.Meta)
+	return ok && (m.Key == expr.MetaKeySKUID || m.Key == expr.MetaKeySKGID)
 }
 
 func isTCPRedirect(r []expr.Any) bool {

@@ -2,7 +2,8 @@
 // clients run as UID 1000 in the agent namespace, each printing one line.
 //
 //	agentcli hello ADDR SNI [split|tfo|hold] [LPORT]  TLS handshake, then "bye" (the server closes first);
-//	                                                   prints "ok", "reset" or the error, and the microseconds taken
+//	                                                   prints "ok", "denied" (a TLS access_denied alert), "reset"
+//	                                                   or the error, and the microseconds taken
 //	agentcli banner ADDR                              connect and read the server's first line; prints the time and it
 package main
 
@@ -86,6 +87,16 @@ func hello(addr, sni, mode string, lport int) string {
 	}
 	defer c.Close()
 	var conn net.Conn = c
+	if mode == "fire" {
+		// The whole ClientHello in one write, then close at once: the
+		// socket is gone (an orphan) while its segment is judged.
+		_, err := c.Write(capturedHello(sni))
+		c.Close()
+		if err != nil {
+			return "write: " + err.Error()
+		}
+		return "sent"
+	}
 	if mode == "split" {
 		conn = oneByte{c}
 	}
@@ -114,6 +125,8 @@ func hello(addr, sni, mode string, lport int) string {
 	switch {
 	case err == nil:
 		return fmt.Sprintf("ok %d", took.Microseconds())
+	case strings.Contains(err.Error(), "access denied"):
+		return fmt.Sprintf("denied %d", took.Microseconds())
 	case errors.Is(err, syscall.ECONNRESET) || strings.Contains(err.Error(), "connection reset"):
 		return fmt.Sprintf("reset %d", took.Microseconds())
 	default:
@@ -135,4 +148,15 @@ func banner(addr string) string {
 		return "read: " + err.Error()
 	}
 	return fmt.Sprintf("%d %s", time.Since(start).Microseconds(), strings.TrimSpace(string(buf[:n])))
+}
+
+// capturedHello returns the bytes crypto/tls sends as its ClientHello.
+func capturedHello(sni string) []byte {
+	a, b := net.Pipe()
+	go func() { _ = tls.Client(a, &tls.Config{ServerName: sni, InsecureSkipVerify: true}).Handshake() }()
+	buf := make([]byte, 64<<10)
+	n, _ := b.Read(buf)
+	a.Close()
+	b.Close()
+	return buf[:n]
 }
