@@ -34,7 +34,8 @@ FUZZ_TARGETS := ./conn:FuzzParseClientHello:100000x ./conn:FuzzParseHTTPRequest:
 	./dns:FuzzCachedAnswer:30000x \
 	./jail:FuzzParseProfile:50000x .:FuzzParseConfig:8000x ./deploy:FuzzKubernetesPolicy:10000x \
 	./forgeyaml:FuzzParse:5000x \
-	./sockdiag:FuzzReadMessages:50000x ./ops:FuzzSuggest:3000x ./procid:FuzzParseStat:50000x
+	./sockdiag:FuzzReadMessages:50000x ./ops:FuzzSuggest:3000x ./procid:FuzzParseStat:50000x \
+	./kverdict:FuzzParseSegment:100000x ./kverdict:FuzzParseNetlink:100000x
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -52,6 +53,8 @@ demo: build
 bench: build
 	$(GO) test -run='^$$' -bench='ConnectFirstByte' -benchtime=2000x ./bench/
 	$(GO) test -run='^$$' -bench='BulkThroughput' -benchtime=20x ./bench/
+	$(GO) test -run='^$$' -bench='FastPath(ConnectFirstByte|Concurrent)' -benchtime=300x ./bench/
+	$(GO) test -run='^$$' -bench='FastPath(Bulk|CPU|IdleMemory)' -benchtime=10x ./bench/
 	$(GO) test -run='^$$' -bench='DNSComparison' -benchtime=2000x ./bench/
 	$(GO) test -run='^$$' -bench='Policy|Rego' -benchmem ./bench/
 	$(GO) test -run='^$$' -bench='Install' -benchtime=300x ./nft/

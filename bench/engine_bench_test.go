@@ -48,7 +48,27 @@ func startHAProxy(b *testing.B, tlsUpstream, bulkUpstream string) (tlsAddr, bulk
 		b.Skip("haproxy not installed (.ci/run installs it)")
 	}
 	p1, p2 := freePort(b), freePort(b)
-	cfg := fmt.Sprintf(`global
+	cfg := haproxyConfig(p1, p2, tlsUpstream, bulkUpstream)
+	dir := b.TempDir()
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-db", "-f", path)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	tlsAddr, bulkAddr = fmt.Sprintf("127.0.0.1:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)
+	waitListening(b, tlsAddr)
+	waitListening(b, bulkAddr)
+	return tlsAddr, bulkAddr
+}
+
+// haproxyConfig is the peer's configuration: an SNI ACL in front of
+// tlsUpstream on port p1, plain TCP to bulkUpstream on p2.
+func haproxyConfig(p1, p2 uint16, tlsUpstream, bulkUpstream string) string {
+	return fmt.Sprintf(`global
   maxconn 4000
 defaults
   mode tcp
@@ -71,20 +91,6 @@ backend bulk
 backend deny
   tcp-request content reject
 `, p1, p2, tlsUpstream, bulkUpstream)
-	dir := b.TempDir()
-	path := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-db", "-f", path)
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	tlsAddr, bulkAddr = fmt.Sprintf("127.0.0.1:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)
-	waitListening(b, tlsAddr)
-	waitListening(b, bulkAddr)
-	return tlsAddr, bulkAddr
 }
 
 func waitListening(b *testing.B, addr string) {

@@ -109,6 +109,9 @@ func runProxy(role, upstream string) error {
 	case "slow-upstream":
 		ln.Close()
 		return serveSlowUpstream(ctx)
+	case "kverdict":
+		ln.Close()
+		return serveKverdict(ctx)
 	case "bare-dns":
 		ln.Close()
 		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
