@@ -53,8 +53,8 @@ demo: build
 bench: build
 	$(GO) test -run='^$$' -bench='ConnectFirstByte' -benchtime=2000x ./bench/
 	$(GO) test -run='^$$' -bench='BulkThroughput' -benchtime=20x ./bench/
-	$(GO) test -run='^$$' -bench='FastPath(ConnectFirstByte|Concurrent)' -benchtime=300x ./bench/
-	$(GO) test -run='^$$' -bench='FastPath(Bulk|CPU|IdleMemory)' -benchtime=10x ./bench/
+	$(GO) test -run='^$$' -bench='FastPathConnectFirstByte' -benchtime=1000x ./bench/
+	$(GO) test -run='^$$' -bench='FastPath(Concurrent|Bulk|CPU|IdleMemory)' -benchtime=10x ./bench/
 	$(GO) test -run='^$$' -bench='DNSComparison' -benchtime=2000x ./bench/
 	$(GO) test -run='^$$' -bench='Policy|Rego' -benchmem ./bench/
 	$(GO) test -run='^$$' -bench='Install' -benchtime=300x ./nft/
