@@ -320,3 +320,37 @@ func TestClosedRightAfterHello(t *testing.T) {
 		t.Errorf("server received %d bytes over %d connections from closed sockets", n, conns)
 	}
 }
+
+// TestDryRunOnKernelPath: in a dry run the kernel path denies nothing; the
+// flow's one line says egress_allowed with would_deny, and the metrics
+// count it on the kernel path.
+func TestDryRunOnKernelPath(t *testing.T) {
+	w := newKWorld(t)
+	s := w.start(t, "FORGE_SUPERVISOR_DRY_RUN=1")
+	w.learn(t, "other.test", "fast_tls4", "198.51.100.3 . 443")
+	if got := w.cli(t, "hello", "198.51.100.3:443", "evil.test"); !strings.HasPrefix(got, "ok") {
+		t.Fatalf("dry run: %q", got)
+	}
+	e := s.WaitEvent(kernelEvent("egress_allowed", "evil.test"), 5*time.Second)
+	if e["would_deny"] != true || e.Str("reason") != "not_in_allowlist" {
+		t.Errorf("dry-run line %v", e)
+	}
+	out, err := w.Agent.Cmd("curl", "-s", "http://127.0.0.1:15000/metrics").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `forge_supervisor_path_connections_total{decision="would_deny",path="kernel"} 1`) ||
+		!strings.Contains(string(out), "forge_supervisor_fast_path_available 1") {
+		t.Errorf("metrics lack the kernel path's counts:\n%s", grepLines(string(out), "path"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
