@@ -354,3 +354,25 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestIPv6FastPath: the same judgement over IPv6: the allowed name on its
+// learned address goes out, a denied one sharing it is refused and the
+// server receives nothing from it.
+func TestIPv6FastPath(t *testing.T) {
+	w := newKWorld(t)
+	s := w.start(t)
+	w.learn(t, "allowed.test", "fast_tls6", "2001:db8::1 . 443")
+	if got := w.cli(t, "hello", "[2001:db8::1]:443", "allowed.test"); !strings.HasPrefix(got, "ok") {
+		t.Fatalf("allowed over IPv6: %q", got)
+	}
+	_, before := w.received("[2001:db8::1]:443")
+	refused(t, w.cli(t, "hello", "[2001:db8::1]:443", "evil.test"))
+	e := s.WaitEvent(kernelEvent("egress_denied", "evil.test"), 5*time.Second)
+	if e.Str("dst_ip") != "2001:db8::1" {
+		t.Errorf("denial line %v", e)
+	}
+	if _, after := w.received("[2001:db8::1]:443"); after != before {
+		t.Errorf("server received %d bytes of a denied IPv6 flow", after-before)
+	}
+	s.WaitEvent(kernelEvent("egress_allowed", "allowed.test"), 5*time.Second)
+}
