@@ -7,19 +7,17 @@ import (
 )
 
 // maxHeld bounds the payload held for one flow while its first bytes are
-// judged. A held segment is never acknowledged, so a client stops sending
-// once its initial congestion window is used (10 MSS, ~14.5 KB on a
-// 1500-byte MTU, RFC 6928): past this nothing more arrives, and a
-// ClientHello still incomplete is denied at once rather than at the
-// classification deadline.
+// judged: twice the largest ClientHello real clients send with
+// post-quantum key shares (~8 KiB), and within any server's initial
+// receive window, since the worker acknowledges held bytes on the
+// server's behalf (worker.go) and the server must then take them all.
 const maxHeld = 16 << 10
 
-// initialWindow is the initial congestion window in segments (RFC 6928;
-// Linux's default): with as many packets held, none acknowledged, the
-// client sends nothing new until a retransmission timeout. A GSO packet
-// counts once though it carries several segments, so the count errs late,
-// never early.
-const initialWindow = 10
+// maxHeldPackets bounds the packets held for one flow (the kernel's queue
+// holds queueMaxLen for all flows; a ClientHello in 1-byte segments is
+// ~1,500 of them): a head trickled in tiny segments past
+// it is denied rather than allowed to fill the queue.
+const maxHeldPackets = 2048
 
 // flow is one pending connection whose first payload is being judged, or
 // was judged a moment ago (kept for stragglers).

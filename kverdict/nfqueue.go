@@ -54,7 +54,7 @@ const (
 // queueMaxLen is how many packets the kernel holds for the worker before
 // it drops new ones (TCP then retransmits). Held ClientHello segments
 // count against it; 4096 is many hundreds of concurrent handshakes.
-const queueMaxLen = 4096
+const queueMaxLen = 8192
 
 // recvBufSize is the socket receive buffer: a burst of queued packets of up
 // to 64 KiB each (GSO) must not overflow it.

@@ -64,6 +64,14 @@ func (r *resetter) answerClient(k flowKey, seq, ack uint32, payload []byte) erro
 	return r.send(k.dst, k.src, seq, ack, tcpACK|tcpPSH|tcpFIN, payload)
 }
 
+// ackClient acknowledges, as if from the server, the client's bytes up to
+// ack, so that a head split over many segments keeps coming while they are
+// held. The window is left unscaled at its maximum: the worker holds at
+// most maxHeld bytes, below any server's initial window.
+func (r *resetter) ackClient(k flowKey, seq, ack uint32) error {
+	return r.send(k.dst, k.src, seq, ack, tcpACK, nil)
+}
+
 // send writes one TCP segment from src to dst through the raw sockets.
 func (r *resetter) send(src, dst netip.AddrPort, seq, ack uint32, flags uint8, payload []byte) error {
 	tcp := make([]byte, 20, 20+len(payload))

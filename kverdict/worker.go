@@ -161,8 +161,18 @@ func (w *worker) handle(ctx context.Context, p packet, now time.Time) {
 	switch {
 	case closing:
 		w.finish(f, w.partial(f, ReasonClientClosed), now)
-	case len(f.data) >= maxHeld || len(f.held) >= initialWindow || len(f.ooo) > 64:
+	case len(f.data) >= maxHeld || len(f.held) >= maxHeldPackets || len(f.ooo) > 64:
 		w.finish(f, w.partial(f, ReasonWindowFull), now)
+	case f.peerSeq != 0 && len(f.ooo) == 0:
+		// The head is incomplete. Held segments are never acknowledged by
+		// the server, and unacknowledged they stall the client (TCP
+		// autocorking and small queues, then its congestion window), so
+		// the rest would never come: acknowledge what is held, as the
+		// server will once it has it. The bytes stay held here until the
+		// verdict; the server receives none of them before it.
+		if err := w.rst.ackClient(f.key, f.peerSeq, f.end); err != nil {
+			w.cfg.Log.Warn("kverdict_ack_failed", zap.Error(err))
+		}
 	}
 }
 

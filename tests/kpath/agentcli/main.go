@@ -100,7 +100,13 @@ func hello(addr, sni, mode string, lport int) string {
 	if mode == "split" {
 		conn = oneByte{c}
 	}
-	tc := tls.Client(conn, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+	cfg := &tls.Config{ServerName: sni, InsecureSkipVerify: true}
+	if mode == "split" {
+		// A small ClientHello (no post-quantum key share): ~250 segments
+		// of one byte rather than ~1,500, inside the classify deadline.
+		cfg.CurvePreferences = []tls.CurveID{tls.X25519}
+	}
+	tc := tls.Client(conn, cfg)
 	_ = tc.SetDeadline(time.Now().Add(4 * time.Second))
 	err = tc.Handshake()
 	took := time.Since(start)
