@@ -139,9 +139,30 @@ func (w *setWriter) rebuild() {
 	w.m.learned.WithLabelValues("open").Add(float64(len(add)))
 }
 
-// write turns learned answers into tls-set elements: every port the
-// policy opens for the name, except 80 (cleartext HTTP always takes the
-// proxy, which checks every request).
+// fastPorts are the ports a learned name's flows may take the fast path
+// on: TLS (443), and the standard ports of protocols that are not
+// HTTP/1.x. Cleartext HTTP must take the proxy, which checks every request
+// of a kept-alive connection (the kernel path could check only the first
+// and denies it, http_needs_proxy), and on any other port it is common
+// (dev servers on 8000, 3000, 8080…): those ports keep the proxy.
+var fastPorts = map[uint16]bool{
+	443:   true, // HTTPS
+	22:    true, // SSH
+	25:    true, // SMTP
+	465:   true, // SMTPS
+	587:   true, // SMTP submission
+	993:   true, // IMAPS
+	995:   true, // POP3S
+	3306:  true, // MySQL
+	5432:  true, // PostgreSQL
+	6379:  true, // Redis
+	9418:  true, // git://
+	11211: true, // memcached
+	27017: true, // MongoDB
+}
+
+// write turns learned answers into tls-set elements: every port in
+// fastPorts that the policy opens for the name.
 func (w *setWriter) write(batch []learned) {
 	p := w.cfg.Policy.Load()
 	now := time.Now()
@@ -149,7 +170,7 @@ func (w *setWriter) write(batch []learned) {
 	for _, l := range batch {
 		ports, _ := p.PortsFor(l.name)
 		for _, port := range ports {
-			if port == 80 || !p.CheckName(l.name, port).Allow {
+			if !fastPorts[port] || !p.CheckName(l.name, port).Allow {
 				continue
 			}
 			k := elemKey{dst: netip.AddrPortFrom(l.ip.Unmap(), port)}

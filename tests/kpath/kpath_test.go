@@ -195,7 +195,7 @@ func TestDualStackFallback(t *testing.T) {
 	// ssh: the time until it reads the server's banner (the world's
 	// server says no more, so ssh is stopped there).
 	timeSSH := func(asAgent bool) (time.Duration, string) {
-		args := []string{"-v", "-p", "2222", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+		args := []string{"-v", "-p", "22", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
 			"-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=8", "dual.test", "true"}
 		cmd := w.Agent.Cmd("ssh", args...)
 		if asAgent {
@@ -222,7 +222,7 @@ func TestDualStackFallback(t *testing.T) {
 	}
 	direct, _ = timeSSH(false)
 	took, out = timeSSH(true)
-	t.Logf("ssh dual.test:2222: direct %v, agent %v", direct, took)
+	t.Logf("ssh dual.test:22: direct %v, agent %v", direct, took)
 	if !strings.Contains(out, "Remote protocol version 2.0, remote software version kpath-world") {
 		t.Errorf("ssh never saw the banner over IPv4:\n%s", out)
 	}
@@ -237,9 +237,9 @@ func TestDualStackFallback(t *testing.T) {
 func TestBannerOnAllowedTCP(t *testing.T) {
 	w := newKWorld(t)
 	s := w.start(t)
-	w.learn(t, "allowed.test", "fast_tls4", "198.51.100.1 . 2222")
-	direct := micros(t, "x "+strings.Fields(runRoot(t, w, "banner", "198.51.100.1:2222"))[0], "x")
-	got := w.cli(t, "banner", "198.51.100.1:2222")
+	w.learn(t, "allowed.test", "fast_tls4", "198.51.100.1 . 22")
+	direct := micros(t, "x "+strings.Fields(runRoot(t, w, "banner", "198.51.100.1:22"))[0], "x")
+	got := w.cli(t, "banner", "198.51.100.1:22")
 	took := micros(t, "x "+strings.Fields(got)[0], "x")
 	t.Logf("banner: direct %v, agent %v", direct, took)
 	if !strings.Contains(got, "SSH-2.0-kpath-world") {

@@ -24,13 +24,13 @@ import (
 
 // The world of these tests (on tests/world's namespace pair):
 //
-//	allowed.test → 198.51.100.1, 2001:db8::1   TLS :443 (recording), banner :2222
+//	allowed.test → 198.51.100.1, 2001:db8::1   TLS :443 (recording), banner :22
 //	evil.test    → 198.51.100.1, 2001:db8::1   same host, denied name
 //	other.test   → 198.51.100.3                TLS :443 (recording)
 //	dual.test    → 198.51.100.1, 2001:db8::3   nothing listens on 2001:db8::3: refused
 const policyJSON = `{"mode": "allowlist",
  "allowed_domains": ["allowed.test", "other.test", "dual.test"],
- "allowed_tcp": ["allowed.test:2222", "dual.test:2222"]}`
+ "allowed_tcp": ["allowed.test:22", "dual.test:22"]}`
 
 // conn is one TCP connection a world server accepted, with what the client
 // sent before the server's TLS layer (or banner) ran.
@@ -139,7 +139,7 @@ func (w *kworld) startServers(t *testing.T) {
 	for _, addr := range []string{"198.51.100.1:443", "[2001:db8::1]:443", "198.51.100.3:443"} {
 		go w.acceptLoop(w.listen(t, addr, true), func(c net.Conn) { serveTLS(c, cfg) })
 	}
-	for _, addr := range []string{"198.51.100.1:2222", "[2001:db8::1]:2222"} {
+	for _, addr := range []string{"198.51.100.1:22", "[2001:db8::1]:22"} {
 		go w.acceptLoop(w.listen(t, addr, false), func(c net.Conn) {
 			io.WriteString(c, "SSH-2.0-kpath-world\r\n")
 			io.Copy(io.Discard, io.LimitReader(c, 1<<20))
