@@ -200,7 +200,7 @@ func settings() []setting {
 		{flag: "audit-process", env: "FORGE_SUPERVISOR_AUDIT_PROCESS", def: "false", isBool: true,
 			usage: "look up the agent process behind every connection and DNS query and audit its pid and exe (always on when a Rego policy reads input.process)",
 			parse: func(c *Config, v string) (err error) { c.AuditProcess, err = parseBool(v); return }},
-		{flag: "fast-path", env: "FORGE_SUPERVISOR_FAST_PATH", def: "false", isBool: true,
+		{flag: "fast-path", env: "FORGE_SUPERVISOR_FAST_PATH", def: "true", isBool: true,
 			usage: "kernel verdict path: connections to learned or listed destinations skip the proxy, their first bytes judged in place (where the kernel supports it)",
 			parse: func(c *Config, v string) (err error) { c.FastPath, err = parseBool(v); return }},
 	}

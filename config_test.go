@@ -27,6 +27,7 @@ func defaultConfig() Config {
 		DNSAnswerCacheBytes:  8 << 20,
 		DNSWildcardMaxLabels: 6, DNSWildcardMaxLabelLen: 32,
 		ClassifyTimeout: time.Second, DialTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute,
+		FastPath: true,
 	}
 }
 
@@ -73,7 +74,7 @@ var everyEnv = map[string]string{
 	"FORGE_SUPERVISOR_INBOUND_PORTS":              "8080, 9090",
 	"FORGE_SUPERVISOR_ALLOWED_LOCAL_PORTS":        "5432",
 	"FORGE_SUPERVISOR_AUDIT_PROCESS":              "1",
-	"FORGE_SUPERVISOR_FAST_PATH":                  "true",
+	"FORGE_SUPERVISOR_FAST_PATH":                  "0",
 }
 
 func everyEnvConfig() Config {
@@ -87,7 +88,6 @@ func everyEnvConfig() Config {
 		DNSWildcardMaxLabels: 4, DNSWildcardMaxLabelLen: 20,
 		LogSample: true, ClassifyTimeout: 250 * time.Millisecond, DialTimeout: 2 * time.Second,
 		IdleTimeout: time.Hour, InboundPorts: []uint16{8080, 9090}, AllowedLocalPorts: []uint16{5432}, AuditProcess: true,
-		FastPath: true,
 	}
 }
 
@@ -151,7 +151,6 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		DNSWildcardMaxLabels: 8, DNSWildcardMaxLabelLen: 40,
 		ClassifyTimeout: 2 * time.Second, DialTimeout: 3 * time.Second, IdleTimeout: 30 * time.Minute,
 		InboundPorts: []uint16{81}, AllowedLocalPorts: []uint16{82, 83},
-		FastPath: true,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("flags over env:\n got %+v\nwant %+v", cfg, want)
@@ -387,7 +386,7 @@ func TestConfigJSON(t *testing.T) {
 		"classify_timeout": "1s", "dial_timeout": "5s", "idle_timeout": "10m0s",
 		"inbound_ports": []any{}, "allowed_local_ports": []any{},
 		"audit_process": false,
-		"fast_path":     false,
+		"fast_path":     true,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config JSON:\n got %v\nwant %v", got, want)
