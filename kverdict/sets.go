@@ -120,6 +120,11 @@ func (w *setWriter) rebuild() {
 	}
 	clear(w.expiry)
 	p := w.cfg.Policy.Load()
+	if p.NeedsProcess() {
+		// The decision needs the connecting process, which only the proxy
+		// looks up: every connection takes it.
+		return
+	}
 	var add []nft.FastElem
 	for _, dst := range p.AddrRules() {
 		// Only what Decide allows on the address alone, whatever the
@@ -165,6 +170,9 @@ var fastPorts = map[uint16]bool{
 // fastPorts that the policy opens for the name.
 func (w *setWriter) write(batch []learned) {
 	p := w.cfg.Policy.Load()
+	if p.NeedsProcess() {
+		return // see rebuild
+	}
 	now := time.Now()
 	var del, add []nft.FastElem
 	for _, l := range batch {
