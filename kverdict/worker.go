@@ -30,6 +30,9 @@ const (
 	maxFlows = 8192
 	// maxAsync bounds decisions waiting for a fresh DNS lookup at once.
 	maxAsync = 16
+	// maxHeadTimeouts bounds, in classify timeouts, how long a head that
+	// keeps making progress may take to complete.
+	maxHeadTimeouts = 4
 )
 
 // worker owns the queue socket and every flow; one goroutine runs it, on a
@@ -152,6 +155,15 @@ func (w *worker) handle(ctx context.Context, p packet, now time.Time) {
 		return
 	}
 	if k := f.add(seg.seq, seg.payload); k > 0 {
+		// Progress moves the deadline: every held segment costs the
+		// client a round trip through the queue, so a head trickled in
+		// many segments takes longer here than through the proxy. Silence
+		// still ends it after the classify timeout, and no head may take
+		// longer than maxHeadTimeouts of them.
+		f.deadline = now.Add(w.cfg.ClassifyTimeout)
+		if last := f.started.Add(maxHeadTimeouts * w.cfg.ClassifyTimeout); f.deadline.After(last) {
+			f.deadline = last
+		}
 		s, done, err := f.sniffer.Add(f.data, k)
 		if done {
 			w.decide(ctx, f, s, err, now)
