@@ -21,6 +21,13 @@ func fastPath(cfg Config, nftCfg nft.Config, m *kverdict.Metrics, log *zap.Logge
 	if !cfg.FastPath {
 		return nil
 	}
+	if cfg.AuditProcess {
+		// The process behind each connection is looked up by the proxy,
+		// per connection; the kernel path has no such lookup yet.
+		log.Warn("fast_path_unavailable", zap.String("error", "FORGE_SUPERVISOR_AUDIT_PROCESS asks for the process of every connection, which only the proxy looks up"),
+			zap.String("effect", "every agent TCP connection takes the proxy"))
+		return nil
+	}
 	fp, err := nft.ProbeFastPath(nftCfg, kverdict.DefaultQueueNum)
 	if err == nil {
 		err = kverdict.CheckKernel()
