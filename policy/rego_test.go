@@ -241,11 +241,11 @@ func TestHandWrittenRego(t *testing.T) {
 		})
 	}
 	for name, want := range map[string]Verdict{
-		"www.corp.example":   {true, "corp_dns", "corp_suffixes"},
-		"EXAMPLE.ORG.":       {true, "corp_dns", "corp_suffixes"},
-		"github.com":         {Reason: "not_corp"},
-		"198.51.100.7":       {Reason: ReasonIPLiteral},
-		"-bad-.corp.example": {Reason: ReasonInvalidName},
+		"www.corp.example":  {true, "corp_dns", "corp_suffixes"},
+		"EXAMPLE.ORG.":      {true, "corp_dns", "corp_suffixes"},
+		"github.com":        {Reason: "not_corp"},
+		"198.51.100.7":      {Reason: ReasonIPLiteral},
+		"bad!.corp.example": {Reason: ReasonInvalidName},
 	} {
 		if got := p.CheckName(name, 0); got != want {
 			t.Errorf("CheckName(%q, 0) = %+v, want %+v", name, got, want)
