@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Rule prefixes in Verdict.Rule for rules that are not plain domain rules.
@@ -15,31 +16,57 @@ const (
 	cidrRulePrefix = "cidr:"
 )
 
-// Shortest prefixes accepted in allowed_private_cidrs: the largest private
-// ranges are 10.0.0.0/8 and fc00::/7. Anything wider is "allow the
-// internet by address", which is what dev-open is for, and is most likely
-// a mistake.
-const (
-	minCIDRBits4 = 8
-	minCIDRBits6 = 7
-)
-
 // compile validates a decoded document and builds the lookup tables.
+// Entries Forge writes verbatim that can never match anything (see
+// trimEntry) are skipped with a warning; everything else that is wrong is
+// an error.
 func compile(doc *document) (*Policy, error) {
 	p := &Policy{
 		names:       newNameTable(),
 		ips:         make(map[netip.Addr]*portRules),
 		verifySNIIP: true,
+		warnings:    doc.warnings,
 	}
 	if err := p.setScalars(doc); err != nil {
 		return nil, err
 	}
+	// CIDRs first: whether an IP-literal rule can ever allow depends on them.
+	for i, entry := range doc.allowedCIDRs {
+		entry, skip := p.trimEntry(fieldAllowedCIDRs, i, entry)
+		if skip {
+			continue
+		}
+		prefix, warning, err := parseCIDR(entry)
+		if err != nil {
+			return nil, entryError(fieldAllowedCIDRs, i, entry, err)
+		}
+		if warning != "" {
+			p.warn(fieldAllowedCIDRs, i, entry, warning)
+		}
+		p.cidrs.add(prefix, cidrRulePrefix+prefix.String())
+	}
+
 	domains := make(map[string]bool)
 	for li, list := range doc.domainLists {
+		field := domainListFields[li]
 		for i, entry := range list {
+			entry, skip := p.trimEntry(field, i, entry)
+			if skip {
+				continue
+			}
+			if ip, bracketed, ok := parseIPEntry(entry); ok {
+				rule, err := p.addAddrRule(field, i, entry, ip, bracketed, addrRuleWeb, 0)
+				if err != nil {
+					return nil, entryError(field, i, entry, err)
+				}
+				if rule != "" {
+					domains[rule] = true
+				}
+				continue
+			}
 			rule, key, wildcard, err := parseDomainRule(entry)
 			if err != nil {
-				return nil, entryError(domainListFields[li], i, entry, err)
+				return nil, entryError(field, i, entry, err)
 			}
 			p.names.entry(key, wildcard).addWeb(rule)
 			domains[rule] = true
@@ -51,33 +78,45 @@ func compile(doc *document) (*Policy, error) {
 	}
 	slices.Sort(p.domainRules)
 
-	for i, entry := range doc.allowedCIDRs {
-		prefix, err := parseCIDR(entry)
-		if err != nil {
-			return nil, entryError(fieldAllowedCIDRs, i, entry, err)
-		}
-		p.cidrs.add(prefix, cidrRulePrefix+prefix.String())
-	}
-
 	tcp := make(map[string]bool)
 	for i, entry := range doc.allowedTCP {
-		rule, err := p.addTCPRule(entry)
+		entry, skip := p.trimEntry(fieldAllowedTCP, i, entry)
+		if skip {
+			continue
+		}
+		rule, err := p.addTCPRule(i, entry)
 		if err != nil {
 			return nil, entryError(fieldAllowedTCP, i, entry, err)
 		}
-		tcp[rule] = true
+		if rule != "" {
+			tcp[rule] = true
+		}
 	}
 	p.tcpRules = len(tcp)
 	return p, nil
+}
+
+// warn records a warning about one entry, in the form errors have.
+func (p *Policy) warn(field string, i int, entry, msg string) {
+	p.warnings = append(p.warnings, fmt.Sprintf("%s[%d] %q: %s", field, i, entry, msg))
 }
 
 func entryError(field string, i int, entry string, err error) error {
 	return fmt.Errorf("%s[%d] %q: %w", field, i, entry, err)
 }
 
+// The warning for a policy without allow_private_ips. Forge's own runtime
+// treats the absent key as true inside a container, and Forge never writes
+// it; the supervisor keeps the safe default and says so.
+const warnPrivateDenied = "private destinations are denied: set allow_private_ips or allowed_private_cidrs"
+
 func (p *Policy) setScalars(doc *document) error {
 	if doc.mode == nil {
-		return fmt.Errorf(`%s: missing; Forge writes one of "deny-all", "allowlist", "dev-open"`, fieldMode)
+		err := fmt.Errorf(`%s: missing; Forge writes one of "deny-all", "allowlist", "dev-open"`, fieldMode)
+		if len(doc.warnings) > 0 {
+			err = fmt.Errorf("%w (also: %s)", err, strings.Join(doc.warnings, "; "))
+		}
+		return err
 	}
 	switch m := Mode(*doc.mode); m {
 	case ModeDenyAll, ModeAllowlist, ModeDevOpen:
@@ -97,8 +136,11 @@ func (p *Policy) setScalars(doc *document) error {
 		}
 		p.profile = prof
 	}
-	if doc.allowPrivateIPs != nil {
+	switch {
+	case doc.allowPrivateIPs != nil:
 		p.allowPrivateIPs = *doc.allowPrivateIPs
+	case p.mode != ModeDenyAll && len(doc.allowedCIDRs) == 0:
+		p.warnings = append(p.warnings, warnPrivateDenied)
 	}
 	if doc.verifySNIIP != nil {
 		p.verifySNIIP = *doc.verifySNIIP
@@ -106,13 +148,37 @@ func (p *Policy) setScalars(doc *document) error {
 	return nil
 }
 
+// trimEntry trims what Forge trims (surrounding whitespace, and a stray
+// byte-order mark) and reports whether the entry is one Forge writes
+// verbatim that can never match anything — empty, a bare "*", an
+// unexpanded "$VARIABLE", a URL — which is skipped with one warning naming
+// it. A skipped entry never widens the policy: in particular "*" is never
+// allow-all.
+func (p *Policy) trimEntry(field string, i int, entry string) (string, bool) {
+	trimmed := strings.TrimFunc(entry, func(r rune) bool { return unicode.IsSpace(r) || r == '\ufeff' })
+	var why string
+	switch {
+	case trimmed == "":
+		why = "empty entry; skipped"
+	case trimmed == "*" || trimmed == "*." || trimmed == "*:*":
+		why = `a bare "*" would allow everything, and an allowlist never does; skipped (use mode "dev-open" for unrestricted egress)`
+	case strings.Contains(trimmed, "$"):
+		why = "an unexpanded environment variable can never match a name; skipped (set the variable before Forge writes the file)"
+	case strings.Contains(trimmed, "://"):
+		why = `a URL is not a host name; skipped (write the host alone, like "api.example.com", or host:port in allowed_tcp)`
+	default:
+		return trimmed, false
+	}
+	p.warn(field, i, entry, why)
+	return "", true
+}
+
 // parseDomainRule validates one entry of a domain list: an exact name or
 // "*." followed by a name. It returns the normalized rule, the table key
 // (the name, or the suffix after "*.") and whether it is a wildcard.
 //
 // A single-label wildcard like "*.com" or "*.internal" is accepted: it is
-// explicit, and "*.internal"-style cluster suffixes are real use. A bare
-// "*" is refused: unrestricted egress is mode dev-open.
+// explicit, and "*.internal"-style cluster suffixes are real use.
 func parseDomainRule(entry string) (rule, key string, wildcard bool, err error) {
 	switch {
 	case entry == "":
@@ -134,8 +200,10 @@ func parseDomainRule(entry string) (rule, key string, wildcard bool, err error) 
 	}
 	key, err = NormalizeName(name)
 	switch {
+	case errors.Is(err, ErrIPLiteral) && wildcard:
+		return "", "", false, errors.New(`a wildcard of an IP address matches nothing; write the address alone, or use allowed_private_cidrs`)
 	case errors.Is(err, ErrIPLiteral):
-		return "", "", false, errors.New(`an IP address is not a name; use allowed_tcp like "198.51.100.7:443", or allowed_private_cidrs`)
+		return "", "", false, errors.New(`not an IP address in standard form (dotted decimal, or IPv6); write it like "198.51.100.7"`)
 	case err != nil:
 		return "", "", false, err
 	}
@@ -145,10 +213,26 @@ func parseDomainRule(entry string) (rule, key string, wildcard bool, err error) 
 	return key, key, false, nil
 }
 
+// parseIPEntry reads a domain-list entry that is an IP address, as Forge
+// adds them from model, MCP and OTel URLs ("192.168.1.50", "fd00::12",
+// "[fd00::12]"). bracketed says it was written in brackets.
+func parseIPEntry(entry string) (ip netip.Addr, bracketed, ok bool) {
+	host := entry
+	if len(host) >= 2 && host[0] == '[' && host[len(host)-1] == ']' {
+		host, bracketed = host[1:len(host)-1], true
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || bracketed && !ip.Is6() {
+		return netip.Addr{}, false, false
+	}
+	return ip, bracketed, true
+}
+
 // addTCPRule parses and records one allowed_tcp entry: "host:port",
 // "*.suffix:port", "host:*", "198.51.100.7:5432" or "[2001:db8::7]:22".
-// It returns the normalized rule.
-func (p *Policy) addTCPRule(entry string) (string, error) {
+// It returns the normalized rule, or "" when an address rule was skipped
+// with a warning.
+func (p *Policy) addTCPRule(i int, entry string) (string, error) {
 	colon := strings.LastIndexByte(entry, ':')
 	if colon < 0 {
 		return "", errors.New(`missing port; write host:port like "db.example.com:5432", or host:* for every port`)
@@ -168,7 +252,17 @@ func (p *Policy) addTCPRule(entry string) (string, error) {
 		host = host[1 : len(host)-1]
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
-		return p.addTCPAddrRule(ip, bracketed, port, anyPort)
+		switch {
+		case ip.Is6() && !bracketed:
+			return "", errors.New(`IPv6 addresses need brackets, like "[2001:db8::7]:22"`)
+		case ip.Is4() && bracketed:
+			return "", errors.New(`IPv4 addresses take no brackets, like "198.51.100.7:5432"`)
+		}
+		kind := addrRulePort
+		if anyPort {
+			kind = addrRuleAny
+		}
+		return p.addAddrRule(fieldAllowedTCP, i, entry, ip, bracketed, kind, port)
 	}
 	switch {
 	case bracketed:
@@ -194,39 +288,58 @@ func (p *Policy) addTCPRule(entry string) (string, error) {
 	return rule, nil
 }
 
-func (p *Policy) addTCPAddrRule(ip netip.Addr, bracketed bool, port uint16, anyPort bool) (string, error) {
+// addrRuleKind is what an IP-literal rule opens.
+type addrRuleKind uint8
+
+const (
+	addrRuleWeb  addrRuleKind = iota // a domain-list entry: ports 80 and 443, like any domain rule
+	addrRulePort                     // allowed_tcp "ip:port"
+	addrRuleAny                      // allowed_tcp "ip:*"
+)
+
+// addAddrRule records an IP-literal rule for the destination address
+// itself. An always-blocked address (loopback, metadata…) can never be
+// allowed: the entry is skipped with a warning and "" returned. A private
+// one is kept, subject to the private-IP rules as in Forge: it allows only
+// when allow_private_ips is set or an allowed_private_cidrs entry covers
+// it, and a warning says when neither does.
+func (p *Policy) addAddrRule(field string, i int, entry string, ip netip.Addr, bracketed bool, kind addrRuleKind, port uint16) (string, error) {
 	if ip.Zone() != "" {
 		return "", errors.New("a zoned address (with %) cannot be a rule; remove the zone")
 	}
-	switch {
-	case ip.Is6() && !bracketed:
-		return "", errors.New(`IPv6 addresses need brackets, like "[2001:db8::7]:22"`)
-	case ip.Is4() && bracketed:
-		return "", errors.New(`IPv4 addresses take no brackets, like "198.51.100.7:5432"`)
-	}
 	ip = canonicalAddr(ip)
-	kind := ClassifyAddr(ip)
+	class := ClassifyAddr(ip)
 	switch {
-	case kind.AlwaysBlocked():
-		return "", fmt.Errorf("%s is a %s address, which is always blocked; remove the entry", ip, kind)
-	case kind.IsPrivate() && !p.allowPrivateIPs:
+	case class.AlwaysBlocked():
+		p.warn(field, i, entry, fmt.Sprintf("%s is a %s address, which is always blocked; skipped", ip, class))
+		return "", nil
+	case class.IsPrivate() && !p.allowPrivateIPs:
 		if _, ok := p.cidrs.lookup(ip); !ok {
-			return "", fmt.Errorf("%s is a %s address and allow_private_ips is false, so this rule could never allow anything; add %s/%d to allowed_private_cidrs instead, or set allow_private_ips", ip, kind, ip, ip.BitLen())
+			p.warn(field, i, entry, fmt.Sprintf("%s is a %s address and allow_private_ips is false, so this rule allows nothing; add %s/%d to allowed_private_cidrs, or set allow_private_ips", ip, class, ip, ip.BitLen()))
 		}
 	}
 	hostText := ip.String()
-	if ip.Is6() {
-		hostText = "[" + hostText + "]"
+	var rule string
+	switch kind {
+	case addrRuleWeb:
+		rule = hostText
+	default:
+		if ip.Is6() {
+			hostText = "[" + hostText + "]"
+		}
+		rule = tcpRulePrefix + hostText + ":" + portLabel(port, kind == addrRuleAny)
 	}
-	rule := tcpRulePrefix + hostText + ":" + portLabel(port, anyPort)
 	rules := p.ips[ip]
 	if rules == nil {
 		rules = &portRules{}
 		p.ips[ip] = rules
 	}
-	if anyPort {
+	switch kind {
+	case addrRuleWeb:
+		rules.addWeb(rule)
+	case addrRuleAny:
 		rules.addAny(rule)
-	} else {
+	default:
 		rules.addPort(port, rule)
 	}
 	return rule, nil
@@ -239,26 +352,75 @@ func portLabel(port uint16, anyPort bool) string {
 	return strconv.Itoa(int(port))
 }
 
-// parseCIDR validates one allowed_private_cidrs entry: a canonical prefix
-// (no host bits set), not wider than minCIDRBits, IPv4 written as IPv4.
-func parseCIDR(entry string) (netip.Prefix, error) {
+// parseCIDR reads one allowed_private_cidrs entry with Forge's meaning: an
+// exemption from the private-IP block for the addresses inside, never a
+// grant (a domain or allowed_tcp rule must still match). Any prefix
+// length loads. The warning, if not empty, says what the entry does not
+// do: host bits set (the prefix is masked, as Go's net.ParseCIDR does),
+// no private address inside (it exempts nothing), or every private range
+// of its family inside (the same as allow_private_ips for it).
+func parseCIDR(entry string) (netip.Prefix, string, error) {
 	prefix, err := netip.ParsePrefix(entry)
 	if err != nil {
 		if ip, ipErr := netip.ParseAddr(entry); ipErr == nil {
-			return netip.Prefix{}, fmt.Errorf("missing prefix length; for one address write %s/%d", ip, ip.BitLen())
+			return netip.Prefix{}, "", fmt.Errorf("missing prefix length; for one address write %s/%d", ip, ip.BitLen())
 		}
-		return netip.Prefix{}, fmt.Errorf(`not a CIDR like "10.0.0.0/8" or "fd00::/8": %v`, err)
+		return netip.Prefix{}, "", fmt.Errorf(`not a CIDR like "10.0.0.0/8" or "fd00::/8": %v`, err)
 	}
 	addr := prefix.Addr()
 	switch {
 	case addr.Zone() != "":
-		return netip.Prefix{}, errors.New("a zoned address (with %) cannot be a CIDR; remove the zone")
+		return netip.Prefix{}, "", errors.New("a zoned address (with %) cannot be a CIDR; remove the zone")
 	case addr.Is4In6():
-		return netip.Prefix{}, errors.New(`write IPv4 CIDRs in IPv4 form, like "10.0.0.0/8"`)
-	case prefix.Masked() != prefix:
-		return netip.Prefix{}, fmt.Errorf("host bits are set; did you mean %s?", prefix.Masked())
-	case addr.Is4() && prefix.Bits() < minCIDRBits4, addr.Is6() && prefix.Bits() < minCIDRBits6:
-		return netip.Prefix{}, fmt.Errorf("/%d is wider than the widest private range (10.0.0.0/8, fc00::/7); for unrestricted egress use mode \"dev-open\"", prefix.Bits())
+		return netip.Prefix{}, "", errors.New(`write IPv4 CIDRs in IPv4 form, like "10.0.0.0/8"`)
 	}
-	return prefix, nil
+	var warning string
+	if masked := prefix.Masked(); masked != prefix {
+		warning = fmt.Sprintf("host bits are set; read as %s. ", masked)
+		prefix = masked
+	}
+	switch privateOverlap(prefix) {
+	case overlapNone:
+		warning += "it holds no private address, so it exempts nothing: allowed_private_cidrs only lifts the private-IP block, it never allows a destination by itself (write allowed_tcp rules for that)"
+	case overlapAll:
+		warning += fmt.Sprintf("it holds every private range of IPv%d: the same as allow_private_ips for them; it still allows nothing by itself (a domain or allowed_tcp rule must match)", map[bool]int{true: 4, false: 6}[addr.Is4()])
+	}
+	return prefix, strings.TrimSpace(warning), nil
+}
+
+// privateRanges are the ranges ClassifyAddr calls private, for the
+// warnings of parseCIDR.
+var privateRanges = []netip.Prefix{
+	private10, private172, private192, benchmark4, cgnat4, linkLocal4,
+	linkLocal6, siteLocal6, ula6, nat64Local,
+}
+
+type overlap uint8
+
+const (
+	overlapSome overlap = iota
+	overlapNone
+	overlapAll
+)
+
+func privateOverlap(prefix netip.Prefix) overlap {
+	some, all := false, true
+	for _, r := range privateRanges {
+		if r.Addr().Is4() != prefix.Addr().Is4() {
+			continue
+		}
+		if prefix.Overlaps(r) {
+			some = true
+		}
+		if !(prefix.Bits() <= r.Bits() && prefix.Contains(r.Addr())) {
+			all = false
+		}
+	}
+	switch {
+	case !some:
+		return overlapNone
+	case all:
+		return overlapAll
+	}
+	return overlapSome
 }

@@ -75,6 +75,13 @@ func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 func TestDecide(t *testing.T) {
 	allowlist := mustParse(t, testPolicy)
 	denyAll := mustParse(t, `{"mode":"deny-all","allowed_domains":["api.example.com"],"allowed_private_cidrs":["10.0.0.0/16"]}`)
+	cidrs := mustParse(t, `{"mode":"allowlist","allowed_tcp":["pg.internal:5432"],
+		"allowed_private_cidrs":["10.20.0.0/16","203.0.113.0/24","8.0.0.0/8"]}`)
+	anyCIDR := mustParse(t, `{"mode":"allowlist","allowed_tcp":["pg.internal:5432"],"allowed_private_cidrs":["0.0.0.0/0"]}`)
+	cidrRes := fakeResolver{
+		resolves: map[string][]netip.Addr{"pg.internal": {addr("10.20.0.7"), addr("10.21.0.7"), addr("192.168.7.7")}},
+		learned:  map[netip.Addr][]string{addr("10.20.0.7"): {"pg.internal"}, addr("192.168.7.7"): {"pg.internal"}},
+	}
 	devOpen := mustParse(t, `{"mode":"dev-open","allowed_private_cidrs":["10.0.0.0/16","169.254.0.0/16"]}`)
 	privateOK := mustParse(t, `{"mode":"allowlist","allowed_domains":["api.example.com"],"allow_private_ips":true}`)
 	noVerify := mustParse(t, `{"mode":"allowlist","allowed_domains":["api.example.com"],"verify_sni_ip":false}`)
@@ -112,12 +119,26 @@ func TestDecide(t *testing.T) {
 		{"deny-all allowed name", denyAll, Request{"api.example.com", pub1, 443}, res, false, ReasonDenyAll, ""},
 		{"deny-all cidr", denyAll, Request{"", addr("10.0.1.1"), 443}, res, false, ReasonDenyAll, ""},
 
-		// 3. allowed_private_cidrs: any port, no name needed.
-		{"cidr v4", allowlist, Request{"", addr("10.0.1.2"), 22}, nil, true, ReasonAllowedCIDR, "cidr:10.0.0.0/16"},
-		{"cidr v4-mapped", allowlist, Request{"", addr("::ffff:10.0.1.2"), 22}, nil, true, ReasonAllowedCIDR, "cidr:10.0.0.0/16"},
-		{"cidr v6", allowlist, Request{"evil.test", addr("fd00:1234::5"), 9000}, nil, true, ReasonAllowedCIDR, "cidr:fd00:1234::/32"},
-		{"cidr link-local", allowlist, Request{"", addr("169.254.1.1"), 80}, nil, true, ReasonAllowedCIDR, "cidr:169.254.0.0/16"},
-		{"cidr in dev-open", devOpen, Request{"", addr("10.0.1.2"), 22}, nil, true, ReasonAllowedCIDR, "cidr:10.0.0.0/16"},
+		// 3. allowed_private_cidrs only exempt from the private-IP block
+		// (Forge's meaning, issue #12): a rule must still allow.
+		{"cidr v4 no name", allowlist, Request{"", addr("10.0.1.2"), 22}, nil, false, ReasonNoNameForIP, ""},
+		{"cidr v4-mapped no name", allowlist, Request{"", addr("::ffff:10.0.1.2"), 22}, nil, false, ReasonNoNameForIP, ""},
+		{"cidr v6 unlisted name", allowlist, Request{"evil.test", addr("fd00:1234::5"), 9000}, nil, false, ReasonNotAllowed, ""},
+		{"cidr link-local no name", allowlist, Request{"", addr("169.254.1.1"), 80}, nil, false, ReasonNoNameForIP, ""},
+		{"cidr in dev-open", devOpen, Request{"", addr("10.0.1.2"), 22}, nil, true, ReasonDevOpen, ""},
+		{"cidr exempts an allowed name", cidrs, Request{"pg.internal", addr("10.20.0.7"), 5432}, cidrRes, true, ReasonAllowedTCP, "allowed_tcp:pg.internal:5432"},
+		{"cidr: listed port only", cidrs, Request{"pg.internal", addr("10.20.0.7"), 5433}, cidrRes, false, ReasonPortNotAllowed, "allowed_tcp:pg.internal:5432"},
+		{"cidr: no name, ssh", cidrs, Request{"", addr("10.20.0.7"), 22}, nil, false, ReasonNoNameForIP, ""},
+		{"cidr: learned name, listed port", cidrs, Request{"", addr("10.20.0.7"), 5432}, cidrRes, true, ReasonLearnedIP, "allowed_tcp:pg.internal:5432"},
+		{"cidr: learned name, other port", cidrs, Request{"", addr("10.20.0.7"), 5433}, cidrRes, false, ReasonPortNotAllowed, "allowed_tcp:pg.internal:5432"},
+		{"cidr: outside the cidr", cidrs, Request{"pg.internal", addr("10.21.0.7"), 5432}, cidrRes, false, ReasonPrivateIP, ""},
+		{"public cidr grants nothing", cidrs, Request{"", addr("203.0.113.9"), 443}, nil, false, ReasonNoNameForIP, ""},
+		{"public cidr, unlisted name", cidrs, Request{"evil.test", addr("8.8.8.8"), 443}, nil, false, ReasonNotAllowed, ""},
+		{"0.0.0.0/0 exempts, rule allows", cidrs, Request{"pg.internal", addr("192.168.7.7"), 5432}, cidrRes, false, ReasonPrivateIP, ""},
+		{"0.0.0.0/0 exempts every private v4", anyCIDR, Request{"pg.internal", addr("192.168.7.7"), 5432}, cidrRes, true, ReasonAllowedTCP, "allowed_tcp:pg.internal:5432"},
+		{"0.0.0.0/0 grants nothing", anyCIDR, Request{"", addr("192.168.7.7"), 22}, nil, false, ReasonNoNameForIP, ""},
+		{"0.0.0.0/0, learned name on another port", anyCIDR, Request{"", addr("192.168.7.7"), 22}, cidrRes, false, ReasonPortNotAllowed, "allowed_tcp:pg.internal:5432"},
+		{"0.0.0.0/0 never exempts metadata", anyCIDR, Request{"", addr("169.254.169.254"), 80}, cidrRes, false, ReasonMetadata, ""},
 
 		// 4. Private destinations (DNS rebinding).
 		{"rfc1918 with allowed resolving name", allowlist, Request{"api.example.com", addr("10.1.0.1"), 443}, res, false, ReasonPrivateIP, ""},
@@ -172,7 +193,7 @@ func TestDecide(t *testing.T) {
 		{"learned, allowed_tcp port", allowlist, Request{"", pub1, 5432}, res, true, ReasonLearnedIP, "allowed_tcp:db.example.com:5432"},
 		{"learned v4-mapped, allowed_tcp port", allowlist, Request{"", addr("::ffff:198.51.100.1"), 5432}, res, true, ReasonLearnedIP, "allowed_tcp:db.example.com:5432"},
 		{"learned v4-mapped, web port", allowlist, Request{"", addr("::ffff:198.51.100.1"), 443}, res, false, ReasonNoNameForIP, ""},
-		{"learned wrong port", allowlist, Request{"", pub1, 22}, res, false, ReasonNoNameForIP, ""},
+		{"learned wrong port", allowlist, Request{"", pub1, 22}, res, false, ReasonPortNotAllowed, "api.example.com"},
 		{"learned only disallowed", allowlist, Request{"", pub3, 443}, res, false, ReasonNoNameForIP, ""},
 		{"nothing learned", allowlist, Request{"", pub6, 443}, res, false, ReasonNoNameForIP, ""},
 		{"nil resolver", allowlist, Request{"", pub1, 443}, nil, false, ReasonNoNameForIP, ""},
