@@ -180,5 +180,8 @@ func WildcardSuffix(rule string) (suffix string, ok bool) {
 		rule = r[:i]
 	}
 	suffix, ok = strings.CutPrefix(rule, "*.")
-	return suffix, ok && suffix != ""
+	if !ok || suffix == "" {
+		return "", false
+	}
+	return suffix, true
 }
