@@ -182,11 +182,11 @@ func v4At(b [16]byte, i int) netip.Addr {
 // translator uses is not visible here, so every position whose form is
 // valid (RFC 6052 §2.2: bits 64–71, the "u" octet, and the suffix after
 // the IPv4 address are zero; /96 has neither) is decoded and the
-// strictest kind wins. An all-zero reading is only the padding of another
-// valid form and is skipped when one exists. The prefix is never public:
-// at best it is private, as before this decoding.
+// strictest kind wins — including the /96 reading of a shorter form,
+// which is 0.0.0.0 and so blocked, as Forge's decoding of the last 32
+// bits blocks it. The prefix is never public: at best it is private.
 func classifyNAT64Local(b [16]byte) AddrKind {
-	zero := func(bs ...byte) bool {
+	zero := func(bs []byte) bool {
 		for _, c := range bs {
 			if c != 0 {
 				return false
@@ -199,18 +199,14 @@ func classifyNAT64Local(b [16]byte) AddrKind {
 		valid bool
 		v4    [4]byte
 	}{
-		{u && zero(b[11:]...), [4]byte{b[6], b[7], b[9], b[10]}},   // /48
-		{u && zero(b[12:]...), [4]byte{b[7], b[9], b[10], b[11]}},  // /56
-		{u && zero(b[13:]...), [4]byte{b[9], b[10], b[11], b[12]}}, // /64
-		{true, [4]byte(b[12:16])},                                  // /96
-	}
-	nonzero := false
-	for _, c := range candidates {
-		nonzero = nonzero || c.valid && c.v4 != [4]byte{}
+		{u && zero(b[11:]), [4]byte{b[6], b[7], b[9], b[10]}},   // /48
+		{u && zero(b[12:]), [4]byte{b[7], b[9], b[10], b[11]}},  // /56
+		{u && zero(b[13:]), [4]byte{b[9], b[10], b[11], b[12]}}, // /64
+		{true, [4]byte(b[12:16])},                               // /96
 	}
 	k := AddrPrivate
 	for _, c := range candidates {
-		if c.valid && (c.v4 != [4]byte{} || !nonzero) {
+		if c.valid {
 			k = stricter(k, classify4(netip.AddrFrom4(c.v4)))
 		}
 	}

@@ -95,16 +95,19 @@ func ruleReason(rule string) string {
 //     allowed name. As in Forge, a CIDR is only this exemption, never a
 //     grant: a rule below must still allow the connection.
 //  5. Mode dev-open → allow (dev_open).
-//  6. An IP-literal rule covers IP:port → allow: allowed_tcp "ip:port"
+//  6. A name is claimed: an IP literal is no name (go on to 7, whose deny
+//     then says ip_literal); an invalid name goes on to 7 and denies
+//     (invalid_name) unless an address rule allows. Otherwise
+//     CheckName(name, port): a deny is returned as is (not_in_allowlist,
+//     port_not_allowed) — as in Forge, a rule for the address does not
+//     lift it: rules match what the client asked for. An allow stands if
+//     verify_sni_ip is off or the resolver confirms the name resolves to
+//     IP; else an address rule (7) for IP:port allows (the claim did not
+//     matter), else deny (sni_ip_mismatch, keeping the rule) — a nil
+//     resolver cannot confirm, so this fails closed.
+//  7. An IP-literal rule covers IP:port → allow: allowed_tcp "ip:port"
 //     (allowed_tcp), or an address in a domain list, on 80 and 443
 //     (allowed_domain).
-//  7. A name is claimed: an IP literal is no name (go on to 8, whose deny
-//     then says ip_literal); an invalid name → deny (invalid_name).
-//     Otherwise CheckName(name, port): a deny is returned as is
-//     (not_in_allowlist, port_not_allowed). An allow stands only if
-//     verify_sni_ip is off or the resolver confirms the name resolves to
-//     IP; else deny (sni_ip_mismatch, keeping the rule) — a nil resolver
-//     cannot confirm, so this fails closed.
 //  8. No usable name, on a port other than 80 and 443: the first name
 //     learned for IP (r.NamesFor) that CheckName allows on port → allow
 //     (learned_ip, that name's rule). On 80 and 443 HTTP and TLS clients
@@ -161,31 +164,37 @@ func (p *Policy) DecideFor(ctx context.Context, req Request, proc *Process, r Re
 	if p.rego != nil {
 		return p.decideRego(ctx, req, proc, ip, r)
 	}
-	// 6. IP-literal rules (allowed_tcp, and addresses in the domain lists).
-	if rules := p.ips[ip]; rules != nil {
-		if rule, ok := rules.match(req.Port); ok {
-			return Verdict{Allow: true, Reason: ruleReason(rule), Rule: rule}
-		}
-	}
-	// 7. The claimed name.
+	// 6. The claimed name decides; an address rule only stands in when the
+	// name is allowed but unconfirmed, or not a name at all (7).
 	finalDeny := ReasonNoNameForIP
+	invalid := false
 	if req.Name != "" {
 		name, err := NormalizeName(req.Name)
 		switch {
 		case errors.Is(err, ErrIPLiteral):
 			finalDeny = ReasonIPLiteral
 		case err != nil:
-			return Verdict{Reason: ReasonInvalidName}
+			invalid = true
 		default:
 			v := p.checkNormalized(name, req.Port, proc)
 			if !v.Allow {
 				return v
 			}
-			if p.verifySNIIP && (r == nil || !r.Resolves(ctx, name, ip)) {
-				return Verdict{Reason: ReasonSNIIPMismatch, Rule: v.Rule}
+			if !p.verifySNIIP || (r != nil && r.Resolves(ctx, name, ip)) {
+				return v
 			}
-			return v
+			if byAddr, ok := p.addrRule(ip, req.Port); ok {
+				return byAddr // the claim did not matter: the address itself is allowed
+			}
+			return Verdict{Reason: ReasonSNIIPMismatch, Rule: v.Rule}
 		}
+	}
+	// 7. IP-literal rules (allowed_tcp, and addresses in the domain lists).
+	if byAddr, ok := p.addrRule(ip, req.Port); ok {
+		return byAddr
+	}
+	if invalid {
+		return Verdict{Reason: ReasonInvalidName}
 	}
 	// 8. Names learned for the IP — never on the web ports (namedPort).
 	nearest := ""
@@ -212,6 +221,16 @@ func nameless(reason, nearest string) Verdict {
 		return Verdict{Reason: ReasonPortNotAllowed, Rule: nearest}
 	}
 	return Verdict{Reason: reason}
+}
+
+// addrRule is the IP-literal rule that allows ip:port, if any.
+func (p *Policy) addrRule(ip netip.Addr, port uint16) (Verdict, bool) {
+	if rules := p.ips[ip]; rules != nil {
+		if rule, ok := rules.match(port); ok {
+			return Verdict{Allow: true, Reason: ruleReason(rule), Rule: rule}, true
+		}
+	}
+	return Verdict{}, false
 }
 
 // namedPort reports whether port is one where clients always send a name

@@ -157,7 +157,13 @@ func TestDecide(t *testing.T) {
 
 		// 6. allowed_tcp IP literals.
 		{"tcp ip v4", allowlist, Request{"", pub7, 5432}, nil, true, ReasonAllowedTCP, "allowed_tcp:198.51.100.7:5432"},
-		{"tcp ip v4 with any name", allowlist, Request{"evil.test", pub7, 5432}, nil, true, ReasonAllowedTCP, "allowed_tcp:198.51.100.7:5432"},
+		// As in Forge, a rule matches what the client asked for: a claimed
+		// name that no rule allows is denied even to an allowed address.
+		{"tcp ip v4 with an unlisted name", allowlist, Request{"evil.test", pub7, 5432}, nil, false, ReasonNotAllowed, ""},
+		{"tcp ip v4 with its IP literal", allowlist, Request{"198.51.100.7", pub7, 5432}, nil, true, ReasonAllowedTCP, "allowed_tcp:198.51.100.7:5432"},
+		{"tcp ip v4 with an invalid name", allowlist, Request{"bad name", pub7, 5432}, nil, true, ReasonAllowedTCP, "allowed_tcp:198.51.100.7:5432"},
+		{"tcp ip v4 with an allowed, unconfirmed name", allowlist, Request{"api.example.com", pub7, 5432}, nil, false, ReasonPortNotAllowed, "api.example.com"},
+		{"tcp ip v4 with an allowed name on 443, unconfirmed", allowlist, Request{"db.example.com", pub7, 5432}, nil, true, ReasonAllowedTCP, "allowed_tcp:198.51.100.7:5432"},
 		{"tcp ip v6", allowlist, Request{"", world6, 22}, nil, true, ReasonAllowedTCP, "allowed_tcp:[2001:db8::7]:22"},
 		{"tcp ip other port", allowlist, Request{"", pub7, 5433}, nil, false, ReasonNoNameForIP, ""},
 
