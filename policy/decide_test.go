@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -305,5 +306,28 @@ func TestNamesIsACopy(t *testing.T) {
 	p.Names()[0] = "changed.test"
 	if p.Names()[0] == "changed.test" {
 		t.Error("Names() exposes the policy's own slice")
+	}
+}
+
+// TestPortNotAllowedHint: the warning of a port_not_allowed denial names
+// the entry that fixes it (issue #11 "Also", #12).
+func TestPortNotAllowedHint(t *testing.T) {
+	p := mustParse(t, testPolicy)
+	for _, tt := range []struct {
+		req  Request
+		want string
+	}{
+		{Request{"api.example.com", pub1, 5432}, `api.example.com is allowed on ports 80 and 443 only, as every domain rule; to reach port 5432 add "api.example.com:5432" to allowed_tcp, or declare the endpoint with its port in forge.yaml`},
+		{Request{"", pub1, 22}, `api.example.com is allowed on ports 80 and 443 only, as every domain rule; to reach port 22 add "api.example.com:22" to allowed_tcp`},
+		{Request{"x.github.com", pub1, 22}, `x.github.com is allowed on ports 80 and 443 only, as every domain rule; to reach port 22 add "x.github.com:22"`},
+		{Request{"db.example.com", pub1, 5433}, `db.example.com is allowed on port 5432 only, by allowed_tcp; to reach port 5433 add "db.example.com:5433"`},
+	} {
+		v := p.Decide(context.Background(), tt.req, testResolver())
+		if got := Hint(v, tt.req.Name, tt.req.Port); v.Reason != ReasonPortNotAllowed || !strings.HasPrefix(got, tt.want) {
+			t.Errorf("Decide(%+v) = %+v, hint %q\nwant prefix %q", tt.req, v, got, tt.want)
+		}
+	}
+	if h := Hint(Verdict{Reason: ReasonNotAllowed}, "evil.test", 443); h != "" {
+		t.Errorf("hint for not_in_allowlist: %q", h)
 	}
 }
