@@ -100,6 +100,12 @@ func TestDecide(t *testing.T) {
 		// 1. Always blocked, whatever the mode and the rules.
 		{"metadata v4", allowlist, Request{"api.example.com", addr("169.254.169.254"), 80}, res, false, ReasonMetadata, ""},
 		{"metadata inside allowed cidr", allowlist, Request{"", addr("169.254.169.254"), 80}, res, false, ReasonMetadata, ""},
+		// Issue #11 item 12: these were dialled with allow_private_ips.
+		{"nat64 local-use metadata, allow_private_ips", privateOK, Request{"", addr("64:ff9b:1::a9fe:a9fe"), 80}, res, false, ReasonMetadata, ""},
+		{"siit metadata, allow_private_ips", privateOK, Request{"", addr("::ffff:0:a9fe:a9fe"), 80}, res, false, ReasonMetadata, ""},
+		{"teredo loopback, allow_private_ips", privateOK, Request{"", addr("2001:0:4136:e378:8000:63bf:80ff:fffe"), 80}, res, false, ReasonBlockedRange, ""},
+		{"azure wireserver, allow_private_ips", privateOK, Request{"", addr("168.63.129.16"), 80}, res, false, ReasonMetadata, ""},
+		{"gcp metadata v6, allow_private_ips", privateOK, Request{"", addr("fd20:ce::254"), 80}, res, false, ReasonMetadata, ""},
 		{"metadata v6", allowlist, Request{"", addr("fd00:ec2::254"), 80}, res, false, ReasonMetadata, ""},
 		{"metadata alibaba", allowlist, Request{"", addr("100.100.100.200"), 80}, res, false, ReasonMetadata, ""},
 		{"metadata v4-mapped", allowlist, Request{"", addr("::ffff:169.254.169.254"), 80}, res, false, ReasonMetadata, ""},
