@@ -31,3 +31,37 @@ func TestDNSServiceNamesUnderWildcard(t *testing.T) {
 		}, 5*time.Second)
 	}
 }
+
+// forgeWritten is a policy as Forge writes it, with what Forge adds
+// verbatim: a field the supervisor does not know, surrounding whitespace,
+// an IP literal from a model URL, an unexpanded variable, no
+// allow_private_ips.
+const forgeWritten = `{"profile":"standard","mode":"allowlist","generated_at":"2026-11-30T12:00:00Z",
+ "allowed_domains":["  allowed.test  ","192.168.1.50","$K8S_API_DOMAIN"],"tool_domains":[],
+ "all_domains":["allowed.test","192.168.1.50"]}`
+
+// TestForgeWrittenPolicyLoads: such a file starts the agent, with one
+// policy_warning per thing it did not take as written (issue #12); the
+// trimmed name is allowed. FORGE_SUPERVISOR_STRICT_POLICY=1 refuses the
+// unknown field instead.
+func TestForgeWrittenPolicyLoads(t *testing.T) {
+	w := world.New(t)
+	pol := w.WritePolicy(t, "egress_allowlist.json", forgeWritten)
+	s := w.StartSupervisor(t, pol, nil, "sleep", "600")
+	s.WaitReady()
+	for _, want := range []string{"generated_at: unknown field", `"$K8S_API_DOMAIN": an unexpanded environment variable`,
+		"192.168.1.50 is a private address", "private destinations are denied"} {
+		s.WaitEvent(func(e world.Event) bool {
+			return e.Msg() == "policy_warning" && strings.Contains(e.Str("warning"), want)
+		}, 5*time.Second)
+	}
+	if out, err := w.AsAgent("curl", "-sS", "--max-time", "5", "--cacert", w.CAFile, "https://allowed.test/").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "world says hello") {
+		t.Errorf("curl https://allowed.test/: %v %q", err, out)
+	}
+
+	strict := w.StartSupervisor(t, pol, []string{"FORGE_SUPERVISOR_STRICT_POLICY=1"}, "true")
+	if code := strict.MustExit(10 * time.Second); code == 0 || !strings.Contains(strict.Err.String(), "generated_at: unknown field") {
+		t.Errorf("strict: exit %d, stderr %q; want a startup error naming the field", code, strict.Err.String())
+	}
+}
