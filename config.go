@@ -123,7 +123,7 @@ func settings() []setting {
 			usage: "policy file: Forge egress_allowlist.json, or a .rego policy",
 			parse: func(c *Config, v string) (err error) { c.PolicyPath, err = parsePath(v); return }},
 		{flag: "strict-policy", env: "FORGE_SUPERVISOR_STRICT_POLICY", def: "false", isBool: true,
-			usage: "refuse a policy file with unknown fields (by default they are warnings, so a field a newer Forge adds does not stop the agent)",
+			usage: "refuse a policy file with anything it would warn about: unknown fields, entries skipped or allowing nothing (by default warnings, so a field a newer Forge adds, or an entry Forge writes verbatim, does not stop the agent)",
 			parse: func(c *Config, v string) (err error) { c.StrictPolicy, err = parseBool(v); return }},
 		{flag: "proxy-port", env: "FORGE_SUPERVISOR_PROXY_PORT", def: "15001",
 			usage: "port of the transparent proxy the agent's TCP is redirected to",

@@ -26,13 +26,17 @@ func compile(doc *document) (*Policy, error) {
 		ips:         make(map[netip.Addr]*portRules),
 		verifySNIIP: true,
 		warnings:    doc.warnings,
+		strict:      doc.strict,
 	}
 	if err := p.setScalars(doc); err != nil {
 		return nil, err
 	}
 	// CIDRs first: whether an IP-literal rule can ever allow depends on them.
 	for i, entry := range doc.allowedCIDRs {
-		entry, skip := p.trimEntry(fieldAllowedCIDRs, i, entry)
+		entry, skip, err := p.trimEntry(fieldAllowedCIDRs, i, entry)
+		if err != nil {
+			return nil, entryError(fieldAllowedCIDRs, i, entry, err)
+		}
 		if skip {
 			continue
 		}
@@ -40,8 +44,13 @@ func compile(doc *document) (*Policy, error) {
 		if err != nil {
 			return nil, entryError(fieldAllowedCIDRs, i, entry, err)
 		}
+		if raw, _ := netip.ParsePrefix(entry); p.strict && raw != prefix {
+			return nil, entryError(fieldAllowedCIDRs, i, entry, fmt.Errorf("host bits are set; did you mean %s?", prefix))
+		}
 		if warning != "" {
-			p.warn(fieldAllowedCIDRs, i, entry, warning)
+			if err := p.warn(fieldAllowedCIDRs, i, entry, warning); err != nil {
+				return nil, entryError(fieldAllowedCIDRs, i, entry, err)
+			}
 		}
 		p.cidrs.add(prefix, cidrRulePrefix+prefix.String())
 	}
@@ -50,7 +59,10 @@ func compile(doc *document) (*Policy, error) {
 	for li, list := range doc.domainLists {
 		field := domainListFields[li]
 		for i, entry := range list {
-			entry, skip := p.trimEntry(field, i, entry)
+			entry, skip, err := p.trimEntry(field, i, entry)
+			if err != nil {
+				return nil, entryError(field, i, entry, err)
+			}
 			if skip {
 				continue
 			}
@@ -80,7 +92,10 @@ func compile(doc *document) (*Policy, error) {
 
 	tcp := make(map[string]bool)
 	for i, entry := range doc.allowedTCP {
-		entry, skip := p.trimEntry(fieldAllowedTCP, i, entry)
+		entry, skip, err := p.trimEntry(fieldAllowedTCP, i, entry)
+		if err != nil {
+			return nil, entryError(fieldAllowedTCP, i, entry, err)
+		}
 		if skip {
 			continue
 		}
@@ -96,9 +111,14 @@ func compile(doc *document) (*Policy, error) {
 	return p, nil
 }
 
-// warn records a warning about one entry, in the form errors have.
-func (p *Policy) warn(field string, i int, entry, msg string) {
+// warn records a warning about one entry, in the form errors have; with
+// Options.Strict it is that error instead.
+func (p *Policy) warn(field string, i int, entry, msg string) error {
+	if p.strict {
+		return errors.New(msg) // the caller names the entry, as for any error
+	}
 	p.warnings = append(p.warnings, fmt.Sprintf("%s[%d] %q: %s", field, i, entry, msg))
+	return nil
 }
 
 func entryError(field string, i int, entry string, err error) error {
@@ -154,7 +174,7 @@ func (p *Policy) setScalars(doc *document) error {
 // unexpanded "$VARIABLE", a URL — which is skipped with one warning naming
 // it. A skipped entry never widens the policy: in particular "*" is never
 // allow-all.
-func (p *Policy) trimEntry(field string, i int, entry string) (string, bool) {
+func (p *Policy) trimEntry(field string, i int, entry string) (string, bool, error) {
 	trimmed := strings.TrimFunc(entry, func(r rune) bool { return unicode.IsSpace(r) || r == '\ufeff' })
 	var why string
 	switch {
@@ -167,10 +187,9 @@ func (p *Policy) trimEntry(field string, i int, entry string) (string, bool) {
 	case strings.Contains(trimmed, "://"):
 		why = `a URL is not a host name; skipped (write the host alone, like "api.example.com", or host:port in allowed_tcp)`
 	default:
-		return trimmed, false
+		return trimmed, false, nil
 	}
-	p.warn(field, i, entry, why)
-	return "", true
+	return "", true, p.warn(field, i, entry, why)
 }
 
 // parseDomainRule validates one entry of a domain list: an exact name or
@@ -311,11 +330,12 @@ func (p *Policy) addAddrRule(field string, i int, entry string, ip netip.Addr, b
 	class := ClassifyAddr(ip)
 	switch {
 	case class.AlwaysBlocked():
-		p.warn(field, i, entry, fmt.Sprintf("%s is a %s address, which is always blocked; skipped", ip, class))
-		return "", nil
+		return "", p.warn(field, i, entry, fmt.Sprintf("%s is a %s address, which is always blocked; skipped", ip, class))
 	case class.IsPrivate() && !p.allowPrivateIPs:
 		if _, ok := p.cidrs.lookup(ip); !ok {
-			p.warn(field, i, entry, fmt.Sprintf("%s is a %s address and allow_private_ips is false, so this rule allows nothing; add %s/%d to allowed_private_cidrs, or set allow_private_ips", ip, class, ip, ip.BitLen()))
+			if err := p.warn(field, i, entry, fmt.Sprintf("%s is a %s address and allow_private_ips is false, so this rule could never allow anything; add %s/%d to allowed_private_cidrs instead, or set allow_private_ips", ip, class, ip, ip.BitLen())); err != nil {
+				return "", err
+			}
 		}
 	}
 	hostText := ip.String()

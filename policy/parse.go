@@ -50,15 +50,20 @@ type document struct {
 	allowPrivateIPs *bool
 	verifySNIIP     *bool
 	warnings        []string // what loaded but deserves a word: unknown fields, skipped entries
+	strict          bool     // Options.Strict
 }
 
 var domainListFields = [3]string{fieldAllowedDomains, fieldToolDomains, fieldAllDomains}
 
 // Options change how egress_allowlist.json is read.
 type Options struct {
-	// Strict makes unknown fields errors (FORGE_SUPERVISOR_STRICT_POLICY).
-	// By default they are warnings, so a field a newer Forge adds ("version",
-	// "generated_at") does not stop every agent.
+	// Strict makes every warning about the file's content an error
+	// (FORGE_SUPERVISOR_STRICT_POLICY): unknown fields, entries skipped,
+	// rules that allow nothing, CIDRs with host bits or no private address,
+	// a byte-order mark. By default they are warnings, so a field a newer
+	// Forge adds ("version", "generated_at") or an entry Forge writes
+	// verbatim does not stop every agent. (The notice that private
+	// destinations are denied without allow_private_ips stays a warning.)
 	Strict bool
 }
 
@@ -123,6 +128,9 @@ const utf8BOM = "\xef\xbb\xbf"
 func parse(data []byte, opt Options) (*Policy, error) {
 	var warnings []string
 	if rest, ok := bytes.CutPrefix(data, []byte(utf8BOM)); ok {
+		if opt.Strict {
+			return nil, errors.New("the file starts with a UTF-8 byte-order mark, which JSON does not allow; save it without")
+		}
 		data = rest
 		warnings = append(warnings, "the file starts with a UTF-8 byte-order mark; it was ignored")
 	}
@@ -131,6 +139,7 @@ func parse(data []byte, opt Options) (*Policy, error) {
 		return nil, err
 	}
 	doc.warnings = append(warnings, doc.warnings...)
+	doc.strict = opt.Strict
 	return compile(doc)
 }
 

@@ -31,6 +31,7 @@ type Policy struct {
 	domainRules []string                  // normalized domain rules, sorted
 	tcpRules    int                       // distinct allowed_tcp entries
 	warnings    []string                  // what loaded but deserves a word (Warnings)
+	strict      bool                      // while compiling: a warning is an error (Options.Strict)
 
 	rego *regoEngine // non-nil for a Rego policy: it replaces the tables above (cidrs excepted)
 }
