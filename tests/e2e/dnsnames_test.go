@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -64,4 +65,19 @@ func TestForgeWrittenPolicyLoads(t *testing.T) {
 	if code := strict.MustExit(10 * time.Second); code == 0 || !strings.Contains(strict.Err.String(), "generated_at: unknown field") {
 		t.Errorf("strict: exit %d, stderr %q; want a startup error naming the field", code, strict.Err.String())
 	}
+}
+
+// TestPortNotAllowedNamesTheFix: a connection to an allowed name on a port
+// no rule opens is denied port_not_allowed (not no_name_for_ip), and a
+// warning names the allowed_tcp entry that would open it (issue #11, #12).
+func TestPortNotAllowedNamesTheFix(t *testing.T) {
+	w, s := startAllowlist(t)
+	_, _ = w.AsAgent("sh", "-c", "printf hello | nc -N -w 3 allowed.test 2525").CombinedOutput()
+	e := lastEgress(t, s, func(e world.Event) bool { return fmt.Sprint(e["dst_port"]) == "2525" })
+	if e.Msg() != "egress_denied" || e.Str("reason") != "port_not_allowed" {
+		t.Errorf("allowed.test:2525 audit: %v", e)
+	}
+	s.WaitEvent(func(e world.Event) bool {
+		return e.Msg() == "denial_fix" && strings.Contains(e.Str("hint"), `add "allowed.test:2525" to allowed_tcp`)
+	}, 5*time.Second)
 }
