@@ -66,8 +66,8 @@ func compile(doc *document) (*Policy, error) {
 			if skip {
 				continue
 			}
-			if ip, bracketed, ok := parseIPEntry(entry); ok {
-				rule, err := p.addAddrRule(field, i, entry, ip, bracketed, addrRuleWeb, 0)
+			if ip, ok := parseIPEntry(entry); ok {
+				rule, err := p.addAddrRule(field, i, entry, ip, addrRuleWeb, 0)
 				if err != nil {
 					return nil, entryError(field, i, entry, err)
 				}
@@ -232,21 +232,6 @@ func parseDomainRule(entry string) (rule, key string, wildcard bool, err error) 
 	return key, key, false, nil
 }
 
-// parseIPEntry reads a domain-list entry that is an IP address, as Forge
-// adds them from model, MCP and OTel URLs ("192.168.1.50", "fd00::12",
-// "[fd00::12]"). bracketed says it was written in brackets.
-func parseIPEntry(entry string) (ip netip.Addr, bracketed, ok bool) {
-	host := entry
-	if len(host) >= 2 && host[0] == '[' && host[len(host)-1] == ']' {
-		host, bracketed = host[1:len(host)-1], true
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil || bracketed && !ip.Is6() {
-		return netip.Addr{}, false, false
-	}
-	return ip, bracketed, true
-}
-
 // addTCPRule parses and records one allowed_tcp entry: "host:port",
 // "*.suffix:port", "host:*", "198.51.100.7:5432" or "[2001:db8::7]:22".
 // It returns the normalized rule, or "" when an address rule was skipped
@@ -281,7 +266,7 @@ func (p *Policy) addTCPRule(i int, entry string) (string, error) {
 		if anyPort {
 			kind = addrRuleAny
 		}
-		return p.addAddrRule(fieldAllowedTCP, i, entry, ip, bracketed, kind, port)
+		return p.addAddrRule(fieldAllowedTCP, i, entry, ip, kind, port)
 	}
 	switch {
 	case bracketed:
@@ -307,140 +292,9 @@ func (p *Policy) addTCPRule(i int, entry string) (string, error) {
 	return rule, nil
 }
 
-// addrRuleKind is what an IP-literal rule opens.
-type addrRuleKind uint8
-
-const (
-	addrRuleWeb  addrRuleKind = iota // a domain-list entry: ports 80 and 443, like any domain rule
-	addrRulePort                     // allowed_tcp "ip:port"
-	addrRuleAny                      // allowed_tcp "ip:*"
-)
-
-// addAddrRule records an IP-literal rule for the destination address
-// itself. An always-blocked address (loopback, metadata…) can never be
-// allowed: the entry is skipped with a warning and "" returned. A private
-// one is kept, subject to the private-IP rules as in Forge: it allows only
-// when allow_private_ips is set or an allowed_private_cidrs entry covers
-// it, and a warning says when neither does.
-func (p *Policy) addAddrRule(field string, i int, entry string, ip netip.Addr, bracketed bool, kind addrRuleKind, port uint16) (string, error) {
-	if ip.Zone() != "" {
-		return "", errors.New("a zoned address (with %) cannot be a rule; remove the zone")
-	}
-	ip = canonicalAddr(ip)
-	class := ClassifyAddr(ip)
-	switch {
-	case class.AlwaysBlocked():
-		return "", p.warn(field, i, entry, fmt.Sprintf("%s is a %s address, which is always blocked; skipped", ip, class))
-	case class.IsPrivate() && !p.allowPrivateIPs:
-		if _, ok := p.cidrs.lookup(ip); !ok {
-			if err := p.warn(field, i, entry, fmt.Sprintf("%s is a %s address and allow_private_ips is false, so this rule could never allow anything; add %s/%d to allowed_private_cidrs instead, or set allow_private_ips", ip, class, ip, ip.BitLen())); err != nil {
-				return "", err
-			}
-		}
-	}
-	hostText := ip.String()
-	var rule string
-	switch kind {
-	case addrRuleWeb:
-		rule = hostText
-	default:
-		if ip.Is6() {
-			hostText = "[" + hostText + "]"
-		}
-		rule = tcpRulePrefix + hostText + ":" + portLabel(port, kind == addrRuleAny)
-	}
-	rules := p.ips[ip]
-	if rules == nil {
-		rules = &portRules{}
-		p.ips[ip] = rules
-	}
-	switch kind {
-	case addrRuleWeb:
-		rules.addWeb(rule)
-	case addrRuleAny:
-		rules.addAny(rule)
-	default:
-		rules.addPort(port, rule)
-	}
-	return rule, nil
-}
-
 func portLabel(port uint16, anyPort bool) string {
 	if anyPort {
 		return "*"
 	}
 	return strconv.Itoa(int(port))
-}
-
-// parseCIDR reads one allowed_private_cidrs entry with Forge's meaning: an
-// exemption from the private-IP block for the addresses inside, never a
-// grant (a domain or allowed_tcp rule must still match). Any prefix
-// length loads. The warning, if not empty, says what the entry does not
-// do: host bits set (the prefix is masked, as Go's net.ParseCIDR does),
-// no private address inside (it exempts nothing), or every private range
-// of its family inside (the same as allow_private_ips for it).
-func parseCIDR(entry string) (netip.Prefix, string, error) {
-	prefix, err := netip.ParsePrefix(entry)
-	if err != nil {
-		if ip, ipErr := netip.ParseAddr(entry); ipErr == nil {
-			return netip.Prefix{}, "", fmt.Errorf("missing prefix length; for one address write %s/%d", ip, ip.BitLen())
-		}
-		return netip.Prefix{}, "", fmt.Errorf(`not a CIDR like "10.0.0.0/8" or "fd00::/8": %v`, err)
-	}
-	addr := prefix.Addr()
-	switch {
-	case addr.Zone() != "":
-		return netip.Prefix{}, "", errors.New("a zoned address (with %) cannot be a CIDR; remove the zone")
-	case addr.Is4In6():
-		return netip.Prefix{}, "", errors.New(`write IPv4 CIDRs in IPv4 form, like "10.0.0.0/8"`)
-	}
-	var warning string
-	if masked := prefix.Masked(); masked != prefix {
-		warning = fmt.Sprintf("host bits are set; read as %s. ", masked)
-		prefix = masked
-	}
-	switch privateOverlap(prefix) {
-	case overlapNone:
-		warning += "it holds no private address, so it exempts nothing: allowed_private_cidrs only lifts the private-IP block, it never allows a destination by itself (write allowed_tcp rules for that)"
-	case overlapAll:
-		warning += fmt.Sprintf("it holds every private range of IPv%d: the same as allow_private_ips for them; it still allows nothing by itself (a domain or allowed_tcp rule must match)", map[bool]int{true: 4, false: 6}[addr.Is4()])
-	}
-	return prefix, strings.TrimSpace(warning), nil
-}
-
-// privateRanges are the ranges ClassifyAddr calls private, for the
-// warnings of parseCIDR.
-var privateRanges = []netip.Prefix{
-	private10, private172, private192, benchmark4, cgnat4, linkLocal4,
-	linkLocal6, siteLocal6, ula6, nat64Local,
-}
-
-type overlap uint8
-
-const (
-	overlapSome overlap = iota
-	overlapNone
-	overlapAll
-)
-
-func privateOverlap(prefix netip.Prefix) overlap {
-	some, all := false, true
-	for _, r := range privateRanges {
-		if r.Addr().Is4() != prefix.Addr().Is4() {
-			continue
-		}
-		if prefix.Overlaps(r) {
-			some = true
-		}
-		if !(prefix.Bits() <= r.Bits() && prefix.Contains(r.Addr())) {
-			all = false
-		}
-	}
-	switch {
-	case !some:
-		return overlapNone
-	case all:
-		return overlapAll
-	}
-	return overlapSome
 }

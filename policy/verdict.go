@@ -24,7 +24,6 @@ type Verdict struct {
 const (
 	ReasonAllowedDomain  = "allowed_domain"   // a domain rule matched the name
 	ReasonAllowedTCP     = "allowed_tcp"      // an allowed_tcp host:port rule matched
-	ReasonAllowedCIDR    = "allowed_cidr"     // the destination is in allowed_private_cidrs
 	ReasonDevOpen        = "dev_open"         // mode dev-open allows everything not always-blocked
 	ReasonLearnedIP      = "learned_ip"       // opaque traffic to an IP an allowed name resolved to
 	ReasonDenyAll        = "deny_all"         // mode deny-all
