@@ -125,10 +125,12 @@ func entryError(field string, i int, entry string, err error) error {
 	return fmt.Errorf("%s[%d] %q: %w", field, i, entry, err)
 }
 
-// The warning for a policy without allow_private_ips. Forge's own runtime
-// treats the absent key as true inside a container, and Forge never writes
-// it; the supervisor keeps the safe default and says so.
-const warnPrivateDenied = "private destinations are denied: set allow_private_ips or allowed_private_cidrs"
+// WarnPrivateDenied is the warning for a policy without allow_private_ips
+// (and no allowed_private_cidrs): Forge's own runtime treats the absent key
+// as true inside a container, and Forge never writes it; the supervisor
+// keeps the safe default and says so. A notice about a default, not about
+// an entry: Options.Strict leaves it a warning.
+const WarnPrivateDenied = "private destinations are denied: set allow_private_ips or allowed_private_cidrs"
 
 func (p *Policy) setScalars(doc *document) error {
 	if doc.mode == nil {
@@ -160,7 +162,7 @@ func (p *Policy) setScalars(doc *document) error {
 	case doc.allowPrivateIPs != nil:
 		p.allowPrivateIPs = *doc.allowPrivateIPs
 	case p.mode != ModeDenyAll && len(doc.allowedCIDRs) == 0:
-		p.warnings = append(p.warnings, warnPrivateDenied)
+		p.warnings = append(p.warnings, WarnPrivateDenied)
 	}
 	if doc.verifySNIIP != nil {
 		p.verifySNIIP = *doc.verifySNIIP

@@ -94,7 +94,7 @@ var warnPolicies = map[string]struct {
 	"tcp_metadata.json":             {[]string{`allowed_tcp[0] "169.254.169.254:80": 169.254.169.254 is a metadata address, which is always blocked; skipped`}, false},
 	"cidr_host_bits.json":           {[]string{`allowed_private_cidrs[0] "10.1.0.0/8": host bits are set; read as 10.0.0.0/8`}, false},
 	"cidr_too_wide.json":            {[]string{`allowed_private_cidrs[0] "0.0.0.0/0"`, "every private range of IPv4", "allows nothing by itself"}, false},
-	"forge_no_private_key.json":     {[]string{warnPrivateDenied}, false},
+	"forge_no_private_key.json":     {[]string{WarnPrivateDenied}, false},
 	"forge_verbatim.json": {[]string{
 		"byte-order mark",
 		`version: unknown field`, `generated_at: unknown field`,
@@ -133,7 +133,7 @@ func TestWarnPolicies(t *testing.T) {
 			// Strict: every warning but the private-destinations notice is
 			// an error.
 			_, err = LoadWith(path, Options{Strict: true})
-			strictFails := slices.ContainsFunc(p.Warnings(), func(w string) bool { return w != warnPrivateDenied })
+			strictFails := slices.ContainsFunc(p.Warnings(), func(w string) bool { return w != WarnPrivateDenied })
 			switch {
 			case strictFails && err == nil:
 				t.Errorf("strict: loaded; want an error for %q", p.Warnings())
