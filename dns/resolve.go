@@ -26,10 +26,11 @@ func (p *Proxy) Resolve(ctx context.Context, name string) ([]netip.Addr, error) 
 	// wildcard exfiltration budget) is never sent upstream — otherwise an
 	// SNI or a CONNECT target under an allowed wildcard would make the
 	// supervisor itself carry the agent's data out in a query. A budget
-	// refusal is audited here, as the agent's query would be.
+	// refusal is audited here, once per rule per 10 s (the connection it
+	// was for has its own line).
 	norm, v := decide(p.current(), name, p.limits, policy.ProcessFrom(ctx), p.guard)
 	if !v.Allow {
-		if v.Reason == policy.ReasonExfilBudget {
+		if v.Reason == policy.ReasonExfilBudget && p.guard.LogRefusal(v.Rule) {
 			p.audit.DNS(obs.DNSQuery{QName: norm, QType: "A", Rcode: "REFUSED", Reason: v.Reason, Rule: v.Rule})
 		}
 		return nil, fmt.Errorf("dns: resolve %q: %s", name, v.Reason)

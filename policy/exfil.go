@@ -29,6 +29,10 @@ const (
 	// name carries no new bytes). 65536 names bound the memory (~5 MiB).
 	rememberFor   = time.Hour
 	maxRemembered = 1 << 16
+	// refusalLogEvery: a refusal of the supervisor's own lookups (not an
+	// agent's question, which always gets its line) is logged at most this
+	// often per rule, so a flood of fresh SNIs does not double the log.
+	refusalLogEvery = 10 * time.Second
 )
 
 // ExfilGuard bounds what an agent can carry out in the names it has
@@ -57,6 +61,7 @@ type ExfilGuard struct {
 	all     bucket
 	seen    map[string]time.Time // admitted names → when
 	order   []string             // admitted names, oldest first (a FIFO bounding seen)
+	logged  map[string]time.Time // rule → when a refusal of it was last logged (LogRefusal)
 }
 
 type bucket struct {
@@ -83,7 +88,28 @@ func NewExfilGuard(bytesPerMinute int, now func() time.Time) *ExfilGuard {
 		buckets: make(map[string]*bucket),
 		all:     bucket{tokens: per * totalBudgetFactor, at: now()},
 		seen:    make(map[string]time.Time),
+		logged:  make(map[string]time.Time),
 	}
+}
+
+// LogRefusal reports whether a budget refusal under rule should be logged
+// now: once per refusalLogEvery per rule. It is for refusals that are not
+// an agent's question (those are audited each); a nil guard says false.
+func (g *ExfilGuard) LogRefusal(rule string) bool {
+	if g == nil {
+		return false
+	}
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if at, ok := g.logged[rule]; ok && now.Sub(at) < refusalLogEvery {
+		return false
+	}
+	if len(g.logged) >= maxRemembered {
+		clear(g.logged) // only rate-limits logging: forgetting says a line too many, never one too few
+	}
+	g.logged[rule] = now
+	return true
 }
 
 // Admit reports whether the normalized name may be resolved now, charging

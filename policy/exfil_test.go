@@ -211,8 +211,15 @@ func TestExfilGuardUnits(t *testing.T) {
 	if !g.Admit("b.w.example", "w.example", 60) {
 		t.Error("refilled budget refused")
 	}
+	if !g.LogRefusal("*.w.example") || g.LogRefusal("*.w.example") || !g.LogRefusal("*.other.example") {
+		t.Error("LogRefusal: once per rule per window")
+	}
+	clock = clock.Add(refusalLogEvery)
+	if !g.LogRefusal("*.w.example") {
+		t.Error("LogRefusal: not again after the window")
+	}
 	var none *ExfilGuard
-	if !none.Admit("x", "k", 1<<20) || NewExfilGuard(-1, nil) != nil {
+	if !none.Admit("x", "k", 1<<20) || none.LogRefusal("r") || NewExfilGuard(-1, nil) != nil {
 		t.Error("a nil guard must admit")
 	}
 	for rule, want := range map[string]string{"*.a.b": "a.b", "allowed_tcp:*.a.b:443": "a.b", "allowed_tcp:*.a.b:*": "a.b", "a.b": "", "allowed_tcp:a.b:1": "", "*.": ""} {
