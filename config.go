@@ -45,6 +45,10 @@ const (
 	// maxDNSUpstreams: resolv.conf honours 3 nameservers; 8 leaves room
 	// for IPv4+IPv6 pairs without letting a list grow without bound.
 	maxDNSUpstreams = 8
+	// maxWildcardBudget: 1 MiB of agent-chosen names a minute per rule is
+	// already a wide channel; more is a typo, or a wish to turn the guard
+	// off, which 0 says plainly.
+	maxWildcardBudget = 1 << 20
 	// defaultDNSPort is the port of an upstream given without one.
 	defaultDNSPort = 53
 	// invalidID is (uid_t)-1: setresuid/setresgid read it as "leave
@@ -56,6 +60,7 @@ const (
 // by FORGE_SUPERVISOR_* environment variables, overridden by flags.
 type Config struct {
 	PolicyPath    string
+	StrictPolicy  bool // unknown fields in egress_allowlist.json are errors, not warnings
 	ProxyPort     uint16
 	DNSPort       uint16
 	HealthPort    uint16
@@ -75,9 +80,13 @@ type Config struct {
 	DNSAnswerCacheBytes int
 	DNSDenyRcode        string // "refused" or "nxdomain"
 	DNSRate             float64
-	// DNSWildcardMaxLabels / DNSWildcardMaxLabelLen cap names allowed only
-	// through a wildcard rule, where the agent picks the leading labels and
-	// could carry data out in them.
+	// DNSWildcardBudget is the bytes of new names per minute the agent may
+	// have resolved under each wildcard rule (the DNS exfiltration guard,
+	// policy.ExfilGuard); 0 turns the guard off.
+	DNSWildcardBudget int
+	// DNSWildcardMaxLabels / DNSWildcardMaxLabelLen are the deprecated
+	// fixed caps on names allowed only through a wildcard rule; 0 (the
+	// default) is off. Set, they still apply, with a warning at startup.
 	DNSWildcardMaxLabels   int
 	DNSWildcardMaxLabelLen int
 	LogSample              bool
@@ -116,6 +125,9 @@ func settings() []setting {
 		{flag: "policy-path", env: "FORGE_SUPERVISOR_POLICY_PATH", def: "/etc/forge/egress_allowlist.json",
 			usage: "policy file: Forge egress_allowlist.json, or a .rego policy",
 			parse: func(c *Config, v string) (err error) { c.PolicyPath, err = parsePath(v); return }},
+		{flag: "strict-policy", env: "FORGE_SUPERVISOR_STRICT_POLICY", def: "false", isBool: true,
+			usage: "refuse a policy file with anything it would warn about: unknown fields, entries skipped or allowing nothing (by default warnings, so a field a newer Forge adds, or an entry Forge writes verbatim, does not stop the agent)",
+			parse: func(c *Config, v string) (err error) { c.StrictPolicy, err = parseBool(v); return }},
 		{flag: "proxy-port", env: "FORGE_SUPERVISOR_PROXY_PORT", def: "15001",
 			usage: "port of the transparent proxy the agent's TCP is redirected to",
 			parse: func(c *Config, v string) (err error) { c.ProxyPort, err = parsePort(v); return }},
@@ -173,12 +185,18 @@ func settings() []setting {
 		{flag: "dns-rate", env: "FORGE_SUPERVISOR_DNS_RATE", def: "200",
 			usage: "DNS queries per second the agent may send; above it queries are refused",
 			parse: func(c *Config, v string) (err error) { c.DNSRate, err = parseRate(v); return }},
-		{flag: "dns-wildcard-max-labels", env: "FORGE_SUPERVISOR_DNS_WILDCARD_MAX_LABELS", def: "6",
-			usage: "most labels in a name allowed only by a *.suffix rule (DNS exfiltration guard)",
-			parse: func(c *Config, v string) (err error) { c.DNSWildcardMaxLabels, err = parseInt(v, 2, 127); return }},
-		{flag: "dns-wildcard-max-label-len", env: "FORGE_SUPERVISOR_DNS_WILDCARD_MAX_LABEL_LEN", def: "32",
-			usage: "longest label in a name allowed only by a *.suffix rule (DNS exfiltration guard)",
-			parse: func(c *Config, v string) (err error) { c.DNSWildcardMaxLabelLen, err = parseInt(v, 1, 63); return }},
+		{flag: "dns-wildcard-budget", env: "FORGE_SUPERVISOR_DNS_WILDCARD_BUDGET", def: "4096",
+			usage: fmt.Sprintf("bytes of new names per minute the agent may resolve under each *.suffix rule, DNS queries and the supervisor's own lookups together (DNS exfiltration guard; 0 turns it off; at most %d)", maxWildcardBudget),
+			parse: func(c *Config, v string) (err error) {
+				c.DNSWildcardBudget, err = parseInt(v, 0, maxWildcardBudget)
+				return
+			}},
+		{flag: "dns-wildcard-max-labels", env: "FORGE_SUPERVISOR_DNS_WILDCARD_MAX_LABELS", def: "0",
+			usage: "deprecated (dns-wildcard-budget replaces it): most labels in a name allowed only by a *.suffix rule; 0 is off",
+			parse: func(c *Config, v string) (err error) { c.DNSWildcardMaxLabels, err = parseInt(v, 0, 127); return }},
+		{flag: "dns-wildcard-max-label-len", env: "FORGE_SUPERVISOR_DNS_WILDCARD_MAX_LABEL_LEN", def: "0",
+			usage: "deprecated (dns-wildcard-budget replaces it): longest label in a name allowed only by a *.suffix rule; 0 is off",
+			parse: func(c *Config, v string) (err error) { c.DNSWildcardMaxLabelLen, err = parseInt(v, 0, 63); return }},
 		{flag: "log-sample", env: "FORGE_SUPERVISOR_LOG_SAMPLE", def: "false", isBool: true,
 			usage: "sample allowed-decision log lines under load (denials are never sampled)",
 			parse: func(c *Config, v string) (err error) { c.LogSample, err = parseBool(v); return }},
@@ -565,6 +583,7 @@ func parseUpstream(s string) (netip.AddrPort, error) {
 type configJSON struct {
 	Version         string   `json:"version"`
 	PolicyPath      string   `json:"policy_path"`
+	StrictPolicy    bool     `json:"strict_policy"`
 	ProxyPort       uint16   `json:"proxy_port"`
 	DNSPort         uint16   `json:"dns_port"`
 	HealthPort      uint16   `json:"health_port"`
@@ -583,6 +602,7 @@ type configJSON struct {
 	AnswerCache     int      `json:"dns_answer_cache_bytes"`
 	DNSDenyRcode    string   `json:"dns_deny_rcode"`
 	DNSRate         float64  `json:"dns_rate"`
+	WildcardBudget  int      `json:"dns_wildcard_budget"`
 	WildcardLabels  int      `json:"dns_wildcard_max_labels"`
 	WildcardLabLen  int      `json:"dns_wildcard_max_label_len"`
 	LogSample       bool     `json:"log_sample"`
@@ -603,13 +623,14 @@ func (c Config) JSON() ([]byte, error) {
 		ups = []string{}
 	}
 	b, err := json.MarshalIndent(configJSON{
-		Version: version, PolicyPath: c.PolicyPath,
+		Version: version, PolicyPath: c.PolicyPath, StrictPolicy: c.StrictPolicy,
 		ProxyPort: c.ProxyPort, DNSPort: c.DNSPort, HealthPort: c.HealthPort,
 		LogLevel: c.LogLevel, DryRun: c.DryRun, AgentUID: c.AgentUID, AgentGID: c.AgentGID,
 		SeccompPath: c.SeccompPath, SeccompLog: c.SeccompLog, DNSUpstreams: ups,
 		Grace: c.Grace.String(), RequireKernel: c.RequireKernel, DenialsSize: c.DenialsSize,
 		DNSMinTTL: c.DNSMinTTL.String(), DNSCacheSize: c.DNSCacheSize, DNSDenyRcode: c.DNSDenyRcode,
 		DNSRate: c.DNSRate, LogSample: c.LogSample, AnswerCache: c.DNSAnswerCacheBytes,
+		WildcardBudget: c.DNSWildcardBudget,
 		WildcardLabels: c.DNSWildcardMaxLabels, WildcardLabLen: c.DNSWildcardMaxLabelLen,
 		ClassifyTimeout: c.ClassifyTimeout.String(), DialTimeout: c.DialTimeout.String(),
 		IdleTimeout:  c.IdleTimeout.String(),

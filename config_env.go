@@ -18,6 +18,8 @@ func (c Config) settingText(flag string) string {
 	switch flag {
 	case "policy-path":
 		return c.PolicyPath
+	case "strict-policy":
+		return b(c.StrictPolicy)
 	case "proxy-port":
 		return n(int(c.ProxyPort))
 	case "dns-port":
@@ -54,6 +56,8 @@ func (c Config) settingText(flag string) string {
 		return c.DNSDenyRcode
 	case "dns-rate":
 		return strconv.FormatFloat(c.DNSRate, 'g', -1, 64)
+	case "dns-wildcard-budget":
+		return n(c.DNSWildcardBudget)
 	case "dns-wildcard-max-labels":
 		return n(c.DNSWildcardMaxLabels)
 	case "dns-wildcard-max-label-len":

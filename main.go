@@ -94,7 +94,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	health := obs.NewHealth(obs.PartPolicy, obs.PartInterception, obs.PartProxy, obs.PartDNS, obs.PartAgent)
 
 	// 1. Policy: fail closed on any error.
-	pol, err := loadRuntimePolicy(cfg.PolicyPath)
+	pol, err := loadPolicyLogged(cfg, log)
 	if err != nil {
 		return 0, err
 	}
@@ -163,7 +163,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 		Port: cfg.DNSPort, Upstreams: upstreams, Policy: &current, DenyRcode: denyRcode(cfg.DNSDenyRcode),
 		MinTTL: cfg.DNSMinTTL, CacheSize: cfg.DNSCacheSize, RateLimit: cfg.DNSRate, Mark: mark,
 		AnswerCacheBytes: answerCacheBytes(cfg.DNSAnswerCacheBytes),
-		MaxLabels:        cfg.DNSWildcardMaxLabels, MaxLabelLen: cfg.DNSWildcardMaxLabelLen,
+		WildcardBudget:   wildcardBudget(cfg, log), MaxLabels: cfg.DNSWildcardMaxLabels, MaxLabelLen: cfg.DNSWildcardMaxLabelLen,
 		DryRun: cfg.DryRun, Audit: audit, Log: log, Learner: dnsLearner(nftCfg, learner),
 		Identify: id.dnsHook(), IdentifyAlways: cfg.AuditProcess,
 		Hooks: fdns.Hooks{
@@ -231,7 +231,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	}
 	reload := func() error {
 		t := time.Now()
-		p, err := loadRuntimePolicy(cfg.PolicyPath)
+		p, err := loadPolicyLogged(cfg, log)
 		if err != nil {
 			audit.PolicyReloadFailed(cfg.PolicyPath, err)
 			return err

@@ -16,7 +16,8 @@ const (
 // Deny reasons the DNS proxy adds to the policy's own (policy.Reason*).
 const (
 	// ReasonLabelLimit: the name is under an allowed wildcard but has more
-	// or longer labels than Config allows (a DNS exfiltration guard).
+	// or longer labels than the deprecated Config.MaxLabels/MaxLabelLen
+	// allow (off by default; policy.ReasonExfilBudget is the guard now).
 	ReasonLabelLimit = "label_limit"
 	// ReasonUnsupported: a query class or type the proxy does not forward
 	// (non-IN classes, zone transfers, meta types).
@@ -33,20 +34,30 @@ type decider interface {
 	CheckName(name string, port uint16) policy.Verdict
 }
 
-// nameLimits are the exfiltration guards for names allowed by a wildcard
-// rule: there the agent chooses the leading labels, and they can carry
-// data out. Zero fields mean only the RFC limits apply.
+// nameLimits are the deprecated fixed caps on names allowed by a wildcard
+// rule (Config.MaxLabels, MaxLabelLen). Zero fields — the default — mean
+// only the RFC limits apply; the exfiltration guard (policy.ExfilGuard)
+// bounds what such names carry instead.
 type nameLimits struct {
 	maxLabels   int
 	maxLabelLen int
 }
 
+// charger is what *policy.Policy says about a name's cost to the
+// exfiltration guard; deciders without it are read as JSON rules.
+type charger interface {
+	ExfilCharge(name string, v policy.Verdict) (key string, cost int, charged bool)
+}
+
 // decide returns the normalized query name and the verdict for it, asked
-// on behalf of proc (nil: identity off). It
-// reads the policy once, so a reload in the middle cannot mix two
-// policies. Denied is the zero value: every path that does not reach an
-// allow denies.
-func decide(pol decider, qname string, lim nameLimits, proc *policy.Process) (string, policy.Verdict) {
+// on behalf of proc (nil: identity off). It reads the policy once, so a
+// reload in the middle cannot mix two policies. Denied is the zero value:
+// every path that does not reach an allow denies. Every path that resolves
+// a name for the agent (its queries, Resolve for the explicit proxy and
+// SNI verification) comes here, so the one guard bounds them all: an
+// allowed name under a wildcard that would exceed its budget is denied
+// (exfil_budget).
+func decide(pol decider, qname string, lim nameLimits, proc *policy.Process, guard *policy.ExfilGuard) (string, policy.Verdict) {
 	if pol == nil {
 		return "", policy.Verdict{Reason: policy.ReasonNoPolicy}
 	}
@@ -61,8 +72,22 @@ func decide(pol decider, qname string, lim nameLimits, proc *policy.Process) (st
 		return name, policy.Verdict{Reason: policy.ReasonDenyAll}
 	}
 	v := checkName(pol, name, proc)
-	if v.Allow && strings.HasPrefix(v.Rule, "*.") && !lim.fits(name) {
+	if !v.Allow {
+		return name, v
+	}
+	if _, wild := policy.WildcardSuffix(v.Rule); wild && !lim.fits(name) {
 		return name, policy.Verdict{Reason: ReasonLabelLimit, Rule: v.Rule}
+	}
+	var key string
+	var cost int
+	var charged bool
+	if c, ok := pol.(charger); ok {
+		key, cost, charged = c.ExfilCharge(name, v)
+	} else {
+		key, cost, charged = policy.WildcardCharge(name, v)
+	}
+	if charged && !guard.Admit(name, key, cost) {
+		return name, policy.Verdict{Reason: policy.ReasonExfilBudget, Rule: v.Rule}
 	}
 	return name, v
 }

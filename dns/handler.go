@@ -117,7 +117,7 @@ func (p *Proxy) handle(req *dns.Msg, client netip.AddrPort, overTCP bool, out re
 		return
 	}
 
-	name, v := decide(pol, q.Name, p.limits, proc)
+	name, v := decide(pol, q.Name, p.limits, proc, p.guard)
 	if name != "" {
 		ev.QName = name
 	}

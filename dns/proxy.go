@@ -89,9 +89,14 @@ type Config struct {
 	// when 0).
 	RateLimit float64
 	RateBurst int
-	// MaxLabels and MaxLabelLen cap names allowed through a wildcard rule
-	// ("*.example.com"), where the agent picks the labels and could encode
-	// data in them. Zero means only the RFC limits (253/63).
+	// WildcardBudget is the bytes of new names per minute the agent may
+	// have resolved under each wildcard rule ("*.example.com"), where it
+	// picks the labels and could encode data in them (policy.ExfilGuard):
+	// policy.DefaultWildcardBudget when 0, no guard when negative.
+	WildcardBudget int
+	// MaxLabels and MaxLabelLen are the deprecated fixed caps on names
+	// allowed through a wildcard rule; zero (the default) means only the
+	// RFC limits (253/63). WildcardBudget is the guard now.
 	MaxLabels   int
 	MaxLabelLen int
 	Mark        uint32 // SO_MARK on upstream sockets; 0 for none
@@ -119,6 +124,7 @@ type Proxy struct {
 	audit    *obs.Auditor
 	current  func() decider
 	limits   nameLimits
+	guard    *policy.ExfilGuard // nil: no exfiltration guard
 	cache    *Cache
 	fwd      *forwarder
 	limiter  *rateLimiter // nil when unlimited
@@ -208,6 +214,7 @@ func newProxy(cfg Config, current func() decider) (*Proxy, error) {
 		audit:    cfg.Audit,
 		current:  current,
 		limits:   nameLimits{maxLabels: cfg.MaxLabels, maxLabelLen: cfg.MaxLabelLen},
+		guard:    policy.NewExfilGuard(cfg.WildcardBudget, cfg.Now),
 		cache:    NewCache(cfg.CacheSize, cfg.MinTTL, cfg.Now),
 		fwd:      newForwarder(cfg.Upstreams, cfg.Timeout, cfg.Mark),
 		inflight: make(chan struct{}, maxInFlight),

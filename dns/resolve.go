@@ -10,6 +10,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/forge/forge-supervisor/obs"
 	"github.com/forge/forge-supervisor/policy"
 )
 
@@ -22,11 +23,16 @@ var _ policy.Resolver = (*Proxy)(nil)
 func (p *Proxy) Resolve(ctx context.Context, name string) ([]netip.Addr, error) {
 	// The supervisor's own lookups obey the same decision as the agent's
 	// queries: a name the DNS proxy would refuse (not allowed, or over the
-	// wildcard label caps) is never sent upstream — otherwise an SNI or a
-	// CONNECT target under an allowed wildcard would make the supervisor
-	// itself carry the agent's data out in a query.
-	norm, v := decide(p.current(), name, p.limits, policy.ProcessFrom(ctx))
+	// wildcard exfiltration budget) is never sent upstream — otherwise an
+	// SNI or a CONNECT target under an allowed wildcard would make the
+	// supervisor itself carry the agent's data out in a query. A budget
+	// refusal is audited here, once per rule per 10 s (the connection it
+	// was for has its own line).
+	norm, v := decide(p.current(), name, p.limits, policy.ProcessFrom(ctx), p.guard)
 	if !v.Allow {
+		if v.Reason == policy.ReasonExfilBudget && p.guard.LogRefusal(v.Rule) {
+			p.audit.DNS(obs.DNSQuery{QName: norm, QType: "A", Rcode: "REFUSED", Reason: v.Reason, Rule: v.Rule})
+		}
 		return nil, fmt.Errorf("dns: resolve %q: %s", name, v.Reason)
 	}
 	// The shared lookup runs under the proxy's lifetime, not the first

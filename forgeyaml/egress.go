@@ -116,7 +116,7 @@ func (p *problems) checkRule(n *yaml.Node, key, field, entry string, ctx ruleCon
 	}
 	data, err := json.Marshal(doc)
 	if err == nil {
-		_, err = policy.Parse(data)
+		_, err = policy.ParseWith(data, policy.Options{Strict: true})
 	}
 	if err == nil {
 		return true

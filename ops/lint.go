@@ -106,6 +106,14 @@ func lint(path string, load Loader) LintReport {
 		return r
 	}
 	r.Summary = l.Policy.Describe()
+	// What the loader took other than as written (entries skipped, rules
+	// that allow nothing, unknown fields): the runtime logs these as
+	// policy_warning, lint reports them.
+	for _, w := range l.Policy.Warnings() {
+		if w != policy.WarnPrivateDenied { // a default, said at startup; lint judges entries
+			r.add(LevelWarning, "", "%s", w)
+		}
+	}
 	if l.Allowlist == nil {
 		lintRego(&r, l.Policy)
 		return r

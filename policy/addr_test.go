@@ -22,6 +22,30 @@ func TestClassifyAddr(t *testing.T) {
 		{"169.254.170.2", AddrMetadata},
 		{"169.254.170.23", AddrMetadata},
 		{"fd00:ec2::23", AddrMetadata},
+		// Every major cloud's metadata endpoint (issue #11 item 12).
+		{"168.63.129.16", AddrMetadata},      // Azure WireServer
+		{"fd20:ce::254", AddrMetadata},       // GCP over IPv6
+		{"169.254.169.252", AddrMetadata},    // GKE metadata server
+		{"192.0.0.192", AddrMetadata},        // Oracle legacy
+		{"fd00:c1::a9fe:a9fe", AddrMetadata}, // Oracle over IPv6
+		{"169.254.0.23", AddrMetadata},       // Tencent
+		{"169.254.42.42", AddrMetadata},      // Scaleway
+		{"fd00:42::42", AddrMetadata},        // Scaleway over IPv6
+		{"fd00:a9fe:a9fe::1", AddrMetadata},  // Akamai/Linode over IPv6
+		// Every embedding of IPv4 in IPv6, decoded.
+		{"64:ff9b:1::a9fe:a9fe", AddrMetadata},                 // NAT64 local-use, /96 position
+		{"64:ff9b:1:a9fe:a9:fe00::", AddrMetadata},             // NAT64 local-use, /48 position
+		{"64:ff9b:1:a9:fe:a9fe::", AddrMetadata},               // NAT64 local-use, /64 position
+		{"::ffff:0:a9fe:a9fe", AddrMetadata},                   // SIIT
+		{"::ffff:0:a83f:8110", AddrMetadata},                   // SIIT of Azure WireServer
+		{"2001:0:4136:e378:8000:63bf:5601:5601", AddrMetadata}, // Teredo, client 169.254.169.254 inverted
+		{"2001:0:4136:e378:8000:63bf:80ff:fffe", AddrLoopback}, // Teredo, client 127.0.0.1 inverted (Forge's test)
+		{"2001:0:4136:e378:8000:63bf:f5ff:fffe", AddrPrivate},  // Teredo, client 10.0.0.1 inverted (Forge's test)
+		{"2001:0:a9fe:a9fe:8000:63bf:3bcd:fefe", AddrMetadata}, // Teredo whose server is the metadata address
+		{"::a9fe:a9fe", AddrMetadata},                          // IPv4-compatible
+		{"::7f00:1", AddrLoopback},                             // IPv4-compatible loopback
+		{"2002:a83f:8110::", AddrMetadata},                     // 6to4 of Azure WireServer
+		{"64:ff9b::a83f:8110", AddrMetadata},                   // NAT64 of Azure WireServer
 
 		// Private kinds.
 		{"10.0.0.1", AddrPrivate},
@@ -72,6 +96,9 @@ func TestClassifyAddr(t *testing.T) {
 		{"2001:db8::1", AddrPublic},
 		{"::ffff:198.51.100.1", AddrPublic},
 		{"64:ff9b::c633:6401", AddrPublic},
+		{"::ffff:0:c633:6401", AddrPublic},                   // SIIT of 198.51.100.1
+		{"2001:0:4136:e378:8000:63bf:39cc:9bfe", AddrPublic}, // Teredo, client 198.51.100.1 inverted
+		{"2002:c633:6401::1", AddrPublic},                    // 6to4 of 198.51.100.1
 		{"8.8.8.8", AddrPublic},
 		{"172.32.0.1", AddrPublic},
 		{"100.128.0.1", AddrPublic},

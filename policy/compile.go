@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Rule prefixes in Verdict.Rule for rules that are not plain domain rules.
@@ -15,31 +16,69 @@ const (
 	cidrRulePrefix = "cidr:"
 )
 
-// Shortest prefixes accepted in allowed_private_cidrs: the largest private
-// ranges are 10.0.0.0/8 and fc00::/7. Anything wider is "allow the
-// internet by address", which is what dev-open is for, and is most likely
-// a mistake.
-const (
-	minCIDRBits4 = 8
-	minCIDRBits6 = 7
-)
-
 // compile validates a decoded document and builds the lookup tables.
+// Entries Forge writes verbatim that can never match anything (see
+// trimEntry) are skipped with a warning; everything else that is wrong is
+// an error.
 func compile(doc *document) (*Policy, error) {
 	p := &Policy{
 		names:       newNameTable(),
 		ips:         make(map[netip.Addr]*portRules),
 		verifySNIIP: true,
+		warnings:    doc.warnings,
+		strict:      doc.strict,
 	}
 	if err := p.setScalars(doc); err != nil {
 		return nil, err
 	}
+	// CIDRs first: whether an IP-literal rule can ever allow depends on them.
+	for i, entry := range doc.allowedCIDRs {
+		entry, skip, err := p.trimEntry(fieldAllowedCIDRs, i, entry)
+		if err != nil {
+			return nil, entryError(fieldAllowedCIDRs, i, entry, err)
+		}
+		if skip {
+			continue
+		}
+		prefix, warning, err := parseCIDR(entry)
+		if err != nil {
+			return nil, entryError(fieldAllowedCIDRs, i, entry, err)
+		}
+		if raw, _ := netip.ParsePrefix(entry); p.strict && raw != prefix {
+			return nil, entryError(fieldAllowedCIDRs, i, entry, fmt.Errorf("host bits are set; did you mean %s?", prefix))
+		}
+		if warning != "" {
+			if err := p.warn(fieldAllowedCIDRs, i, entry, warning); err != nil {
+				return nil, entryError(fieldAllowedCIDRs, i, entry, err)
+			}
+		}
+		p.cidrs.add(prefix, cidrRulePrefix+prefix.String())
+	}
+
 	domains := make(map[string]bool)
 	for li, list := range doc.domainLists {
+		field := domainListFields[li]
 		for i, entry := range list {
+			entry, skip, err := p.trimEntry(field, i, entry)
+			if err != nil {
+				return nil, entryError(field, i, entry, err)
+			}
+			if skip {
+				continue
+			}
+			if ip, ok := parseIPEntry(entry); ok {
+				rule, err := p.addAddrRule(field, i, entry, ip, addrRuleWeb, 0)
+				if err != nil {
+					return nil, entryError(field, i, entry, err)
+				}
+				if rule != "" {
+					domains[rule] = true
+				}
+				continue
+			}
 			rule, key, wildcard, err := parseDomainRule(entry)
 			if err != nil {
-				return nil, entryError(domainListFields[li], i, entry, err)
+				return nil, entryError(field, i, entry, err)
 			}
 			p.names.entry(key, wildcard).addWeb(rule)
 			domains[rule] = true
@@ -51,33 +90,55 @@ func compile(doc *document) (*Policy, error) {
 	}
 	slices.Sort(p.domainRules)
 
-	for i, entry := range doc.allowedCIDRs {
-		prefix, err := parseCIDR(entry)
-		if err != nil {
-			return nil, entryError(fieldAllowedCIDRs, i, entry, err)
-		}
-		p.cidrs.add(prefix, cidrRulePrefix+prefix.String())
-	}
-
 	tcp := make(map[string]bool)
 	for i, entry := range doc.allowedTCP {
-		rule, err := p.addTCPRule(entry)
+		entry, skip, err := p.trimEntry(fieldAllowedTCP, i, entry)
 		if err != nil {
 			return nil, entryError(fieldAllowedTCP, i, entry, err)
 		}
-		tcp[rule] = true
+		if skip {
+			continue
+		}
+		rule, err := p.addTCPRule(i, entry)
+		if err != nil {
+			return nil, entryError(fieldAllowedTCP, i, entry, err)
+		}
+		if rule != "" {
+			tcp[rule] = true
+		}
 	}
 	p.tcpRules = len(tcp)
 	return p, nil
+}
+
+// warn records a warning about one entry, in the form errors have; with
+// Options.Strict it is that error instead.
+func (p *Policy) warn(field string, i int, entry, msg string) error {
+	if p.strict {
+		return errors.New(msg) // the caller names the entry, as for any error
+	}
+	p.warnings = append(p.warnings, fmt.Sprintf("%s[%d] %q: %s", field, i, entry, msg))
+	return nil
 }
 
 func entryError(field string, i int, entry string, err error) error {
 	return fmt.Errorf("%s[%d] %q: %w", field, i, entry, err)
 }
 
+// WarnPrivateDenied is the warning for a policy without allow_private_ips
+// (and no allowed_private_cidrs): Forge's own runtime treats the absent key
+// as true inside a container, and Forge never writes it; the supervisor
+// keeps the safe default and says so. A notice about a default, not about
+// an entry: Options.Strict leaves it a warning.
+const WarnPrivateDenied = "private destinations are denied: set allow_private_ips or allowed_private_cidrs"
+
 func (p *Policy) setScalars(doc *document) error {
 	if doc.mode == nil {
-		return fmt.Errorf(`%s: missing; Forge writes one of "deny-all", "allowlist", "dev-open"`, fieldMode)
+		err := fmt.Errorf(`%s: missing; Forge writes one of "deny-all", "allowlist", "dev-open"`, fieldMode)
+		if len(doc.warnings) > 0 {
+			err = fmt.Errorf("%w (also: %s)", err, strings.Join(doc.warnings, "; "))
+		}
+		return err
 	}
 	switch m := Mode(*doc.mode); m {
 	case ModeDenyAll, ModeAllowlist, ModeDevOpen:
@@ -97,8 +158,11 @@ func (p *Policy) setScalars(doc *document) error {
 		}
 		p.profile = prof
 	}
-	if doc.allowPrivateIPs != nil {
+	switch {
+	case doc.allowPrivateIPs != nil:
 		p.allowPrivateIPs = *doc.allowPrivateIPs
+	case p.mode != ModeDenyAll && len(doc.allowedCIDRs) == 0:
+		p.warnings = append(p.warnings, WarnPrivateDenied)
 	}
 	if doc.verifySNIIP != nil {
 		p.verifySNIIP = *doc.verifySNIIP
@@ -106,13 +170,36 @@ func (p *Policy) setScalars(doc *document) error {
 	return nil
 }
 
+// trimEntry trims what Forge trims (surrounding whitespace, and a stray
+// byte-order mark) and reports whether the entry is one Forge writes
+// verbatim that can never match anything — empty, a bare "*", an
+// unexpanded "$VARIABLE", a URL — which is skipped with one warning naming
+// it. A skipped entry never widens the policy: in particular "*" is never
+// allow-all.
+func (p *Policy) trimEntry(field string, i int, entry string) (string, bool, error) {
+	trimmed := strings.TrimFunc(entry, func(r rune) bool { return unicode.IsSpace(r) || r == '\ufeff' })
+	var why string
+	switch {
+	case trimmed == "":
+		why = "empty entry; skipped"
+	case trimmed == "*" || trimmed == "*." || trimmed == "*:*":
+		why = `a bare "*" would allow everything, and an allowlist never does; skipped (use mode "dev-open" for unrestricted egress)`
+	case strings.Contains(trimmed, "$"):
+		why = "an unexpanded environment variable can never match a name; skipped (set the variable before Forge writes the file)"
+	case strings.Contains(trimmed, "://"):
+		why = `a URL is not a host name; skipped (write the host alone, like "api.example.com", or host:port in allowed_tcp)`
+	default:
+		return trimmed, false, nil
+	}
+	return "", true, p.warn(field, i, entry, why)
+}
+
 // parseDomainRule validates one entry of a domain list: an exact name or
 // "*." followed by a name. It returns the normalized rule, the table key
 // (the name, or the suffix after "*.") and whether it is a wildcard.
 //
 // A single-label wildcard like "*.com" or "*.internal" is accepted: it is
-// explicit, and "*.internal"-style cluster suffixes are real use. A bare
-// "*" is refused: unrestricted egress is mode dev-open.
+// explicit, and "*.internal"-style cluster suffixes are real use.
 func parseDomainRule(entry string) (rule, key string, wildcard bool, err error) {
 	switch {
 	case entry == "":
@@ -134,8 +221,10 @@ func parseDomainRule(entry string) (rule, key string, wildcard bool, err error) 
 	}
 	key, err = NormalizeName(name)
 	switch {
+	case errors.Is(err, ErrIPLiteral) && wildcard:
+		return "", "", false, errors.New(`a wildcard of an IP address matches nothing; write the address alone, or use allowed_private_cidrs`)
 	case errors.Is(err, ErrIPLiteral):
-		return "", "", false, errors.New(`an IP address is not a name; use allowed_tcp like "198.51.100.7:443", or allowed_private_cidrs`)
+		return "", "", false, errors.New(`not an IP address in standard form (dotted decimal, or IPv6); write it like "198.51.100.7"`)
 	case err != nil:
 		return "", "", false, err
 	}
@@ -147,8 +236,9 @@ func parseDomainRule(entry string) (rule, key string, wildcard bool, err error) 
 
 // addTCPRule parses and records one allowed_tcp entry: "host:port",
 // "*.suffix:port", "host:*", "198.51.100.7:5432" or "[2001:db8::7]:22".
-// It returns the normalized rule.
-func (p *Policy) addTCPRule(entry string) (string, error) {
+// It returns the normalized rule, or "" when an address rule was skipped
+// with a warning.
+func (p *Policy) addTCPRule(i int, entry string) (string, error) {
 	colon := strings.LastIndexByte(entry, ':')
 	if colon < 0 {
 		return "", errors.New(`missing port; write host:port like "db.example.com:5432", or host:* for every port`)
@@ -168,7 +258,17 @@ func (p *Policy) addTCPRule(entry string) (string, error) {
 		host = host[1 : len(host)-1]
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
-		return p.addTCPAddrRule(ip, bracketed, port, anyPort)
+		switch {
+		case ip.Is6() && !bracketed:
+			return "", errors.New(`IPv6 addresses need brackets, like "[2001:db8::7]:22"`)
+		case ip.Is4() && bracketed:
+			return "", errors.New(`IPv4 addresses take no brackets, like "198.51.100.7:5432"`)
+		}
+		kind := addrRulePort
+		if anyPort {
+			kind = addrRuleAny
+		}
+		return p.addAddrRule(fieldAllowedTCP, i, entry, ip, kind, port)
 	}
 	switch {
 	case bracketed:
@@ -194,71 +294,9 @@ func (p *Policy) addTCPRule(entry string) (string, error) {
 	return rule, nil
 }
 
-func (p *Policy) addTCPAddrRule(ip netip.Addr, bracketed bool, port uint16, anyPort bool) (string, error) {
-	if ip.Zone() != "" {
-		return "", errors.New("a zoned address (with %) cannot be a rule; remove the zone")
-	}
-	switch {
-	case ip.Is6() && !bracketed:
-		return "", errors.New(`IPv6 addresses need brackets, like "[2001:db8::7]:22"`)
-	case ip.Is4() && bracketed:
-		return "", errors.New(`IPv4 addresses take no brackets, like "198.51.100.7:5432"`)
-	}
-	ip = canonicalAddr(ip)
-	kind := ClassifyAddr(ip)
-	switch {
-	case kind.AlwaysBlocked():
-		return "", fmt.Errorf("%s is a %s address, which is always blocked; remove the entry", ip, kind)
-	case kind.IsPrivate() && !p.allowPrivateIPs:
-		if _, ok := p.cidrs.lookup(ip); !ok {
-			return "", fmt.Errorf("%s is a %s address and allow_private_ips is false, so this rule could never allow anything; add %s/%d to allowed_private_cidrs instead, or set allow_private_ips", ip, kind, ip, ip.BitLen())
-		}
-	}
-	hostText := ip.String()
-	if ip.Is6() {
-		hostText = "[" + hostText + "]"
-	}
-	rule := tcpRulePrefix + hostText + ":" + portLabel(port, anyPort)
-	rules := p.ips[ip]
-	if rules == nil {
-		rules = &portRules{}
-		p.ips[ip] = rules
-	}
-	if anyPort {
-		rules.addAny(rule)
-	} else {
-		rules.addPort(port, rule)
-	}
-	return rule, nil
-}
-
 func portLabel(port uint16, anyPort bool) string {
 	if anyPort {
 		return "*"
 	}
 	return strconv.Itoa(int(port))
-}
-
-// parseCIDR validates one allowed_private_cidrs entry: a canonical prefix
-// (no host bits set), not wider than minCIDRBits, IPv4 written as IPv4.
-func parseCIDR(entry string) (netip.Prefix, error) {
-	prefix, err := netip.ParsePrefix(entry)
-	if err != nil {
-		if ip, ipErr := netip.ParseAddr(entry); ipErr == nil {
-			return netip.Prefix{}, fmt.Errorf("missing prefix length; for one address write %s/%d", ip, ip.BitLen())
-		}
-		return netip.Prefix{}, fmt.Errorf(`not a CIDR like "10.0.0.0/8" or "fd00::/8": %v`, err)
-	}
-	addr := prefix.Addr()
-	switch {
-	case addr.Zone() != "":
-		return netip.Prefix{}, errors.New("a zoned address (with %) cannot be a CIDR; remove the zone")
-	case addr.Is4In6():
-		return netip.Prefix{}, errors.New(`write IPv4 CIDRs in IPv4 form, like "10.0.0.0/8"`)
-	case prefix.Masked() != prefix:
-		return netip.Prefix{}, fmt.Errorf("host bits are set; did you mean %s?", prefix.Masked())
-	case addr.Is4() && prefix.Bits() < minCIDRBits4, addr.Is6() && prefix.Bits() < minCIDRBits6:
-		return netip.Prefix{}, fmt.Errorf("/%d is wider than the widest private range (10.0.0.0/8, fc00::/7); for unrestricted egress use mode \"dev-open\"", prefix.Bits())
-	}
-	return prefix, nil
 }

@@ -89,27 +89,36 @@ func ruleReason(rule string) string {
 //     or loopback, unspecified, multicast, broadcast, reserved, no address,
 //     or port 0 (blocked_range) — → deny, whatever the mode.
 //  2. Mode deny-all → deny (deny_all).
-//  3. The destination is inside allowed_private_cidrs → allow
-//     (allowed_cidr, rule "cidr:<cidr>"), on any port.
-//  4. The destination is private (RFC 1918, CGNAT, link-local, ULA…) and
-//     allow_private_ips is false → deny (private_ip): DNS-rebinding
-//     protection, even for an allowed name.
+//  3. The destination is private (RFC 1918, CGNAT, link-local, ULA…),
+//     allow_private_ips is false and no allowed_private_cidrs entry covers
+//     it → deny (private_ip): DNS-rebinding protection, even for an
+//     allowed name. As in Forge, a CIDR is only this exemption, never a
+//     grant: a rule below must still allow the connection.
 //  5. Mode dev-open → allow (dev_open).
-//  6. An allowed_tcp IP-literal rule covers IP:port → allow (allowed_tcp).
-//  7. A name is claimed: an IP literal is no name (go on to 8, whose deny
-//     then says ip_literal); an invalid name → deny (invalid_name).
-//     Otherwise CheckName(name, port): a deny is returned as is
-//     (not_in_allowlist, port_not_allowed). An allow stands only if
+//  6. A name is claimed: an IP literal is no name (go on to 7, whose deny
+//     then says ip_literal); an invalid name goes on to 7 and denies
+//     (invalid_name) unless an address rule allows. Otherwise
+//     CheckName(name, port): a deny is returned as is (not_in_allowlist,
+//     port_not_allowed) — as in Forge, a rule for the address does not
+//     lift it: rules match what the client asked for. An allow stands if
 //     verify_sni_ip is off or the resolver confirms the name resolves to
-//     IP; else deny (sni_ip_mismatch, keeping the rule) — a nil resolver
-//     cannot confirm, so this fails closed.
+//     IP; else an address rule (7) for IP:port allows (the claim did not
+//     matter), else deny (sni_ip_mismatch, keeping the rule) — a nil
+//     resolver cannot confirm, so this fails closed.
+//  7. An IP-literal rule covers IP:port → allow: allowed_tcp "ip:port"
+//     (allowed_tcp), or an address in a domain list, on 80 and 443
+//     (allowed_domain).
 //  8. No usable name, on a port other than 80 and 443: the first name
 //     learned for IP (r.NamesFor) that CheckName allows on port → allow
 //     (learned_ip, that name's rule). On 80 and 443 HTTP and TLS clients
 //     always name their host; a nameless stream there (h2c, a garbled
 //     prefix) could carry a request for any virtual host of a shared IP,
 //     so it is never allowed by a learned name.
-//     Otherwise deny (no_name_for_ip, or ip_literal from step 7).
+//     Otherwise deny: port_not_allowed when a learned name is allowed on
+//     other ports (the rule is that name's), else no_name_for_ip (or
+//     ip_literal from step 7).
+//
+// (There is no step 4 any more: allowed_private_cidrs used to grant here.)
 //
 // For a Rego policy, steps 1–5 run as written here and steps 6–8 ask
 // data.forge.egress.decision instead of the tables (see decideRego).
@@ -141,13 +150,11 @@ func (p *Policy) DecideFor(ctx context.Context, req Request, proc *Process, r Re
 	if p.mode != ModeAllowlist && p.mode != ModeDevOpen {
 		return Verdict{Reason: ReasonDenyAll}
 	}
-	// 3. allowed_private_cidrs.
-	if rule, ok := p.cidrs.lookup(ip); ok {
-		return Verdict{Allow: true, Reason: ReasonAllowedCIDR, Rule: rule}
-	}
-	// 4. Private destinations.
+	// 3. Private destinations, unless allowed_private_cidrs exempts them.
 	if kind.IsPrivate() && !p.allowPrivateIPs {
-		return Verdict{Reason: ReasonPrivateIP}
+		if _, exempt := p.cidrs.lookup(ip); !exempt {
+			return Verdict{Reason: ReasonPrivateIP}
+		}
 	}
 	// 5. dev-open.
 	if p.mode == ModeDevOpen {
@@ -157,41 +164,73 @@ func (p *Policy) DecideFor(ctx context.Context, req Request, proc *Process, r Re
 	if p.rego != nil {
 		return p.decideRego(ctx, req, proc, ip, r)
 	}
-	// 6. allowed_tcp IP literals.
-	if rules := p.ips[ip]; rules != nil {
-		if rule, ok := rules.match(req.Port); ok {
-			return Verdict{Allow: true, Reason: ReasonAllowedTCP, Rule: rule}
-		}
-	}
-	// 7. The claimed name.
+	// 6. The claimed name decides; an address rule only stands in when the
+	// name is allowed but unconfirmed, or not a name at all (7).
 	finalDeny := ReasonNoNameForIP
+	invalid := false
 	if req.Name != "" {
 		name, err := NormalizeName(req.Name)
 		switch {
 		case errors.Is(err, ErrIPLiteral):
 			finalDeny = ReasonIPLiteral
 		case err != nil:
-			return Verdict{Reason: ReasonInvalidName}
+			invalid = true
 		default:
 			v := p.checkNormalized(name, req.Port, proc)
 			if !v.Allow {
 				return v
 			}
-			if p.verifySNIIP && (r == nil || !r.Resolves(ctx, name, ip)) {
-				return Verdict{Reason: ReasonSNIIPMismatch, Rule: v.Rule}
+			if !p.verifySNIIP || (r != nil && r.Resolves(ctx, name, ip)) {
+				return v
 			}
-			return v
+			if byAddr, ok := p.addrRule(ip, req.Port); ok {
+				return byAddr // the claim did not matter: the address itself is allowed
+			}
+			return Verdict{Reason: ReasonSNIIPMismatch, Rule: v.Rule}
 		}
+	}
+	// 7. IP-literal rules (allowed_tcp, and addresses in the domain lists).
+	if byAddr, ok := p.addrRule(ip, req.Port); ok {
+		return byAddr
+	}
+	if invalid {
+		return Verdict{Reason: ReasonInvalidName}
 	}
 	// 8. Names learned for the IP — never on the web ports (namedPort).
+	nearest := ""
 	if r != nil && !namedPort(req.Port) {
 		for _, learned := range r.NamesFor(ip) {
-			if v := p.CheckName(learned, req.Port); v.Allow {
+			v := p.CheckName(learned, req.Port)
+			if v.Allow {
 				return Verdict{Allow: true, Reason: ReasonLearnedIP, Rule: v.Rule}
+			}
+			if v.Reason == ReasonPortNotAllowed && nearest == "" {
+				nearest = v.Rule
 			}
 		}
 	}
-	return Verdict{Reason: finalDeny}
+	return nameless(finalDeny, nearest)
+}
+
+// nameless is the final deny of a connection no rule allowed: when a name
+// the address resolved from is allowed on other ports (nearest is its
+// rule), the fix is a port, and the reason says so (port_not_allowed,
+// see Hint).
+func nameless(reason, nearest string) Verdict {
+	if reason == ReasonNoNameForIP && nearest != "" {
+		return Verdict{Reason: ReasonPortNotAllowed, Rule: nearest}
+	}
+	return Verdict{Reason: reason}
+}
+
+// addrRule is the IP-literal rule that allows ip:port, if any.
+func (p *Policy) addrRule(ip netip.Addr, port uint16) (Verdict, bool) {
+	if rules := p.ips[ip]; rules != nil {
+		if rule, ok := rules.match(port); ok {
+			return Verdict{Allow: true, Reason: ruleReason(rule), Rule: rule}, true
+		}
+	}
+	return Verdict{}, false
 }
 
 // namedPort reports whether port is one where clients always send a name

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -75,6 +76,13 @@ func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 func TestDecide(t *testing.T) {
 	allowlist := mustParse(t, testPolicy)
 	denyAll := mustParse(t, `{"mode":"deny-all","allowed_domains":["api.example.com"],"allowed_private_cidrs":["10.0.0.0/16"]}`)
+	cidrs := mustParse(t, `{"mode":"allowlist","allowed_tcp":["pg.internal:5432"],
+		"allowed_private_cidrs":["10.20.0.0/16","203.0.113.0/24","8.0.0.0/8"]}`)
+	anyCIDR := mustParse(t, `{"mode":"allowlist","allowed_tcp":["pg.internal:5432"],"allowed_private_cidrs":["0.0.0.0/0"]}`)
+	cidrRes := fakeResolver{
+		resolves: map[string][]netip.Addr{"pg.internal": {addr("10.20.0.7"), addr("10.21.0.7"), addr("192.168.7.7")}},
+		learned:  map[netip.Addr][]string{addr("10.20.0.7"): {"pg.internal"}, addr("192.168.7.7"): {"pg.internal"}},
+	}
 	devOpen := mustParse(t, `{"mode":"dev-open","allowed_private_cidrs":["10.0.0.0/16","169.254.0.0/16"]}`)
 	privateOK := mustParse(t, `{"mode":"allowlist","allowed_domains":["api.example.com"],"allow_private_ips":true}`)
 	noVerify := mustParse(t, `{"mode":"allowlist","allowed_domains":["api.example.com"],"verify_sni_ip":false}`)
@@ -92,6 +100,12 @@ func TestDecide(t *testing.T) {
 		// 1. Always blocked, whatever the mode and the rules.
 		{"metadata v4", allowlist, Request{"api.example.com", addr("169.254.169.254"), 80}, res, false, ReasonMetadata, ""},
 		{"metadata inside allowed cidr", allowlist, Request{"", addr("169.254.169.254"), 80}, res, false, ReasonMetadata, ""},
+		// Issue #11 item 12: these were dialled with allow_private_ips.
+		{"nat64 local-use metadata, allow_private_ips", privateOK, Request{"", addr("64:ff9b:1::a9fe:a9fe"), 80}, res, false, ReasonMetadata, ""},
+		{"siit metadata, allow_private_ips", privateOK, Request{"", addr("::ffff:0:a9fe:a9fe"), 80}, res, false, ReasonMetadata, ""},
+		{"teredo loopback, allow_private_ips", privateOK, Request{"", addr("2001:0:4136:e378:8000:63bf:80ff:fffe"), 80}, res, false, ReasonBlockedRange, ""},
+		{"azure wireserver, allow_private_ips", privateOK, Request{"", addr("168.63.129.16"), 80}, res, false, ReasonMetadata, ""},
+		{"gcp metadata v6, allow_private_ips", privateOK, Request{"", addr("fd20:ce::254"), 80}, res, false, ReasonMetadata, ""},
 		{"metadata v6", allowlist, Request{"", addr("fd00:ec2::254"), 80}, res, false, ReasonMetadata, ""},
 		{"metadata alibaba", allowlist, Request{"", addr("100.100.100.200"), 80}, res, false, ReasonMetadata, ""},
 		{"metadata v4-mapped", allowlist, Request{"", addr("::ffff:169.254.169.254"), 80}, res, false, ReasonMetadata, ""},
@@ -112,12 +126,26 @@ func TestDecide(t *testing.T) {
 		{"deny-all allowed name", denyAll, Request{"api.example.com", pub1, 443}, res, false, ReasonDenyAll, ""},
 		{"deny-all cidr", denyAll, Request{"", addr("10.0.1.1"), 443}, res, false, ReasonDenyAll, ""},
 
-		// 3. allowed_private_cidrs: any port, no name needed.
-		{"cidr v4", allowlist, Request{"", addr("10.0.1.2"), 22}, nil, true, ReasonAllowedCIDR, "cidr:10.0.0.0/16"},
-		{"cidr v4-mapped", allowlist, Request{"", addr("::ffff:10.0.1.2"), 22}, nil, true, ReasonAllowedCIDR, "cidr:10.0.0.0/16"},
-		{"cidr v6", allowlist, Request{"evil.test", addr("fd00:1234::5"), 9000}, nil, true, ReasonAllowedCIDR, "cidr:fd00:1234::/32"},
-		{"cidr link-local", allowlist, Request{"", addr("169.254.1.1"), 80}, nil, true, ReasonAllowedCIDR, "cidr:169.254.0.0/16"},
-		{"cidr in dev-open", devOpen, Request{"", addr("10.0.1.2"), 22}, nil, true, ReasonAllowedCIDR, "cidr:10.0.0.0/16"},
+		// 3. allowed_private_cidrs only exempt from the private-IP block
+		// (Forge's meaning, issue #12): a rule must still allow.
+		{"cidr v4 no name", allowlist, Request{"", addr("10.0.1.2"), 22}, nil, false, ReasonNoNameForIP, ""},
+		{"cidr v4-mapped no name", allowlist, Request{"", addr("::ffff:10.0.1.2"), 22}, nil, false, ReasonNoNameForIP, ""},
+		{"cidr v6 unlisted name", allowlist, Request{"evil.test", addr("fd00:1234::5"), 9000}, nil, false, ReasonNotAllowed, ""},
+		{"cidr link-local no name", allowlist, Request{"", addr("169.254.1.1"), 80}, nil, false, ReasonNoNameForIP, ""},
+		{"cidr in dev-open", devOpen, Request{"", addr("10.0.1.2"), 22}, nil, true, ReasonDevOpen, ""},
+		{"cidr exempts an allowed name", cidrs, Request{"pg.internal", addr("10.20.0.7"), 5432}, cidrRes, true, ReasonAllowedTCP, "allowed_tcp:pg.internal:5432"},
+		{"cidr: listed port only", cidrs, Request{"pg.internal", addr("10.20.0.7"), 5433}, cidrRes, false, ReasonPortNotAllowed, "allowed_tcp:pg.internal:5432"},
+		{"cidr: no name, ssh", cidrs, Request{"", addr("10.20.0.7"), 22}, nil, false, ReasonNoNameForIP, ""},
+		{"cidr: learned name, listed port", cidrs, Request{"", addr("10.20.0.7"), 5432}, cidrRes, true, ReasonLearnedIP, "allowed_tcp:pg.internal:5432"},
+		{"cidr: learned name, other port", cidrs, Request{"", addr("10.20.0.7"), 5433}, cidrRes, false, ReasonPortNotAllowed, "allowed_tcp:pg.internal:5432"},
+		{"cidr: outside the cidr", cidrs, Request{"pg.internal", addr("10.21.0.7"), 5432}, cidrRes, false, ReasonPrivateIP, ""},
+		{"public cidr grants nothing", cidrs, Request{"", addr("203.0.113.9"), 443}, nil, false, ReasonNoNameForIP, ""},
+		{"public cidr, unlisted name", cidrs, Request{"evil.test", addr("8.8.8.8"), 443}, nil, false, ReasonNotAllowed, ""},
+		{"0.0.0.0/0 exempts, rule allows", cidrs, Request{"pg.internal", addr("192.168.7.7"), 5432}, cidrRes, false, ReasonPrivateIP, ""},
+		{"0.0.0.0/0 exempts every private v4", anyCIDR, Request{"pg.internal", addr("192.168.7.7"), 5432}, cidrRes, true, ReasonAllowedTCP, "allowed_tcp:pg.internal:5432"},
+		{"0.0.0.0/0 grants nothing", anyCIDR, Request{"", addr("192.168.7.7"), 22}, nil, false, ReasonNoNameForIP, ""},
+		{"0.0.0.0/0, learned name on another port", anyCIDR, Request{"", addr("192.168.7.7"), 22}, cidrRes, false, ReasonPortNotAllowed, "allowed_tcp:pg.internal:5432"},
+		{"0.0.0.0/0 never exempts metadata", anyCIDR, Request{"", addr("169.254.169.254"), 80}, cidrRes, false, ReasonMetadata, ""},
 
 		// 4. Private destinations (DNS rebinding).
 		{"rfc1918 with allowed resolving name", allowlist, Request{"api.example.com", addr("10.1.0.1"), 443}, res, false, ReasonPrivateIP, ""},
@@ -136,7 +164,13 @@ func TestDecide(t *testing.T) {
 
 		// 6. allowed_tcp IP literals.
 		{"tcp ip v4", allowlist, Request{"", pub7, 5432}, nil, true, ReasonAllowedTCP, "allowed_tcp:198.51.100.7:5432"},
-		{"tcp ip v4 with any name", allowlist, Request{"evil.test", pub7, 5432}, nil, true, ReasonAllowedTCP, "allowed_tcp:198.51.100.7:5432"},
+		// As in Forge, a rule matches what the client asked for: a claimed
+		// name that no rule allows is denied even to an allowed address.
+		{"tcp ip v4 with an unlisted name", allowlist, Request{"evil.test", pub7, 5432}, nil, false, ReasonNotAllowed, ""},
+		{"tcp ip v4 with its IP literal", allowlist, Request{"198.51.100.7", pub7, 5432}, nil, true, ReasonAllowedTCP, "allowed_tcp:198.51.100.7:5432"},
+		{"tcp ip v4 with an invalid name", allowlist, Request{"bad name", pub7, 5432}, nil, true, ReasonAllowedTCP, "allowed_tcp:198.51.100.7:5432"},
+		{"tcp ip v4 with an allowed, unconfirmed name", allowlist, Request{"api.example.com", pub7, 5432}, nil, false, ReasonPortNotAllowed, "api.example.com"},
+		{"tcp ip v4 with an allowed name on 443, unconfirmed", allowlist, Request{"db.example.com", pub7, 5432}, nil, true, ReasonAllowedTCP, "allowed_tcp:198.51.100.7:5432"},
 		{"tcp ip v6", allowlist, Request{"", world6, 22}, nil, true, ReasonAllowedTCP, "allowed_tcp:[2001:db8::7]:22"},
 		{"tcp ip other port", allowlist, Request{"", pub7, 5433}, nil, false, ReasonNoNameForIP, ""},
 
@@ -172,7 +206,7 @@ func TestDecide(t *testing.T) {
 		{"learned, allowed_tcp port", allowlist, Request{"", pub1, 5432}, res, true, ReasonLearnedIP, "allowed_tcp:db.example.com:5432"},
 		{"learned v4-mapped, allowed_tcp port", allowlist, Request{"", addr("::ffff:198.51.100.1"), 5432}, res, true, ReasonLearnedIP, "allowed_tcp:db.example.com:5432"},
 		{"learned v4-mapped, web port", allowlist, Request{"", addr("::ffff:198.51.100.1"), 443}, res, false, ReasonNoNameForIP, ""},
-		{"learned wrong port", allowlist, Request{"", pub1, 22}, res, false, ReasonNoNameForIP, ""},
+		{"learned wrong port", allowlist, Request{"", pub1, 22}, res, false, ReasonPortNotAllowed, "api.example.com"},
 		{"learned only disallowed", allowlist, Request{"", pub3, 443}, res, false, ReasonNoNameForIP, ""},
 		{"nothing learned", allowlist, Request{"", pub6, 443}, res, false, ReasonNoNameForIP, ""},
 		{"nil resolver", allowlist, Request{"", pub1, 443}, nil, false, ReasonNoNameForIP, ""},
@@ -278,5 +312,28 @@ func TestNamesIsACopy(t *testing.T) {
 	p.Names()[0] = "changed.test"
 	if p.Names()[0] == "changed.test" {
 		t.Error("Names() exposes the policy's own slice")
+	}
+}
+
+// TestPortNotAllowedHint: the warning of a port_not_allowed denial names
+// the entry that fixes it (issue #11 "Also", #12).
+func TestPortNotAllowedHint(t *testing.T) {
+	p := mustParse(t, testPolicy)
+	for _, tt := range []struct {
+		req  Request
+		want string
+	}{
+		{Request{"api.example.com", pub1, 5432}, `api.example.com is allowed on ports 80 and 443 only, as every domain rule; to reach port 5432 add "api.example.com:5432" to allowed_tcp, or declare the endpoint with its port in forge.yaml`},
+		{Request{"", pub1, 22}, `api.example.com is allowed on ports 80 and 443 only, as every domain rule; to reach port 22 add "api.example.com:22" to allowed_tcp`},
+		{Request{"x.github.com", pub1, 22}, `x.github.com is allowed on ports 80 and 443 only, as every domain rule; to reach port 22 add "x.github.com:22"`},
+		{Request{"db.example.com", pub1, 5433}, `db.example.com is allowed on port 5432 only, by allowed_tcp; to reach port 5433 add "db.example.com:5433"`},
+	} {
+		v := p.Decide(context.Background(), tt.req, testResolver())
+		if got := Hint(v, tt.req.Name, tt.req.Port); v.Reason != ReasonPortNotAllowed || !strings.HasPrefix(got, tt.want) {
+			t.Errorf("Decide(%+v) = %+v, hint %q\nwant prefix %q", tt.req, v, got, tt.want)
+		}
+	}
+	if h := Hint(Verdict{Reason: ReasonNotAllowed}, "evil.test", 443); h != "" {
+		t.Errorf("hint for not_in_allowlist: %q", h)
 	}
 }

@@ -25,33 +25,48 @@
 // subdomains ("*.github.com" matches "api.github.com" and "a.b.github.com",
 // never "github.com"). A single-label suffix such as "*.internal" or
 // "*.com" is accepted as written (it is explicit, and cluster suffixes like
-// "*.internal" are real use); a bare "*", "*foo.com", "foo.*.com", ports,
-// schemes and IP literals are refused with a hint. Names are compared in
-// normal form (see NormalizeName).
+// "*.internal" are real use); "*foo.com", "foo.*.com", ports and paths are
+// refused with a hint. Names are compared in normal form (see
+// NormalizeName: what DNS accepts, underscores and "--" included). An IP
+// address in a domain list (Forge adds them from model, MCP and OTel URLs)
+// is a rule for that address on ports 80 and 443.
+//
+// Entries are trimmed as Forge trims them. Entries Forge writes verbatim
+// that can never match anything — empty, a bare "*", an unexpanded
+// "$VARIABLE", a URL — are skipped with one warning each (Policy.Warnings),
+// never taken as allow-all.
 //
 // allowed_tcp entries open one port ("host:5432") or every port
 // ("host:*") for a name, a wildcard, or an IP literal (IPv6 in brackets);
-// an IP literal matches the destination address itself. An IP-literal rule
-// for a private address needs allow_private_ips or a covering
-// allowed_private_cidrs entry, and one for an always-blocked address is
-// refused, since either could never allow anything.
+// an IP literal matches the destination address itself.
 //
-// allowed_private_cidrs allow every port to destinations inside, with no
-// name needed; prefixes wider than /8 (IPv4) or /7 (IPv6) are refused
-// (that is dev-open's job).
+// allowed_private_cidrs have Forge's meaning: an exemption from the
+// private-IP block for the addresses inside, never a grant — a domain or
+// allowed_tcp rule must still allow the connection. Any prefix loads;
+// one holding no private address (it exempts nothing) or every private
+// range of its family ("0.0.0.0/0": the same as allow_private_ips for it)
+// loads with a warning. An IP-literal rule for a private address allows
+// only with allow_private_ips or a covering CIDR (a warning says when
+// neither is there); one for an always-blocked address is skipped with a
+// warning. Without allow_private_ips (Forge never writes it) private
+// destinations are denied, and a warning says so.
 //
-// Unknown fields (including case variants: "Mode"), duplicate fields, wrong
-// types and trailing data are errors that name the field, the entry index
-// and value, and how to fix it.
+// Unknown fields (including case variants: "Mode") are warnings with a
+// typo hint, so a field a newer Forge adds does not stop the agent;
+// Options.Strict makes them errors. Duplicate fields, wrong types and
+// trailing data are errors that name the field, the entry index and
+// value, and how to fix it; broken JSON is an error with its line and
+// column. A leading UTF-8 byte-order mark is ignored.
 //
 // # Addresses
 //
-// Cloud metadata endpoints are always denied, as are loopback, unspecified,
-// multicast, broadcast and reserved ranges; see ClassifyAddr.
-// IPv4-mapped IPv6 is treated as its IPv4 address everywhere; NAT64
-// (64:ff9b::/96) and 6to4 addresses are classified by the IPv4 address
-// they embed, but allowed_private_cidrs and allowed_tcp match the address
-// as written.
+// Cloud metadata endpoints (of every major cloud) are always denied, as
+// are loopback, unspecified, multicast, broadcast and reserved ranges;
+// see ClassifyAddr. IPv4-mapped IPv6 is treated as its IPv4 address
+// everywhere; every other embedding of IPv4 in IPv6 (SIIT, NAT64 and its
+// local-use prefix, 6to4, Teredo, IPv4-compatible) is classified by the
+// IPv4 address it embeds, but allowed_private_cidrs and allowed_tcp match
+// the address as written.
 //
 // A Policy is built once by Parse or Load and never changes; a reload
 // builds a new one and swaps a pointer. Lookups are map probes whose cost

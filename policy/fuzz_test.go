@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/netip"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // refPolicy is an independent, naive model of the allowlist: it decodes
@@ -21,8 +23,29 @@ type refPolicy struct {
 	AllowedTCP     []string `json:"allowed_tcp"`
 }
 
-// refNameMatches: exact name, or "*.suffix" matching strict subdomains.
+// decodeRef decodes the document as the naive model reads it: exact
+// field names (encoding/json alone would fold case), after a byte-order mark.
+func decodeRef(data []byte) (refPolicy, error) {
+	var ref refPolicy
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(bytes.TrimPrefix(data, []byte(utf8BOM)), &fields); err != nil {
+		return ref, err
+	}
+	for key, dst := range map[string]any{"mode": &ref.Mode, "allowed_domains": &ref.AllowedDomains,
+		"tool_domains": &ref.ToolDomains, "all_domains": &ref.AllDomains, "allowed_tcp": &ref.AllowedTCP} {
+		if raw, ok := fields[key]; ok {
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return ref, err
+			}
+		}
+	}
+	return ref, nil
+}
+
+// refNameMatches: exact name, or "*.suffix" matching strict subdomains,
+// of the entry trimmed as Forge trims it.
 func refNameMatches(entry, name string) bool {
+	entry = strings.TrimFunc(entry, func(r rune) bool { return unicode.IsSpace(r) || r == '\ufeff' })
 	wildcard := strings.HasPrefix(entry, "*.")
 	key, err := NormalizeName(strings.TrimPrefix(entry, "*."))
 	if err != nil {
@@ -43,7 +66,11 @@ func (r *refPolicy) allows(name string, port uint16) bool {
 		}
 	}
 	for _, e := range r.AllowedTCP {
+		e = strings.TrimFunc(e, func(r rune) bool { return unicode.IsSpace(r) || r == '\ufeff' })
 		i := strings.LastIndexByte(e, ':')
+		if i < 0 {
+			continue // skipped entries ("", "$VAR")
+		}
 		host, ports := e[:i], e[i+1:]
 		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
 			continue
@@ -56,7 +83,7 @@ func (r *refPolicy) allows(name string, port uint16) bool {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, dir := range []string{"testdata/good", "testdata/bad"} {
+	for _, dir := range []string{"testdata/good", "testdata/bad", "testdata/warn"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 		for _, path := range files {
 			if data, err := os.ReadFile(path); err == nil {
@@ -77,8 +104,8 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		var ref refPolicy
-		if err := json.Unmarshal(data, &ref); err != nil {
+		ref, err := decodeRef(data)
+		if err != nil {
 			t.Fatalf("Parse accepted what encoding/json rejects: %v", err)
 		}
 		if string(p.Mode()) != ref.Mode {

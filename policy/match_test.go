@@ -42,10 +42,11 @@ func TestCIDRMostSpecificAndPrivateTCP(t *testing.T) {
 		reason string
 		rule   string
 	}{
-		{"10.1.2.3", 22, true, ReasonAllowedCIDR, "cidr:10.1.0.0/16"},
-		{"10.2.2.3", 22, true, ReasonAllowedCIDR, "cidr:10.0.0.0/8"},
-		{"fd00:1::9", 22, true, ReasonAllowedCIDR, "cidr:fd00:1::/32"},
-		{"fd00:2::9", 22, true, ReasonAllowedCIDR, "cidr:fd00::/8"},
+		// CIDRs are exemptions, never grants (issue #12).
+		{"10.1.2.3", 22, false, ReasonNoNameForIP, ""},
+		{"10.2.2.3", 22, false, ReasonNoNameForIP, ""},
+		{"fd00:1::9", 22, false, ReasonNoNameForIP, ""},
+		{"fd00:2::9", 22, false, ReasonNoNameForIP, ""},
 		{"192.168.9.9", 6379, true, ReasonAllowedTCP, "allowed_tcp:192.168.9.9:6379"},
 		{"192.168.9.9", 6380, false, ReasonNoNameForIP, ""},
 		{"11.0.0.1", 22, false, ReasonNoNameForIP, ""},

@@ -32,18 +32,26 @@ var (
 	ErrInvalidName = errors.New("invalid host name")
 )
 
-// idnaLookup is the UTS #46 lookup profile: maps case and compatibility
-// forms, converts Unicode labels to punycode, and validates punycode labels
-// and hyphen placement.
-var idnaLookup = idna.Lookup
+// idnaUnicode maps Unicode input (UTS #46 lookup: case and compatibility
+// forms, punycode for non-ASCII labels, Bidi rule) without the STD3 and
+// hyphen-position rules: those are host-name registration rules, not
+// DNS's, and the result is checked against DNS's own syntax afterwards
+// (checkLabels). It is used only for input that is not ASCII; ASCII names
+// are DNS names already.
+var idnaUnicode = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.StrictDomainName(false), idna.CheckHyphens(false))
 
 // NormalizeName returns name in the one form rules and lookups compare:
-// lowercase, without one trailing dot, Unicode labels as punycode (IDNA
-// lookup profile), each label 1–63 octets of letters, digits and inner
-// hyphens, at most 253 octets in all. IP literals (including bracketed IPv6
-// and numeric forms like "127.1") fail with ErrIPLiteral; anything else
-// invalid (empty, control bytes, spaces, "*", "a..b") fails with
-// ErrInvalidName.
+// lowercase, without one trailing dot, at most 253 octets of labels of 1–63
+// octets each. A label holds what DNS names hold in practice (RFC 2181 §11
+// allows any octet; hosts, services and CDNs use these): letters, digits,
+// hyphens anywhere ("r3---sn-abc.googlevideo.com") and underscores
+// ("_mongodb._tcp.cluster0.x.mongodb.net", "_grpc_config.api.example",
+// "my_svc.internal"). Input with non-ASCII characters goes through IDNA
+// (UTS #46 lookup mapping, Unicode labels to punycode) first; ASCII input
+// is only lowercased, so an "xn--" label is taken as DNS carries it. IP
+// literals (including bracketed IPv6 and numeric forms like "127.1") fail
+// with ErrIPLiteral; anything else invalid (empty, control bytes, spaces,
+// "*", "a..b", other punctuation) fails with ErrInvalidName.
 //
 // A name that is already canonical is returned as is, without allocating:
 // that is the hot path for SNI and DNS names, which are almost always
@@ -64,10 +72,13 @@ func normalizeSlow(name string) (string, error) {
 	if len(name) > maxNameInput {
 		return "", fmt.Errorf("%w: %d bytes long (at most %d)", ErrInvalidName, len(name), maxNameInput)
 	}
+	ascii := true
 	for i := 0; i < len(name); i++ {
-		if c := name[i]; c <= ' ' || c == 0x7f {
+		c := name[i]
+		if c <= ' ' || c == 0x7f {
 			return "", fmt.Errorf("%w: %q contains a space or control byte", ErrInvalidName, name)
 		}
+		ascii = ascii && c < utf8.RuneSelf
 	}
 	if !utf8.ValidString(name) {
 		return "", fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalidName, name)
@@ -79,25 +90,29 @@ func normalizeSlow(name string) (string, error) {
 	if s == "" || strings.HasPrefix(s, ".") || strings.Contains(s, "..") || strings.HasSuffix(s, ".") {
 		return "", fmt.Errorf("%w: %q has an empty label", ErrInvalidName, name)
 	}
-	ascii, err := idnaLookup.ToASCII(s)
-	if err != nil {
-		return "", fmt.Errorf("%w: %q: %v", ErrInvalidName, name, err)
+	if ascii {
+		s = strings.ToLower(s)
+	} else {
+		mapped, err := idnaUnicode.ToASCII(s)
+		if err != nil {
+			return "", fmt.Errorf("%w: %q: %v", ErrInvalidName, name, err)
+		}
+		// The mapping already lowercases; ToLower again is a no-op guard
+		// for any mapping that left an ASCII capital.
+		s = strings.ToLower(mapped)
 	}
-	// The mapping already lowercases; ToLower again is a no-op guard for
-	// any mapping that left an ASCII capital.
-	ascii = strings.ToLower(ascii)
-	if err := checkLDH(ascii); err != nil {
+	if err := checkLabels(s); err != nil {
 		return "", fmt.Errorf("%w: %q: %s", ErrInvalidName, name, err)
 	}
-	if numericLastLabel(ascii) {
+	if numericLastLabel(s) {
 		return "", fmt.Errorf("%w: %q", ErrIPLiteral, name)
 	}
-	return ascii, nil
+	return s, nil
 }
 
-// checkLDH validates the letters-digits-hyphen syntax and the DNS lengths
-// of an already mapped ASCII name.
-func checkLDH(s string) error {
+// checkLabels validates the syntax and the DNS lengths of a lowercase
+// ASCII name: labels of letters, digits, hyphens and underscores.
+func checkLabels(s string) error {
 	if len(s) > maxNameLen {
 		return fmt.Errorf("%d octets long, DNS allows at most %d", len(s), maxNameLen)
 	}
@@ -107,27 +122,24 @@ func checkLDH(s string) error {
 			return errors.New("empty label")
 		case len(label) > maxLabelLen:
 			return fmt.Errorf("label %q is %d octets, DNS allows at most %d", label, len(label), maxLabelLen)
-		case label[0] == '-' || label[len(label)-1] == '-':
-			return fmt.Errorf("label %q starts or ends with a hyphen", label)
 		}
 		for i := 0; i < len(label); i++ {
-			if c := label[i]; !isLDHByte(c) {
-				return fmt.Errorf("label %q contains %q; host names hold letters, digits and hyphens", label, c)
+			if c := label[i]; !isLabelByte(c) {
+				return fmt.Errorf("label %q contains %q; DNS names hold letters, digits, hyphens and underscores", label, c)
 			}
 		}
 	}
 	return nil
 }
 
-func isLDHByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-'
+func isLabelByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
 // isCanonicalName reports, without allocating, whether name is already in
-// normal form: lowercase LDH labels within the DNS lengths, no trailing
-// dot, no label that IDNA would need to check ("xn--" and any other
-// hyphens in positions 3–4), and not numeric. Anything it refuses goes
-// through normalizeSlow, which is authoritative.
+// normal form: lowercase labels of letters, digits, hyphens and
+// underscores within the DNS lengths, no trailing dot, and not numeric.
+// Anything it refuses goes through normalizeSlow, which is authoritative.
 func isCanonicalName(name string) bool {
 	n := len(name)
 	if n == 0 || n > maxNameLen {
@@ -137,15 +149,10 @@ func isCanonicalName(name string) bool {
 	for i := 0; i < n; i++ {
 		c := name[i]
 		switch {
-		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
-			labelLen++
-		case c == '-':
-			if labelLen == 0 || labelLen == 3 && name[i-1] == '-' {
-				return false // leading hyphen, or "??--" (punycode or reserved)
-			}
+		case isLabelByte(c):
 			labelLen++
 		case c == '.':
-			if labelLen == 0 || name[i-1] == '-' {
+			if labelLen == 0 {
 				return false
 			}
 			labelLen = 0
@@ -156,7 +163,7 @@ func isCanonicalName(name string) bool {
 			return false
 		}
 	}
-	if labelLen == 0 || name[n-1] == '-' {
+	if labelLen == 0 {
 		return false
 	}
 	return !numericLastLabel(name)

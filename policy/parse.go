@@ -49,15 +49,33 @@ type document struct {
 	allowedCIDRs    []string
 	allowPrivateIPs *bool
 	verifySNIIP     *bool
+	warnings        []string // what loaded but deserves a word: unknown fields, skipped entries
+	strict          bool     // Options.Strict
 }
 
 var domainListFields = [3]string{fieldAllowedDomains, fieldToolDomains, fieldAllDomains}
 
+// Options change how egress_allowlist.json is read.
+type Options struct {
+	// Strict makes every warning about the file's content an error
+	// (FORGE_SUPERVISOR_STRICT_POLICY): unknown fields, entries skipped,
+	// rules that allow nothing, CIDRs with host bits or no private address,
+	// a byte-order mark. By default they are warnings, so a field a newer
+	// Forge adds ("version", "generated_at") or an entry Forge writes
+	// verbatim does not stop every agent. (The notice that private
+	// destinations are denied without allow_private_ips stays a warning.)
+	Strict bool
+}
+
 // Load reads and parses the policy file at path: a Rego module when the
 // path ends in ".rego" (see ParseRego), else egress_allowlist.json. Any
 // failure — missing, unreadable, not a regular file, too large, invalid —
-// is an error naming the path; there is no fallback policy.
-func Load(path string) (*Policy, error) {
+// is an error naming the path; there is no fallback policy. What loads but
+// deserves a word is in Policy.Warnings.
+func Load(path string) (*Policy, error) { return LoadWith(path, Options{}) }
+
+// LoadWith is Load with options.
+func LoadWith(path string, opt Options) (*Policy, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err) // *PathError names the path
@@ -80,7 +98,7 @@ func Load(path string) (*Policy, error) {
 	if strings.HasSuffix(path, RegoSuffix) {
 		return ParseRego(path, data)
 	}
-	p, err := parse(data)
+	p, err := parse(data, opt)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %s: %w", path, err)
 	}
@@ -88,22 +106,40 @@ func Load(path string) (*Policy, error) {
 }
 
 // Parse parses and validates an egress_allowlist.json document. Errors name
-// the field, the entry's index and value, and how to fix it. Unknown
-// fields (including case variants like "Mode"), duplicate fields and
-// trailing data are errors.
-func Parse(data []byte) (*Policy, error) {
-	p, err := parse(data)
+// the field, the entry's index and value, and how to fix it. Duplicate
+// fields, wrong types and trailing data are errors; unknown fields
+// (including case variants like "Mode") are warnings with a typo hint
+// (errors with Options.Strict).
+func Parse(data []byte) (*Policy, error) { return ParseWith(data, Options{}) }
+
+// ParseWith is Parse with options.
+func ParseWith(data []byte, opt Options) (*Policy, error) {
+	p, err := parse(data, opt)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	return p, nil
 }
 
-func parse(data []byte) (*Policy, error) {
-	doc, err := decode(data)
+// utf8BOM is the byte-order mark some editors (and Windows tools) put at
+// the start of a UTF-8 file; JSON forbids it, Forge's users still get it.
+const utf8BOM = "\xef\xbb\xbf"
+
+func parse(data []byte, opt Options) (*Policy, error) {
+	var warnings []string
+	if rest, ok := bytes.CutPrefix(data, []byte(utf8BOM)); ok {
+		if opt.Strict {
+			return nil, errors.New("the file starts with a UTF-8 byte-order mark, which JSON does not allow; save it without")
+		}
+		data = rest
+		warnings = append(warnings, "the file starts with a UTF-8 byte-order mark; it was ignored")
+	}
+	doc, err := decode(data, opt)
 	if err != nil {
 		return nil, err
 	}
+	doc.warnings = append(warnings, doc.warnings...)
+	doc.strict = opt.Strict
 	return compile(doc)
 }
 
@@ -111,7 +147,7 @@ func parse(data []byte) (*Policy, error) {
 // exactly (encoding/json alone would accept "MODE" for "mode") and
 // duplicates are caught, then decodes each field on its own so type errors
 // name the field.
-func decode(data []byte) (*document, error) {
+func decode(data []byte, opt Options) (*document, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	tok, err := dec.Token()
 	if err == io.EOF {
@@ -140,7 +176,11 @@ func decode(data []byte) (*document, error) {
 		}
 		seen[key] = true
 		if err := doc.set(key, raw); err != nil {
-			return nil, err
+			var unknown *unknownFieldError
+			if !errors.As(err, &unknown) || opt.Strict {
+				return nil, err
+			}
+			doc.warnings = append(doc.warnings, err.Error()+"; ignored (FORGE_SUPERVISOR_STRICT_POLICY=1 makes this an error)")
 		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
@@ -236,22 +276,28 @@ func decodeStrings(field string, raw json.RawMessage) ([]string, error) {
 	return out, nil
 }
 
+// unknownFieldError is a field the supervisor does not know: a warning
+// unless Options.Strict.
+type unknownFieldError struct{ msg string }
+
+func (e *unknownFieldError) Error() string { return e.msg }
+
 // unknownField names the field and, when it looks like a typo of a known
 // one, the field that was probably meant.
 func unknownField(key string) error {
 	best, bestDist := "", 4
 	for _, f := range knownFields {
 		if strings.EqualFold(f, key) {
-			return fmt.Errorf("%s: unknown field; field names are lowercase: did you mean %q?", key, f)
+			return &unknownFieldError{fmt.Sprintf("%s: unknown field; field names are lowercase: did you mean %q?", key, f)}
 		}
 		if d := editDistance(key, f); d < bestDist {
 			best, bestDist = f, d
 		}
 	}
 	if best != "" {
-		return fmt.Errorf("%s: unknown field; did you mean %q?", key, best)
+		return &unknownFieldError{fmt.Sprintf("%s: unknown field; did you mean %q?", key, best)}
 	}
-	return fmt.Errorf("%s: unknown field; known fields are %s", key, strings.Join(knownFields, ", "))
+	return &unknownFieldError{fmt.Sprintf("%s: unknown field; known fields are %s", key, strings.Join(knownFields, ", "))}
 }
 
 // editDistance is the Levenshtein distance, for typo hints on short keys.
@@ -279,13 +325,24 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// syntaxError adds the line and column to a JSON syntax error.
+// syntaxError adds the line and column to a JSON syntax error. A
+// Decoder's offsets are not always positions in the document (inside a
+// value they count from the decoder's buffer), so the position comes from
+// scanning the whole document once more, which finds the same first error.
 func syntaxError(data []byte, err error) error {
 	var se *json.SyntaxError
-	if errors.As(err, &se) && se.Offset <= int64(len(data)) {
+	if errors.As(err, &se) {
+		var whole *json.SyntaxError
+		var v any
+		if errors.As(json.Unmarshal(data, &v), &whole) {
+			se = whole
+		}
+	}
+	if se != nil && se.Offset <= int64(len(data)) {
 		before := data[:se.Offset]
 		line := bytes.Count(before, []byte("\n")) + 1
-		col := len(before) - bytes.LastIndexByte(before, '\n')
+		// Offset is just past the offending byte: its column is the last one.
+		col := max(1, len(before)-bytes.LastIndexByte(before, '\n')-1)
 		return fmt.Errorf("invalid JSON at line %d column %d: %v", line, col, err)
 	}
 	if err == io.ErrUnexpectedEOF || err == io.EOF {

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,40 +13,33 @@ import (
 // badPolicies maps each file in testdata/bad to text its error must carry:
 // the offending field (with index) and the hint.
 var badPolicies = map[string][]string{
-	"unknown_field_typo.json":       {"allowed_domain: unknown field", `did you mean "allowed_domains"`},
-	"field_case.json":               {"Mode: unknown field", `"mode"`},
-	"mode_missing.json":             {"mode: missing"},
-	"mode_invalid.json":             {`mode: "allow-list" is not a mode`, `"allowlist"`},
-	"mode_not_string.json":          {"mode: must be a string, got 1"},
-	"profile_empty.json":            {"profile: empty"},
-	"domain_with_port.json":         {`allowed_domains[0] "api.example.com:443"`, "allowed_tcp"},
-	"domain_wildcard_middle.json":   {`allowed_domains[1] "foo.*.com"`, "whole first label"},
-	"domain_wildcard_partial.json":  {`tool_domains[0] "*foo.com"`, "whole first label"},
-	"domain_star.json":              {`all_domains[0] "*"`, "dev-open"},
-	"domain_ip.json":                {`allowed_domains[0] "198.51.100.7"`, "allowed_tcp"},
-	"domain_scheme.json":            {`allowed_domains[0] "https://api.example.com/v1"`, "bare host name"},
-	"domain_not_string.json":        {"allowed_domains[0]: must be a string, got 42"},
-	"domains_not_list.json":         {"allowed_domains: must be a list of strings"},
-	"domain_empty_label.json":       {`allowed_domains[0] "api..example.com"`, "empty label"},
-	"domain_label_too_long.json":    {"allowed_domains[0]", "at most 63"},
-	"domain_space.json":             {`allowed_domains[0] "api example.com"`, "space"},
-	"tcp_missing_port.json":         {`allowed_tcp[0] "db.example.com"`, "missing port"},
-	"tcp_bad_port.json":             {`allowed_tcp[0] "db.example.com:99999"`, "1-65535"},
-	"tcp_port_zero.json":            {`allowed_tcp[0] "db.example.com:0"`, "1-65535"},
-	"tcp_ipv6_unbracketed.json":     {`allowed_tcp[0] "2001:db8::7:22"`, "brackets"},
-	"tcp_private_without_cidr.json": {`allowed_tcp[0] "10.1.2.3:6379"`, "allowed_private_cidrs", "allow_private_ips"},
-	"tcp_metadata.json":             {`allowed_tcp[0] "169.254.169.254:80"`, "always blocked"},
-	"tcp_star_host.json":            {`allowed_tcp[0] "*:443"`, `bare "*"`},
-	"cidr_host_bits.json":           {`allowed_private_cidrs[0] "10.1.0.0/8"`, "did you mean 10.0.0.0/8"},
-	"cidr_too_wide.json":            {`allowed_private_cidrs[0] "0.0.0.0/0"`, "dev-open"},
-	"cidr_not_cidr.json":            {`allowed_private_cidrs[0] "10.0.0.0"`, "10.0.0.0/32"},
-	"bool_as_string.json":           {`allow_private_ips: must be true or false, got "yes"`},
-	"verify_as_number.json":         {"verify_sni_ip: must be true or false, got 0"},
-	"trailing_data.json":            {"trailing data"},
-	"duplicate_field.json":          {"mode: field appears twice"},
-	"not_object.json":               {"top level must be a JSON object"},
-	"syntax_error.json":             {"invalid JSON at line 2"},
-	"empty.json":                    {"empty document"},
+	"field_case.json":              {"mode: missing", "Mode: unknown field", `did you mean "mode"`},
+	"syntax_trailing_comma.json":   {"invalid JSON at line 4 column 1"},
+	"mode_missing.json":            {"mode: missing"},
+	"mode_invalid.json":            {`mode: "allow-list" is not a mode`, `"allowlist"`},
+	"mode_not_string.json":         {"mode: must be a string, got 1"},
+	"profile_empty.json":           {"profile: empty"},
+	"domain_with_port.json":        {`allowed_domains[0] "api.example.com:443"`, "allowed_tcp"},
+	"domain_wildcard_middle.json":  {`allowed_domains[1] "foo.*.com"`, "whole first label"},
+	"domain_wildcard_partial.json": {`tool_domains[0] "*foo.com"`, "whole first label"},
+	"domain_not_string.json":       {"allowed_domains[0]: must be a string, got 42"},
+	"domains_not_list.json":        {"allowed_domains: must be a list of strings"},
+	"domain_empty_label.json":      {`allowed_domains[0] "api..example.com"`, "empty label"},
+	"domain_label_too_long.json":   {"allowed_domains[0]", "at most 63"},
+	"domain_space.json":            {`allowed_domains[0] "api example.com"`, "space"},
+	"tcp_missing_port.json":        {`allowed_tcp[0] "db.example.com"`, "missing port"},
+	"tcp_bad_port.json":            {`allowed_tcp[0] "db.example.com:99999"`, "1-65535"},
+	"tcp_port_zero.json":           {`allowed_tcp[0] "db.example.com:0"`, "1-65535"},
+	"tcp_ipv6_unbracketed.json":    {`allowed_tcp[0] "2001:db8::7:22"`, "brackets"},
+	"tcp_star_host.json":           {`allowed_tcp[0] "*:443"`, `bare "*"`},
+	"cidr_not_cidr.json":           {`allowed_private_cidrs[0] "10.0.0.0"`, "10.0.0.0/32"},
+	"bool_as_string.json":          {`allow_private_ips: must be true or false, got "yes"`},
+	"verify_as_number.json":        {"verify_sni_ip: must be true or false, got 0"},
+	"trailing_data.json":           {"trailing data"},
+	"duplicate_field.json":         {"mode: field appears twice"},
+	"not_object.json":              {"top level must be a JSON object"},
+	"syntax_error.json":            {"invalid JSON at line 2"},
+	"empty.json":                   {"empty document"},
 }
 
 func TestBadPolicies(t *testing.T) {
@@ -80,6 +75,119 @@ func TestBadPolicies(t *testing.T) {
 		if _, err := os.Stat(filepath.Join("testdata/bad", name)); err != nil {
 			t.Errorf("expectation for missing file: %v", err)
 		}
+	}
+}
+
+// warnPolicies maps each file in testdata/warn — files as Forge writes
+// them, and entries that can never match — to the warnings it must load
+// with (issue #12): each names the entry and the fix. A file listed with
+// strict fails under Options.Strict (unknown fields) with the first.
+var warnPolicies = map[string]struct {
+	warnings []string
+	strict   bool
+}{
+	"unknown_field_typo.json":       {[]string{`allowed_domain: unknown field; did you mean "allowed_domains"?`, "FORGE_SUPERVISOR_STRICT_POLICY"}, true},
+	"domain_star.json":              {[]string{`all_domains[0] "*": a bare "*" would allow everything`, "skipped"}, false},
+	"domain_ip.json":                {nil, false},
+	"domain_scheme.json":            {[]string{`allowed_domains[0] "https://api.example.com/v1": a URL is not a host name; skipped`}, false},
+	"tcp_private_without_cidr.json": {[]string{`allowed_tcp[0] "10.1.2.3:6379": 10.1.2.3 is a private address`, "allowed_private_cidrs", "allow_private_ips"}, false},
+	"tcp_metadata.json":             {[]string{`allowed_tcp[0] "169.254.169.254:80": 169.254.169.254 is a metadata address, which is always blocked; skipped`}, false},
+	"cidr_host_bits.json":           {[]string{`allowed_private_cidrs[0] "10.1.0.0/8": host bits are set; read as 10.0.0.0/8`}, false},
+	"cidr_too_wide.json":            {[]string{`allowed_private_cidrs[0] "0.0.0.0/0"`, "every private range of IPv4", "allows nothing by itself"}, false},
+	"forge_no_private_key.json":     {[]string{WarnPrivateDenied}, false},
+	"forge_verbatim.json": {[]string{
+		"byte-order mark",
+		`version: unknown field`, `generated_at: unknown field`,
+		`allowed_domains[4] "$K8S_API_DOMAIN": an unexpanded environment variable`,
+		`allowed_domains[5] "": empty entry; skipped`,
+		`allowed_domains[6] "*": a bare "*"`,
+		`allowed_domains[7] "https://mcp.example.com/sse": a URL`,
+		`allowed_tcp[0] "[::1]:5432": ::1 is a loopback address, which is always blocked; skipped`,
+		`allowed_tcp[2] "${DB_HOST}:5432": an unexpanded environment variable`,
+		`allowed_private_cidrs[0] "0.0.0.0/0": it holds every private range of IPv4`,
+	}, true},
+}
+
+func TestWarnPolicies(t *testing.T) {
+	files, err := filepath.Glob("testdata/warn/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no policies found: %v", err)
+	}
+	for _, path := range files {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			want, ok := warnPolicies[name]
+			if !ok {
+				t.Fatalf("%s has no expectation in warnPolicies", path)
+			}
+			p, err := Load(path)
+			if err != nil {
+				t.Fatalf("Load(%s): %v; a file Forge writes must load", path, err)
+			}
+			got := strings.Join(p.Warnings(), "\n")
+			for _, w := range want.warnings {
+				if !strings.Contains(got, w) {
+					t.Errorf("warnings\n%s\ndo not mention %q", got, w)
+				}
+			}
+			// Strict: every warning but the private-destinations notice is
+			// an error.
+			_, err = LoadWith(path, Options{Strict: true})
+			strictFails := slices.ContainsFunc(p.Warnings(), func(w string) bool { return w != WarnPrivateDenied })
+			switch {
+			case strictFails && err == nil:
+				t.Errorf("strict: loaded; want an error for %q", p.Warnings())
+			case !strictFails && err != nil:
+				t.Errorf("strict: %v", err)
+			case want.strict && err != nil && !strings.Contains(err.Error(), "unknown field") && !strings.Contains(err.Error(), "byte-order mark"):
+				t.Errorf("strict: %v, want the unknown field (or the BOM before it) named", err)
+			}
+		})
+	}
+	for name := range warnPolicies {
+		if _, err := os.Stat(filepath.Join("testdata/warn", name)); err != nil {
+			t.Errorf("expectation for missing file: %v", err)
+		}
+	}
+}
+
+// TestForgeVerbatimMeaning: the entries of a file as Forge writes it mean
+// what they mean in Forge — trimmed names match, IP literals are rules for
+// that address subject to the private-IP rules, and nothing skipped
+// widens the policy.
+func TestForgeVerbatimMeaning(t *testing.T) {
+	p, err := Load("testdata/warn/forge_verbatim.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := fakeResolver{resolves: map[string][]netip.Addr{"api.openai.com": {pub1}, "api.tavily.com": {pub1}, "db.internal": {addr("10.0.0.40")}}}
+	ctx := context.Background()
+	for _, tt := range []struct {
+		req  Request
+		want Verdict
+	}{
+		{Request{"api.openai.com", pub1, 443}, Verdict{true, ReasonAllowedDomain, "api.openai.com"}},
+		{Request{"api.tavily.com", pub1, 443}, Verdict{true, ReasonAllowedDomain, "api.tavily.com"}},
+		// IP literals: rules for the address (0.0.0.0/0 exempts private IPv4).
+		{Request{"", addr("192.168.1.50"), 443}, Verdict{true, ReasonAllowedDomain, "192.168.1.50"}},
+		{Request{"192.168.1.50", addr("192.168.1.50"), 80}, Verdict{true, ReasonAllowedDomain, "192.168.1.50"}},
+		{Request{"", addr("10.0.0.12"), 443}, Verdict{true, ReasonAllowedDomain, "10.0.0.12"}},
+		{Request{"", addr("10.0.0.12"), 11434}, Verdict{Reason: ReasonNoNameForIP}},
+		{Request{"", addr("10.0.0.13"), 443}, Verdict{Reason: ReasonNoNameForIP}},
+		// fd00::12 is private IPv6, which 0.0.0.0/0 does not exempt.
+		{Request{"", addr("fd00::12"), 443}, Verdict{Reason: ReasonPrivateIP}},
+		{Request{"db.internal", addr("10.0.0.40"), 5432}, Verdict{true, ReasonAllowedTCP, "allowed_tcp:db.internal:5432"}},
+		// Nothing skipped allows anything.
+		{Request{"evil.test", pub3, 443}, Verdict{Reason: ReasonNotAllowed}},
+		{Request{"", addr("::1"), 5432}, Verdict{Reason: ReasonBlockedRange}},
+		{Request{"mcp.example.com", pub1, 443}, Verdict{Reason: ReasonNotAllowed}},
+	} {
+		if got := p.Decide(ctx, tt.req, res); got != tt.want {
+			t.Errorf("Decide(%+v) = %+v, want %+v", tt.req, got, tt.want)
+		}
+	}
+	if v := p.CheckName("k8s_api_domain", 0); v.Allow {
+		t.Errorf("a skipped $VAR allowed a name: %+v", v)
 	}
 }
 

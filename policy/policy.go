@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -29,8 +30,22 @@ type Policy struct {
 	cidrs       cidrTable                 // allowed_private_cidrs
 	domainRules []string                  // normalized domain rules, sorted
 	tcpRules    int                       // distinct allowed_tcp entries
+	warnings    []string                  // what loaded but deserves a word (Warnings)
+	strict      bool                      // while compiling: a warning is an error (Options.Strict)
 
 	rego *regoEngine // non-nil for a Rego policy: it replaces the tables above (cidrs excepted)
+}
+
+// Warnings are what loaded but deserves a word at startup and on reload:
+// unknown fields, entries skipped because they can never match (empty,
+// "*", "$VAR", URLs), IP-literal rules that allow nothing, CIDRs that
+// exempt nothing, private destinations denied by default. Each names the
+// entry and the fix. The slice is a copy.
+func (p *Policy) Warnings() []string {
+	if p == nil {
+		return nil
+	}
+	return slices.Clone(p.warnings)
 }
 
 // Mode is the policy's egress mode.

@@ -244,9 +244,12 @@ func (p *Policy) readRegoSettings(ctx context.Context, filename string, c *ast.C
 		if !isString {
 			return regoSettingError(filename, c, regoAllowedCIDRs, fmt.Sprintf("entry %d must be a string", i))
 		}
-		prefix, err := parseCIDR(s)
+		prefix, warning, err := parseCIDR(s)
 		if err != nil {
 			return regoSettingError(filename, c, regoAllowedCIDRs, fmt.Sprintf("%q: %v", s, err))
+		}
+		if warning != "" {
+			p.warnings = append(p.warnings, fmt.Sprintf("%s[%d] %q: %s", regoAllowedCIDRs, i, s, warning))
 		}
 		p.cidrs.add(prefix, cidrRulePrefix+prefix.String())
 	}

@@ -13,8 +13,8 @@ import (
 )
 
 // decideRego is steps 6–8 of Decide for a Rego policy; steps 1–5 (always
-// blocked, deny-all, allowed_private_cidrs, private destinations, dev-open)
-// have already run in Go. ip is canonical.
+// blocked, deny-all, private destinations unless allowed_private_cidrs
+// exempts them, dev-open) have already run in Go. ip is canonical.
 //
 //   - A claimed name is normalized first. An IP literal is treated as no
 //     name. An invalid name denies (invalid_name) unless Rego allows the
@@ -68,6 +68,7 @@ func (p *Policy) decideRego(ctx context.Context, req Request, proc *Process, ip 
 		return v
 	}
 	// As for JSON policies: never on the web ports (namedPort).
+	nearest := ""
 	if r != nil && !namedPort(req.Port) {
 		for _, learned := range r.NamesFor(ip) {
 			n, err := NormalizeName(learned)
@@ -81,10 +82,16 @@ func (p *Policy) decideRego(ctx context.Context, req Request, proc *Process, ip 
 			if lv.Allow {
 				return Verdict{Allow: true, Reason: ReasonLearnedIP, Rule: lv.Rule}
 			}
+			if lv.Reason == ReasonPortNotAllowed && nearest == "" {
+				nearest = lv.Rule
+			}
 		}
 	}
 	if ipLiteral {
 		return Verdict{Reason: ReasonIPLiteral}
+	}
+	if v.Reason == ReasonNoNameForIP && nearest != "" {
+		return nameless(v.Reason, nearest)
 	}
 	return v
 }

@@ -118,7 +118,8 @@ func jsonText(s string) string {
 }
 
 // generatedRegoLogic is match.go in Rego. Order matters and mirrors Go:
-// IP-literal rules first (Decide step 6), then the exact name, then
+// IP-literal rules for nameless questions (Decide step 7; decideRego asks
+// nameless when a name is invalid or unconfirmed), then the exact name, then
 // wildcard suffixes from the longest to the shortest; within a key the
 // domain rule wins on 80/443, then host:port, then host:*.
 const generatedRegoLogic = `
@@ -157,8 +158,9 @@ rule_reason(r) := "allowed_tcp" if {
 	startswith(r, "allowed_tcp:")
 } else := "allowed_domain"
 
-decision := {"allow": true, "reason": "allowed_tcp", "rule": r} if {
+decision := {"allow": true, "reason": rule_reason(r), "rule": r} if {
 	input.kind == "tcp"
+	input.name == ""
 	r := match(ips[input.ip], input.port)
 } else := {"allow": false, "reason": "no_name_for_ip", "rule": ""} if {
 	input.name == ""

@@ -201,7 +201,7 @@ func TestHandWrittenRego(t *testing.T) {
 	p := mustLoadRego(t, "testdata/rego/corp.rego")
 	res := regoResolver{
 		resolves: map[string][]netip.Addr{
-			"www.corp.example":     {pub1},
+			"www.corp.example":     {pub1, netip.MustParseAddr("10.20.3.4")},
 			"bastion.corp.example": {pub3},
 		},
 		learned: map[netip.Addr][]string{pub1: {"evil.test", "www.corp.example"}},
@@ -231,7 +231,9 @@ func TestHandWrittenRego(t *testing.T) {
 		{"metadata", Request{"www.corp.example", netip.MustParseAddr("169.254.169.254"), 443}, Verdict{Reason: ReasonMetadata}},
 		{"loopback", Request{"www.corp.example", netip.MustParseAddr("127.0.0.1"), 443}, Verdict{Reason: ReasonBlockedRange}},
 		{"private", Request{"www.corp.example", netip.MustParseAddr("10.9.0.1"), 443}, Verdict{Reason: ReasonPrivateIP}},
-		{"allowed_private_cidrs", Request{"", cache, 8080}, Verdict{true, ReasonAllowedCIDR, "cidr:10.20.0.0/16"}},
+		// allowed_private_cidrs exempt from the private-IP block; Rego still decides (issue #12).
+		{"allowed_private_cidrs exempt", Request{"www.corp.example", cache, 443}, Verdict{true, "corp_https", "corp_suffixes"}},
+		{"allowed_private_cidrs grant nothing", Request{"", cache, 8080}, Verdict{Reason: "not_corp"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -241,11 +243,11 @@ func TestHandWrittenRego(t *testing.T) {
 		})
 	}
 	for name, want := range map[string]Verdict{
-		"www.corp.example":   {true, "corp_dns", "corp_suffixes"},
-		"EXAMPLE.ORG.":       {true, "corp_dns", "corp_suffixes"},
-		"github.com":         {Reason: "not_corp"},
-		"198.51.100.7":       {Reason: ReasonIPLiteral},
-		"-bad-.corp.example": {Reason: ReasonInvalidName},
+		"www.corp.example":  {true, "corp_dns", "corp_suffixes"},
+		"EXAMPLE.ORG.":      {true, "corp_dns", "corp_suffixes"},
+		"github.com":        {Reason: "not_corp"},
+		"198.51.100.7":      {Reason: ReasonIPLiteral},
+		"bad!.corp.example": {Reason: ReasonInvalidName},
 	} {
 		if got := p.CheckName(name, 0); got != want {
 			t.Errorf("CheckName(%q, 0) = %+v, want %+v", name, got, want)
@@ -353,8 +355,12 @@ func TestRegoSettings(t *testing.T) {
 		t.Fatalf("settings not read: %s", p.Describe())
 	}
 	ctx := context.Background()
-	if got := p.Decide(ctx, Request{"", netip.MustParseAddr("10.9.9.9"), 22}, nil); got != (Verdict{true, ReasonAllowedCIDR, "cidr:10.0.0.0/8"}) {
+	if got := p.Decide(ctx, Request{"", netip.MustParseAddr("10.9.9.9"), 22}, nil); got != (Verdict{Allow: true, Reason: ReasonDevOpen}) {
 		t.Errorf("cidr: %+v", got)
+	}
+	wide := mustLoadRego(t, "testdata/rego/cidr_wide.rego")
+	if w := strings.Join(wide.Warnings(), "\n"); !strings.Contains(w, `"0.0.0.0/0"`) || !strings.Contains(w, "every private range") {
+		t.Errorf("0.0.0.0/0 in a Rego policy: warnings %q", w)
 	}
 	if got := p.Decide(ctx, Request{"", pub1, 22}, nil); got != (Verdict{Allow: true, Reason: ReasonDevOpen}) {
 		t.Errorf("dev-open: %+v", got)
@@ -386,7 +392,6 @@ var badRego = map[string][]string{
 	"unsafe_var.rego":      {"unsafe_var.rego:3:", "var y is unsafe"},
 	"mode_invalid.rego":    {"mode_invalid.rego:3:1", `mode "open" is not a mode`},
 	"mode_from_input.rego": {"mode_from_input.rego:3:1", "undefined without input"},
-	"cidr_too_wide.rego":   {"cidr_too_wide.rego:3:1", `"0.0.0.0/0"`, "wider than"},
 	"verify_not_bool.rego": {"verify_not_bool.rego:3:1", "verify_sni_ip must be true or false"},
 	"empty.rego":           {"empty module"},
 }

@@ -1,5 +1,11 @@
 package policy
 
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
 // Verdict is the outcome of a policy check. Its zero value denies: a code
 // path that forgets to decide never lets traffic through.
 type Verdict struct {
@@ -18,12 +24,11 @@ type Verdict struct {
 const (
 	ReasonAllowedDomain  = "allowed_domain"   // a domain rule matched the name
 	ReasonAllowedTCP     = "allowed_tcp"      // an allowed_tcp host:port rule matched
-	ReasonAllowedCIDR    = "allowed_cidr"     // the destination is in allowed_private_cidrs
 	ReasonDevOpen        = "dev_open"         // mode dev-open allows everything not always-blocked
 	ReasonLearnedIP      = "learned_ip"       // opaque traffic to an IP an allowed name resolved to
 	ReasonDenyAll        = "deny_all"         // mode deny-all
 	ReasonNotAllowed     = "not_in_allowlist" // the name matched no rule
-	ReasonPortNotAllowed = "port_not_allowed" // the name is allowed, but not on this port
+	ReasonPortNotAllowed = "port_not_allowed" // the name (or a name learned for the address) is allowed, but not on this port: see Hint
 	ReasonMetadata       = "metadata_address" // cloud metadata endpoint: always denied
 	ReasonBlockedRange   = "blocked_range"    // loopback, unspecified, and other always-blocked ranges
 	ReasonPrivateIP      = "private_ip"       // private destination while allow_private_ips is false
@@ -37,3 +42,25 @@ const (
 const (
 	ReasonNoPolicy = "no_policy" // no policy loaded (nil *Policy): deny everything
 )
+
+// Hint says how to fix a denial whose fix is the policy's, for the
+// warning that goes with it; "" when there is none to give. For
+// port_not_allowed (v.Rule allows the name, or a name learned for the
+// address, on other ports): domain rules open ports 80 and 443 only, so
+// another port needs an allowed_tcp entry, or an endpoint with that port
+// in forge.yaml (which becomes one).
+func Hint(v Verdict, name string, port uint16) string {
+	if v.Allow || v.Reason != ReasonPortNotAllowed || v.Rule == "" {
+		return ""
+	}
+	host, opened := v.Rule, "ports 80 and 443 only, as every domain rule"
+	if r, ok := strings.CutPrefix(v.Rule, tcpRulePrefix); ok {
+		i := strings.LastIndexByte(r, ':')
+		host, opened = r[:i], "port "+r[i+1:]+" only, by allowed_tcp"
+	}
+	if n, err := NormalizeName(name); err == nil {
+		host = n // the name asked for: the narrowest entry that fixes it
+	}
+	return fmt.Sprintf("%s is allowed on %s; to reach port %d add %q to allowed_tcp, or declare the endpoint with its port in forge.yaml",
+		host, opened, port, host+":"+strconv.Itoa(int(port)))
+}

@@ -27,6 +27,7 @@ func (e *Engine) decide(ctx context.Context, c *conn.Conn, out, deny chan<- *con
 		out <- c
 		return
 	}
+	e.warnFix(c, v)
 	if e.cfg.DryRun {
 		// Nothing is blocked in a dry run: the connection goes through and
 		// its audit line is egress_allowed with would_deny and the reason.

@@ -60,8 +60,9 @@ rule_reason(r) := "allowed_tcp" if {
 	startswith(r, "allowed_tcp:")
 } else := "allowed_domain"
 
-decision := {"allow": true, "reason": "allowed_tcp", "rule": r} if {
+decision := {"allow": true, "reason": rule_reason(r), "rule": r} if {
 	input.kind == "tcp"
+	input.name == ""
 	r := match(ips[input.ip], input.port)
 } else := {"allow": false, "reason": "no_name_for_ip", "rule": ""} if {
 	input.name == ""

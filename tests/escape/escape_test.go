@@ -27,9 +27,10 @@ import (
 	"github.com/forge/forge-supervisor/tests/world"
 )
 
-// suitePolicy is the policy of the brief: allowed.test and *.wild.test.
+// suitePolicy is the policy of the brief: allowed.test and *.wild.test,
+// and *.exfil.test, whose exfiltration budget only dns_exfil_wildcard spends.
 const suitePolicy = `{"profile":"standard","mode":"allowlist","allowed_domains":["allowed.test"],` +
-	`"tool_domains":["*.wild.test"],"all_domains":["allowed.test","*.wild.test"]}`
+	`"tool_domains":["*.wild.test","*.exfil.test"],"all_domains":["allowed.test","*.wild.test","*.exfil.test"]}`
 
 // runTimeout bounds the whole attacker run (about 40 s normally).
 const runTimeout = 3 * time.Minute

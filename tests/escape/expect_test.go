@@ -71,6 +71,16 @@ var expectations = map[string]expect{
 	// the accepted socket: denied, audited without a destination.
 	"mptcp_denied_ip_v4": {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip", "origdst_failed"}},
 
+	// Metadata endpoints of every major cloud, and IPv4 embedded in IPv6
+	// classified by the address inside (issue #11 item 12): before, these
+	// were public or private, denied only for want of a rule.
+	"metadata_azure_wireserver": {want: b, audit: auditEgress, reasons: []string{"metadata_address"}},
+	"metadata_gcp_v6":           {want: b, audit: auditEgress, reasons: []string{"metadata_address"}},
+	"metadata_nat64_local":      {want: b, audit: auditEgress, reasons: []string{"metadata_address"}},
+	"metadata_siit":             {want: b, audit: auditEgress, reasons: []string{"metadata_address"}},
+	"metadata_teredo":           {want: b, audit: auditEgress, reasons: []string{"metadata_address"}},
+	"loopback_teredo":           {want: b, audit: auditEgress, reasons: []string{"blocked_range"}},
+
 	"sni_ip_mismatch_v4":  {want: b, audit: auditEgress, reasons: []string{"sni_ip_mismatch"}},
 	"sni_ip_mismatch_v6":  {want: b, audit: auditEgress, reasons: []string{"sni_ip_mismatch"}},
 	"host_ip_mismatch_v4": {want: b, audit: auditEgress, reasons: []string{"sni_ip_mismatch"}},
@@ -110,9 +120,11 @@ var expectations = map[string]expect{
 	// proxy (which forwards it to its own upstream); the outside resolver
 	// must not see it.
 	"dns_outside_allowed_name": {want: a, audit: auditDNS, reasons: []string{"allowed_domain"}, keys: []string{udpKey(farResolver, "53")}},
-	"dns_exfil_wildcard":       {want: b, audit: auditDNS, reasons: []string{"label_limit"}},
-	"dns_any":                  {want: b, audit: auditDNS, anyDNSMsg: true},
-	"dns_port_direct":          {want: b, audit: auditDNS, reasons: []string{"not_in_allowlist"}},
+	// The exfiltration guard: after the budget of *.exfil.test is spent,
+	// the marked name is refused (issue #12; label_limit before).
+	"dns_exfil_wildcard": {want: b, audit: auditDNS, reasons: []string{"exfil_budget"}},
+	"dns_any":            {want: b, audit: auditDNS, anyDNSMsg: true},
+	"dns_port_direct":    {want: b, audit: auditDNS, reasons: []string{"not_in_allowlist"}},
 	// Allowed, answered, but without the ECH config.
 	"dns_https_ech":      {want: b, audit: auditDNS, anyDNSMsg: true, reasons: []string{"allowed_domain"}},
 	"dns_spray_sources":  {want: b, audit: auditRateLimited, maxUpstream: sprayMaxUpstream},

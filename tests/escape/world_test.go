@@ -177,6 +177,7 @@ func (w *escapeWorld) startDNS(t *testing.T) {
 		// An HTTPS record with alpn h2 and an ECH config (outer name
 		// cloudflare-ech.com) for the dns_https_ech vector.
 		"--dns-rr=ech.wild.test,65," + echHTTPSRdata,
+		"--address=/exfil.test/198.51.100.1",
 	}
 	run := func(logFile string, listen ...string) {
 		args := []string{"--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",

@@ -12,6 +12,8 @@
 //	evil.test     → 198.51.100.1, 2001:db8::1 (same host, denied name)
 //	other.test    → 198.51.100.3, 2001:db8::3
 //	big.test      TXT records large enough to force TCP
+//	_mongodb._tcp.cluster0.wild.test  SRV → shard-00.cluster0.wild.test:27017
+//	_grpc_config.api.wild.test        TXT grpc_config={}
 package world
 
 import (
@@ -98,6 +100,11 @@ func (w *World) startDNS(t *testing.T) {
 		"--address=/other.test/198.51.100.3", "--address=/other.test/2001:db8::3",
 		"--address=/x.wild.test/198.51.100.1",
 		"--cname=alias.allowed.test,allowed.test",
+		// DNS service names under the allowed wildcard *.wild.test (issue
+		// #12): a mongodb+srv:// client's SRV lookup, a gRPC client's
+		// service-config TXT lookup.
+		"--srv-host=_mongodb._tcp.cluster0.wild.test,shard-00.cluster0.wild.test,27017,0,1",
+		"--txt-record=_grpc_config.api.wild.test,grpc_config={}",
 	}
 	args = append(args, big...)
 	w.World.Start(t, "dnsmasq", args...)

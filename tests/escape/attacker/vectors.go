@@ -42,6 +42,14 @@ var vectors = []vector{
 	{"http_denied_ip_v6", httpRequest(otherV6, 80, "GET /%s HTTP/1.1\r\nHost: [2001:db8::3]\r\n\r\n")},
 	{"mptcp_denied_ip_v4", mptcp(otherV4, 7000)},
 
+	// Cloud metadata endpoints in every spelling (issue #11 item 12).
+	{"metadata_azure_wireserver", payload("168.63.129.16", 80, "esc-%s")},
+	{"metadata_gcp_v6", payload("fd20:ce::254", 80, "esc-%s")},
+	{"metadata_nat64_local", payload("64:ff9b:1::a9fe:a9fe", 80, "esc-%s")},
+	{"metadata_siit", payload("::ffff:0:a9fe:a9fe", 80, "esc-%s")},
+	{"metadata_teredo", payload("2001:0:4136:e378:8000:63bf:5601:5601", 80, "esc-%s")},
+	{"loopback_teredo", payload("2001:0:4136:e378:8000:63bf:80ff:fffe", 7000, "esc-%s")},
+
 	// Allowed names sent to the wrong address.
 	{"sni_ip_mismatch_v4", tlsDenied(otherV4, "allowed.test")},
 	{"sni_ip_mismatch_v6", tlsDenied(otherV6, "allowed.test")},
