@@ -239,6 +239,17 @@ func auditLines(logs *observer.ObservedLogs, msg string) []observer.LoggedEntry 
 	return logs.FilterMessage(msg).AllUntimed()
 }
 
+// waitAuditLines waits (up to 5 s) until at least n lines with msg were
+// logged, then settles: audit lines may be written after the answer that
+// the test has already read, so a loaded machine can lag them.
+func waitAuditLines(logs *observer.ObservedLogs, msg string, n int) []observer.LoggedEntry {
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.FilterMessage(msg).Len() < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return auditLines(logs, msg)
+}
+
 // settle waits until no log line has been added for a short while.
 func settle(logs *observer.ObservedLogs) {
 	last := -1

@@ -137,7 +137,7 @@ func TestDeniedQueries(t *testing.T) {
 			if n := up.queries.Load(); n != 0 {
 				t.Errorf("denied query reached the upstream %d times", n)
 			}
-			lines := auditLines(p.logs, obs.MsgDNSDenied)
+			lines := waitAuditLines(p.logs, obs.MsgDNSDenied, 2)
 			if len(lines) != 2 {
 				t.Fatalf("%d dns_denied lines, want 2 (one per query)", len(lines))
 			}

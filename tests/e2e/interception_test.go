@@ -339,9 +339,11 @@ func testFallback(t *testing.T, drop []string) {
 	dir := w.SharedDir(t)
 	gate := filepath.Join(dir, "go")
 	curl := "curl -sS --max-time 8 --cacert " + w.CAFile + " -o /dev/null -w '%{http_code} %{http_connect}'"
-	script := fmt.Sprintf(`%[1]s https://allowed.test/ >%[2]s/allowed 2>&1; echo " rc=$?" >>%[2]s/allowed
+	// The environment is written first: the test reads it once the
+	// curl results are there.
+	script := fmt.Sprintf(`env | grep -i _proxy= | sort >%[2]s/env
+%[1]s https://allowed.test/ >%[2]s/allowed 2>&1; echo " rc=$?" >>%[2]s/allowed
 %[1]s https://evil.test/ >%[2]s/evil 2>&1; echo " rc=$?" >>%[2]s/evil
-env | grep -i _proxy= | sort >%[2]s/env
 while [ ! -e %[3]s ]; do sleep 0.05; done`, curl, dir, gate)
 	s := w.StartLaunch(t, world.Launch{Policy: pol, Wrap: drop}, "sh", "-c", script)
 	s.WaitReady()
