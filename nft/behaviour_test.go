@@ -51,6 +51,12 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
+	return newWorldWith(t, nil)
+}
+
+// newWorldWith is newWorld with the config changed by edit first.
+func newWorldWith(t *testing.T, edit func(*Config)) *world {
+	t.Helper()
 	for _, tool := range []string{"nft", "setpriv", "nc", "dig", "ping"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("needs %s (installed by .ci/run)", tool)
@@ -59,6 +65,9 @@ func newWorld(t *testing.T) *world {
 	pair := netenv.NewPair(t)
 	addForeignTables(t, pair.Agent)
 	cfg := testConfig(t, pair.Agent)
+	if edit != nil {
+		edit(&cfg)
+	}
 	if err := Install(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -218,21 +227,78 @@ func TestBehaviour(t *testing.T) {
 		expectNone(t, w.proxy4, "proxy via root's marked socket")
 	})
 
-	t.Run("agent loopback services are not redirected", func(t *testing.T) {
+	t.Run("agent TCP to loopback goes to the proxy, which decides", func(t *testing.T) {
 		w.drain()
 		w.mustRun(t, asAgent, "nc", "-z", "-w2", "127.0.0.1", "8080")
-		expect(t, w.localSvc4, "local service (v4)")
-		w.mustRun(t, asAgent, "nc", "-z", "-w2", "::1", "8080")
-		expect(t, w.localSvc6, "local service (v6)")
-		expectNone(t, w.proxy4, "proxy (v4)")
-		expectNone(t, w.proxy6, "proxy (v6)")
-		// UDP to a local service (not port 53) passes too.
-		out := w.mustRun(t, asAgent, "dig", "+short", "+tries=1", "+time=2", "-p", "5353", "@127.0.0.11", "example.test", "A")
-		if strings.TrimSpace(out) != dockerAnswer.String() {
-			t.Errorf("agent's UDP to a local service on 127.0.0.11:5353 answered %q, want %s", out, dockerAnswer)
+		if ev := expect(t, w.proxy4, "proxy accept for 127.0.0.1:8080"); ev.OrigDst != netip.MustParseAddrPort("127.0.0.1:8080") {
+			t.Errorf("original destination %v, want 127.0.0.1:8080", ev.OrigDst)
 		}
-		expect(t, w.dockerDNS, "local UDP service")
-		expectNone(t, w.dns, "DNS proxy")
+		w.mustRun(t, asAgent, "nc", "-z", "-w2", "::1", "8080")
+		if ev := expect(t, w.proxy6, "proxy accept for [::1]:8080"); ev.OrigDst != netip.MustParseAddrPort("[::1]:8080") {
+			t.Errorf("original destination %v, want [::1]:8080", ev.OrigDst)
+		}
+		expectNone(t, w.localSvc4, "local service (v4) reached directly")
+		expectNone(t, w.localSvc6, "local service (v6) reached directly")
+	})
+
+	t.Run("agent UDP to an undeclared local port is rejected", func(t *testing.T) {
+		w.drain()
+		// Docker's embedded DNS behind its DNAT listens on a random port.
+		if got := w.helperRun(t, asAgent, "udp", "127.0.0.11:5353", 0); !strings.Contains(got, "errno=EPERM") {
+			t.Errorf("agent UDP to 127.0.0.11:5353: %s, want EPERM", got)
+		}
+		expectNone(t, w.dockerDNS, "local UDP service")
+		// Root is not the agent.
+		out := w.mustRun(t, nil, "dig", "+short", "+tries=1", "+time=2", "-p", "5353", "@127.0.0.11", "example.test", "A")
+		if strings.TrimSpace(out) != dockerAnswer.String() {
+			t.Errorf("root's UDP to 127.0.0.11:5353 answered %q", out)
+		}
+		expect(t, w.dockerDNS, "local UDP service for root")
+	})
+
+	t.Run("spoofed sources are dropped before the DNS proxy", func(t *testing.T) {
+		for _, tc := range []struct{ src, dst string }{
+			{"198.51.100.3", "198.51.100.1:53"},
+			{"2001:db8::3", "[2001:db8::2]:53"},
+			{"2001:db8::3", "[2001:db8::1]:53"},
+			{"10.9.9.9", "127.0.0.1:53"},
+		} {
+			w.drain()
+			t.Setenv("FORGE_NFT_TEST_SRC", tc.src)
+			got := w.helperRun(t, asAgent, "udpfrom", tc.dst, 0)
+			expectNone(t, w.dns, "DNS proxy answering spoofed "+tc.src)
+			t.Logf("from %s to %s: %s", tc.src, tc.dst, got)
+		}
+		// The pod's own addresses are sources the agent may use.
+		for _, tc := range []struct{ src, dst string }{
+			{"198.51.100.2", "198.51.100.1:53"},
+			{"2001:db8::2", "[2001:db8::1]:53"},
+			{"127.0.0.1", "127.0.0.1:53"},
+		} {
+			w.drain()
+			t.Setenv("FORGE_NFT_TEST_SRC", tc.src)
+			if got := w.helperRun(t, asAgent, "udpfrom", tc.dst, 0); got != "udpfrom: sent" {
+				t.Errorf("from %s: %s", tc.src, got)
+			}
+			expect(t, w.dns, "DNS proxy query from local source "+tc.src)
+		}
+	})
+
+	t.Run("loopback destinations never leave by another device", func(t *testing.T) {
+		w.pair.World.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1", "net.ipv4.conf.eth0.route_localnet=1")
+		heard := listenUDP(t, w.pair.World, "127.0.0.1:9998")
+		t.Setenv("FORGE_NFT_TEST_DEV", "eth0")
+		for _, dst := range []string{"127.0.0.1:9998", "127.0.0.1:53"} {
+			got := w.helperRun(t, asAgent, "udpfrom", dst, 0)
+			t.Logf("bound to eth0, to %s: %s", dst, got)
+		}
+		expectNone(t, heard, "world heard a loopback datagram sent out of eth0")
+		// Root's bound socket is not the agent's: it does leave, which
+		// proves the probe would see an escape.
+		if got := w.helperRun(t, nil, "udpfrom", "127.0.0.1:9998", 0); got != "udpfrom: sent" {
+			t.Fatalf("root: %s", got)
+		}
+		expect(t, heard, "root's loopback datagram out of eth0 (control)")
 	})
 
 	t.Run("agent DNS to any address reaches the DNS proxy", func(t *testing.T) {

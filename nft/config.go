@@ -30,6 +30,11 @@ const DefaultTable = "forge_supervisor"
 // (0x4000, 0x8000) and Docker's and Cilium's datapaths use.
 const DefaultMark uint32 = 0x46524745
 
+// DefaultLogGroup is the NFLOG group the rules log to and the supervisor
+// reads: the ASCII bytes "FG". One reader may bind a group per network
+// namespace; another program using this group would make ProbeLog fail.
+const DefaultLogGroup uint16 = 0x4647
+
 // maxTableName is the kernel's limit on an nftables table name including the
 // terminating NUL (NFT_TABLE_MAXNAMELEN).
 const maxTableName = 256
@@ -53,6 +58,24 @@ type Config struct {
 	// FastPath, when set, adds the kernel verdict path's sets and rules
 	// (fastpath.go); nil keeps every agent TCP connection on the proxy.
 	FastPath *FastPath
+	// HealthPort is the health server's port; with ProxyPort and DNSPort
+	// it is reached directly (not through the proxy) on local addresses.
+	// 0: none.
+	HealthPort uint16
+	// LocalPorts are the allowed_local_ports: UDP ports on local addresses
+	// the agent may reach besides the DNS proxy. (The agent's TCP to local
+	// addresses goes to the proxy, which applies the same list.)
+	LocalPorts []uint16
+	// InboundPorts are the TCP ports on which peers outside the pod may
+	// connect to the agent's listeners; connections to any other port are
+	// dropped and counted (CounterInboundDropped).
+	InboundPorts []uint16
+	// AllowMulticast keeps IGMP/MLD reports; by default they are dropped
+	// (see rules_multicast.go).
+	AllowMulticast bool
+	// LogGroup is the NFLOG group the drop and reject rules log to; 0
+	// means no logging (see ProbeLog).
+	LogGroup uint16
 	// NetNS is an optional file descriptor of the network namespace to
 	// program; 0 means the calling thread's namespace.
 	NetNS int
@@ -88,6 +111,12 @@ func (cfg Config) validated() (Config, error) {
 	}
 	if cfg.Mark == 0 {
 		problems = append(problems, "mark is 0: every unmarked packet would be exempt")
+	}
+	for _, p := range append(append([]uint16(nil), cfg.LocalPorts...), cfg.InboundPorts...) {
+		if p == 0 {
+			problems = append(problems, "port 0 in local or inbound ports")
+			break
+		}
 	}
 	if cfg.NetNS < 0 {
 		problems = append(problems, fmt.Sprintf("netns fd %d is negative", cfg.NetNS))

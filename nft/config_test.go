@@ -80,7 +80,8 @@ func TestRulesShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCounts := map[string]int{ChainNATOutput: 3, ChainAgentNAT: 5, ChainFilterOutput: 3, ChainAgentFilter: 9}
+	wantCounts := map[string]int{ChainNATOutput: 3, ChainAgentNAT: 4, ChainFilterOutput: 11, ChainAgentFilter: 14,
+		ChainFilterPost: 3, ChainAgentPost: 3}
 	if len(rules) != len(wantCounts) {
 		t.Fatalf("got %d chains, want %d", len(rules), len(wantCounts))
 	}
@@ -95,6 +96,7 @@ func TestRulesShape(t *testing.T) {
 	}{
 		ChainNATOutput:    {expr.VerdictReturn, ChainAgentNAT},
 		ChainFilterOutput: {expr.VerdictAccept, ChainAgentFilter},
+		ChainFilterPost:   {expr.VerdictAccept, ChainAgentPost},
 	}
 	for chain, want := range base {
 		rs := rules[chain]
@@ -106,7 +108,7 @@ func TestRulesShape(t *testing.T) {
 		if v := first[len(first)-1].(*expr.Verdict); v.Kind != want.markVerdict {
 			t.Errorf("%s: mark verdict %d, want %d", chain, v.Kind, want.markVerdict)
 		}
-		for i, r := range rs[1:] {
+		for i, r := range rs[1:3] {
 			v, ok := r[len(r)-1].(*expr.Verdict)
 			if !ok || v.Kind != expr.VerdictJump || v.Chain != want.target {
 				t.Errorf("%s rule %d: ends in %#v, want jump %s", chain, i+1, r[len(r)-1], want.target)

@@ -52,10 +52,10 @@ table ip early_nat {
 	}
 }
 
-// TestAgentServerReplies runs a server as the agent and connects to it
-// from the world: the agent's replies are not egress and pass.
+// TestAgentServerReplies runs a server as the agent on a declared inbound
+// port and connects to it from the world: the agent's replies pass.
 func TestAgentServerReplies(t *testing.T) {
-	w := newWorld(t)
+	w := newWorldWith(t, func(c *Config) { c.InboundPorts = []uint16{8081} })
 	w.pair.Agent.Start(t, "setpriv", append(append([]string{}, asAgent...), "sh", "-c", "echo hello-from-agent | nc -N -l 8081")...)
 	var got string
 	deadline := time.Now().Add(eventWait)
@@ -87,4 +87,48 @@ func TestAgentServerReplies(t *testing.T) {
 		t.Fatalf("read %q from the agent's server", got)
 	}
 	expectNone(t, w.proxy4, "proxy")
+}
+
+// TestInboundUndeclaredPortDropped: a listener the agent opens on a port
+// not in InboundPorts is unreachable from outside the pod, the drop is
+// counted, and other users' listeners (the supervisor's health port) stay
+// reachable.
+func TestInboundUndeclaredPortDropped(t *testing.T) {
+	w := newWorldWith(t, func(c *Config) { c.InboundPorts = []uint16{8081} })
+	listened := make(chan string, 1)
+	go func() {
+		env := []string{helperEnv + "=listen", "FORGE_NFT_TEST_ADDR=0.0.0.0:5556"}
+		out, _ := w.run(t, asAgent, env, w.helper)
+		listened <- strings.TrimSpace(out)
+	}()
+	root := listenTCP(t, w.pair.Agent, "tcp4", "0.0.0.0:15000", false)
+	time.Sleep(300 * time.Millisecond) // the helper starts listening
+	var dialErr error
+	if err := w.pair.World.Do(func() error {
+		c, err := net.DialTimeout("tcp", "198.51.100.2:5556", time.Second)
+		if err == nil {
+			c.Close()
+			t.Errorf("the world connected to the agent's undeclared port 5556")
+		}
+		dialErr = err
+		h, err := net.DialTimeout("tcp", "198.51.100.2:15000", time.Second)
+		if err != nil {
+			t.Errorf("health port unreachable from the world: %v", err)
+			return nil
+		}
+		h.Close()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("dial to 5556: %v; agent's listener: %s", dialErr, <-listened)
+	expect(t, root, "root's listener on 15000")
+	cfg := testConfig(t, w.pair.Agent)
+	n, err := InboundDropped(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Error("inbound_dropped counter is 0 after a dropped connection")
+	}
 }

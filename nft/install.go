@@ -51,7 +51,9 @@ func install(cfg Config) error {
 // whole, with EEXIST, if a table of the name exists.
 func createTable(c *nftables.Conn, cfg Config) error {
 	table := c.CreateTable(&nftables.Table{Name: cfg.Table, Family: nftables.TableFamilyINet})
-	queueRuleset(c, table, cfg)
+	if err := queueRuleset(c, table, cfg); err != nil {
+		return err
+	}
 	return c.Flush()
 }
 
@@ -59,12 +61,18 @@ func createTable(c *nftables.Conn, cfg Config) error {
 func replaceTable(c *nftables.Conn, cfg Config) error {
 	table := clearTable(c, cfg.Table)
 	c.AddTable(table)
-	queueRuleset(c, table, cfg)
+	if err := queueRuleset(c, table, cfg); err != nil {
+		return err
+	}
 	return c.Flush()
 }
 
-// queueRuleset queues every chain, then every rule, of the ruleset.
-func queueRuleset(c *nftables.Conn, table *nftables.Table, cfg Config) {
+// queueRuleset queues the sets and counter, every chain, then every rule,
+// of the ruleset.
+func queueRuleset(c *nftables.Conn, table *nftables.Table, cfg Config) error {
+	if err := queueSets(c, table, cfg); err != nil {
+		return fmt.Errorf("queue sets: %w", err)
+	}
 	if cfg.FastPath != nil {
 		for _, set := range fastSets(table) {
 			_ = c.AddSet(set, nil) // queued; errors surface at Flush
@@ -80,6 +88,7 @@ func queueRuleset(c *nftables.Conn, table *nftables.Table, cfg Config) {
 			c.AddRule(&nftables.Rule{Table: table, Chain: &rules[i].chain, Exprs: exprs})
 		}
 	}
+	return nil
 }
 
 // Remove deletes the table. A table that does not exist is not an error:

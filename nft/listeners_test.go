@@ -205,3 +205,31 @@ func drain[T any](ch <-chan T) {
 		}
 	}
 }
+
+// listenUDP reports the source of every datagram received on addr in ns.
+func listenUDP(t *testing.T, ns netenv.NS, addr string) <-chan string {
+	t.Helper()
+	var pc net.PacketConn
+	if err := ns.Do(func() (err error) {
+		pc, err = net.ListenPacket("udp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("udp listen %s in %s: %v", addr, ns.Name, err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	heard := make(chan string, eventBuffer)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case heard <- from.String():
+			default:
+			}
+		}
+	}()
+	return heard
+}

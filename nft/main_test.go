@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"net/netip"
+
 	"github.com/forge/forge-supervisor/tests/netenv"
+	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,6 +53,10 @@ func runHelper(mode string) string {
 		return helperDial(addr, uint32(mark))
 	case "udp":
 		return helperUDP(addr)
+	case "listen":
+		return helperListen(addr)
+	case "udpfrom":
+		return helperUDPFrom(os.Getenv("FORGE_NFT_TEST_SRC"), addr, os.Getenv("FORGE_NFT_TEST_DEV"))
 	default:
 		return "unknown helper mode " + mode
 	}
@@ -104,6 +111,76 @@ func helperUDP(addr string) string {
 	return "udp: got a reply"
 }
 
+// helperListen listens on addr for helperTimeout, accepting and closing
+// whatever arrives, and reports how many connections it accepted.
+func helperListen(addr string) string {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "listen: " + err.Error()
+	}
+	defer ln.Close()
+	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(helperTimeout))
+	n := 0
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return fmt.Sprintf("listen: accepted %d", n)
+		}
+		n++
+		c.Close()
+	}
+}
+
+// helperUDPFrom sends one DNS query from src (bound with IP_FREEBIND /
+// IPV6_FREEBIND, which need no privilege), or from a socket bound to
+// device dev, to addr and reports whether send(2) accepted it.
+func helperUDPFrom(src, addr, dev string) string {
+	dst := netip.MustParseAddrPort(addr)
+	fam := unix.AF_INET
+	if dst.Addr().Is6() {
+		fam = unix.AF_INET6
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "udpfrom: socket: " + err.Error()
+	}
+	defer unix.Close(fd)
+	if dev != "" {
+		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, dev); err != nil {
+			return "udpfrom: SO_BINDTODEVICE: " + err.Error()
+		}
+	}
+	if src != "" {
+		s := netip.MustParseAddr(src)
+		var sa unix.Sockaddr
+		level, opt := unix.SOL_IP, unix.IP_FREEBIND
+		if s.Is6() {
+			sa, level, opt = &unix.SockaddrInet6{Addr: s.As16()}, unix.SOL_IPV6, unix.IPV6_FREEBIND
+		} else {
+			sa = &unix.SockaddrInet4{Addr: s.As4()}
+		}
+		if err := unix.SetsockoptInt(fd, level, opt, 1); err != nil {
+			return "udpfrom: freebind: " + err.Error()
+		}
+		if err := unix.Bind(fd, sa); err != nil {
+			return "udpfrom: bind: " + err.Error()
+		}
+	}
+	var to unix.Sockaddr
+	if dst.Addr().Is6() {
+		to = &unix.SockaddrInet6{Addr: dst.Addr().As16(), Port: int(dst.Port())}
+	} else {
+		to = &unix.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())}
+	}
+	m := new(dns.Msg)
+	m.SetQuestion("spoofed.test.", dns.TypeA)
+	wire, _ := m.Pack()
+	if err := unix.Sendto(fd, wire, 0, to); err != nil {
+		return "udpfrom: sendto: " + unix.ErrnoName(err.(syscall.Errno))
+	}
+	return "udpfrom: sent"
+}
+
 // helperBinary copies the test binary where an unprivileged user may run it
 // (go test builds into a directory only root can enter).
 func helperBinary(t testing.TB) string {
@@ -149,7 +226,7 @@ func testConfig(t testing.TB, ns netenv.NS) Config {
 	t.Cleanup(func() { _ = f.Close() })
 	return Config{
 		Table: DefaultTable, AgentUID: 1000, AgentGID: 1000,
-		ProxyPort: 15001, DNSPort: 15002, Mark: DefaultMark,
-		NetNS: int(f.Fd()),
+		ProxyPort: 15001, DNSPort: 15002, HealthPort: 15000, Mark: DefaultMark,
+		LogGroup: DefaultLogGroup, NetNS: int(f.Fd()),
 	}
 }

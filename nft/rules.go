@@ -80,13 +80,8 @@ func dnsRedirects(l4proto byte, port uint16) []expr.Any {
 	}
 }
 
-// loopbackV4Accepts is `ip daddr 127.0.0.0/8 accept`. In the nat chain it
-// keeps the agent's own local services reachable, unproxied (only TCP is
-// redirected after it, so it need not name a protocol). In the filter chain
-// it passes traffic the nat chain redirected to the proxies on loopback.
-// Only the local host can be reached at 127.0.0.0/8: the agent cannot
-// route it elsewhere without CAP_NET_ADMIN.
-func loopbackV4Accepts() []expr.Any {
+// loopbackV4 is `ip daddr 127.0.0.0/8`.
+func loopbackV4() []expr.Any {
 	return []expr.Any{
 		// [ meta load nfproto => reg 1 ]
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: unix.NFT_REG_1},
@@ -99,13 +94,11 @@ func loopbackV4Accepts() []expr.Any {
 			Mask: []byte{0xff, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
 		// [ cmp eq reg 1 0x0000007f ] (127.0.0.0)
 		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{127, 0, 0, 0}},
-		// [ immediate reg 0 accept ]
-		&expr.Verdict{Kind: expr.VerdictAccept},
 	}
 }
 
-// loopbackV6Accepts is `ip6 daddr ::1 accept`.
-func loopbackV6Accepts() []expr.Any {
+// loopbackV6 is `ip6 daddr ::1`.
+func loopbackV6() []expr.Any {
 	return []expr.Any{
 		// [ meta load nfproto => reg 1 ]
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: unix.NFT_REG_1},
@@ -115,8 +108,6 @@ func loopbackV6Accepts() []expr.Any {
 		&expr.Payload{DestRegister: unix.NFT_REG_1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16},
 		// [ cmp eq reg 1 0x00000000 0x00000000 0x00000000 0x01000000 ] (::1)
 		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{15: 1}},
-		// [ immediate reg 0 accept ]
-		&expr.Verdict{Kind: expr.VerdictAccept},
 	}
 }
 
@@ -147,40 +138,6 @@ func redirectToRegister1() *expr.Redir {
 	}
 }
 
-// localDestAccepts is `fib daddr type local accept`: the agent's local
-// services — on loopback or on the pod's own addresses. It tests where the
-// packet goes, not which device it leaves by: a socket bound to lo
-// (SO_BINDTODEVICE) with a foreign destination passed an `oif "lo"` test,
-// and would have left the namespace wherever forwarding is on.
-func localDestAccepts() []expr.Any {
-	return []expr.Any{
-		// [ fib daddr type => reg 1 ]
-		&expr.Fib{Register: unix.NFT_REG_1, FlagDADDR: true, ResultADDRTYPE: true},
-		// [ cmp eq reg 1 0x00000002 ] (RTN_LOCAL)
-		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
-		// [ immediate reg 0 accept ]
-		&expr.Verdict{Kind: expr.VerdictAccept},
-	}
-}
-
-// tcpRepliesAccept is `meta l4proto tcp ct direction reply accept`: the
-// agent's half of connections others opened to it (a dev server the agent
-// runs). Everything the agent itself opens is in the original direction.
-func tcpRepliesAccept() []expr.Any {
-	return []expr.Any{
-		// [ meta load l4proto => reg 1 ]
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
-		// [ cmp eq reg 1 0x00000006 ] (tcp)
-		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{unix.IPPROTO_TCP}},
-		// [ ct load direction => reg 1 ]
-		&expr.Ct{Key: expr.CtKeyDIRECTION, Register: unix.NFT_REG_1},
-		// [ cmp eq reg 1 0x00000001 ] (IP_CT_DIR_REPLY)
-		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{ipCtDirReply}},
-		// [ immediate reg 0 accept ]
-		&expr.Verdict{Kind: expr.VerdictAccept},
-	}
-}
-
 // ipCtDirReply is IP_CT_DIR_REPLY from the kernel's conntrack headers.
 const ipCtDirReply = 1
 
@@ -189,39 +146,25 @@ const ipCtDirReply = 1
 // escaped the redirect (an untracked packet, or a nat chain ahead of ours
 // that bound a mapping first). It is refused, not let through: the
 // redirect failing must never mean the agent goes out directly.
-func tcpResets() []expr.Any {
-	return []expr.Any{
-		// [ meta load l4proto => reg 1 ]
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
-		// [ cmp eq reg 1 0x00000006 ] (tcp)
-		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{unix.IPPROTO_TCP}},
-		// [ reject type 1 code 0 ] (tcp reset)
-		&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
-	}
+func tcpResets(logGroup uint16) []expr.Any {
+	// [ reject type 1 code 0 ] (tcp reset)
+	return withLog(l4proto(unix.IPPROTO_TCP), logGroup, ReasonRedirectMissed, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
 }
 
 // l4protoRejects is `meta l4proto PROTO reject with icmpx admin-prohibited`.
 // Rejecting rather than dropping makes the sender's send(2) fail at once
 // (EPERM) and queues an ICMP error for the socket, so a client (QUIC on 443
 // above all) falls back or fails fast instead of waiting out its timeouts.
-func l4protoRejects(l4proto byte) []expr.Any {
-	return []expr.Any{
-		// [ meta load l4proto => reg 1 ]
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG_1},
-		// [ cmp eq reg 1 PROTO ]
-		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: []byte{l4proto}},
-		// [ reject type 2 code 3 ] (icmpx admin-prohibited)
-		adminProhibited(),
-	}
+func l4protoRejects(p byte, logGroup uint16, reason string) []expr.Any {
+	// [ reject type 2 code 3 ] (icmpx admin-prohibited)
+	return withLog(l4proto(p), logGroup, reason, adminProhibited())
 }
 
 // everythingRejects is `reject with icmpx admin-prohibited`: any other L4
 // protocol the agent can emit.
-func everythingRejects() []expr.Any {
-	return []expr.Any{
-		// [ reject type 2 code 3 ]
-		adminProhibited(),
-	}
+func everythingRejects(logGroup uint16) []expr.Any {
+	// [ reject type 2 code 3 ]
+	return withLog(nil, logGroup, ReasonProtoNotAllowed, adminProhibited())
 }
 
 // adminProhibited is the icmpx form of reject, valid in the inet family: the

@@ -16,6 +16,10 @@ const (
 	ChainFilterOutput = "filter_output"
 	// ChainAgentFilter holds the accepts and rejects for agent packets.
 	ChainAgentFilter = "agent_filter"
+	// ChainFilterPost is the filter base chain on the postrouting hook.
+	ChainFilterPost = "filter_postrouting"
+	// ChainAgentPost checks where agent packets really leave.
+	ChainAgentPost = "agent_postrouting"
 )
 
 // natPriority orders our nat chain before every other NAT on the output
@@ -41,45 +45,41 @@ type chainRules struct {
 }
 
 // ruleset is the whole table's contents. With the default config,
-// `nft list table inet forge_supervisor` prints (testdata/ruleset.golden):
+// `nft list table inet forge_supervisor` prints testdata/ruleset.golden:
 //
-//	chain nat_output {
-//		type nat hook output priority -110; policy accept;
-//		meta mark 0x46524745 return
-//		meta skuid 1000 jump agent_nat
-//		meta skgid 1000 jump agent_nat
-//	}
-//	chain agent_nat {
-//		udp dport 53 redirect to :15002
-//		tcp dport 53 redirect to :15002
-//		ip daddr 127.0.0.0/8 accept
-//		ip6 daddr ::1 accept
-//		meta l4proto tcp redirect to :15001
-//	}
-//	chain filter_output {
-//		type filter hook output priority filter; policy accept;
-//		meta mark 0x46524745 accept
-//		meta skuid 1000 jump agent_filter
-//		meta skgid 1000 jump agent_filter
-//	}
-//	chain agent_filter {
-//		oif "lo" accept
-//		ip daddr 127.0.0.0/8 accept
-//		ip6 daddr ::1 accept
-//		meta l4proto tcp ct direction reply accept
-//		meta l4proto tcp reject with tcp reset
-//		meta l4proto udp reject with icmpx admin-prohibited
-//		meta l4proto icmp reject with icmpx admin-prohibited
-//		meta l4proto ipv6-icmp reject with icmpx admin-prohibited
-//		reject with icmpx admin-prohibited
-//	}
+//	nat_output (nat, output, -110): mark return; skuid/skgid → agent_nat
+//	agent_nat:
+//		udp/tcp dport 53 redirect to :DNS          every DNS query, any server
+//		local tcp dport @supervisor_ports accept   health, DNS, proxy ports
+//		tcp redirect to :PROXY                     all other TCP, loopback too
+//	filter_output (filter, output, 0): mark accept; skuid/skgid → agent_filter;
+//		IGMP/MLD reports dropped (but solicited-node MLD) unless AllowMulticast
+//	agent_filter:
+//		fib saddr type != local log drop           spoofed sources
+//		tcp to local accept                        redirected / supervisor ports
+//		udp to local dport @local_udp_ports accept DNS port, allowed_local_ports
+//		udp reply to local accept; icmp to local accept
+//		tcp reply sport @inbound_ports accept; other tcp reply: count, drop
+//		tcp log reset; local log reject; udp, icmp, other log reject
+//	filter_postrouting (filter, postrouting, 0): mark accept; skuid/skgid → agent_postrouting
+//	agent_postrouting:
+//		oif lo accept; daddr 127.0.0.0/8, ::1 log drop
 //
-// The chains are returned for a validated config, in the
-// order `nft list` shows it: each base chain followed by the agent chain it
-// jumps to. Install adds every chain before any rule, so jump targets exist
-// when a rule names them.
+// The chains are returned for a validated config, in the order `nft list`
+// shows it: each base chain followed by the agent chain it jumps to.
+// Install adds every set and chain before any rule, so lookups and jump
+// targets exist when a rule names them.
 func ruleset(cfg Config) []chainRules {
 	accept := nftables.ChainPolicyAccept
+	lg := cfg.LogGroup
+	filterOutput := [][]expr.Any{
+		markAccepts(cfg.Mark),
+		skuidJumps(cfg.AgentUID, ChainAgentFilter),
+		skgidJumps(cfg.AgentGID, ChainAgentFilter),
+	}
+	if !cfg.AllowMulticast {
+		filterOutput = append(filterOutput, multicastRules(lg)...)
+	}
 	return withFastPath(cfg, []chainRules{
 		{
 			chain: nftables.Chain{
@@ -100,8 +100,7 @@ func ruleset(cfg Config) []chainRules {
 			rules: [][]expr.Any{
 				dnsRedirects(unix.IPPROTO_UDP, cfg.DNSPort),
 				dnsRedirects(unix.IPPROTO_TCP, cfg.DNSPort),
-				loopbackV4Accepts(),
-				loopbackV6Accepts(),
+				supervisorPortsAccept(),
 				tcpRedirects(cfg.ProxyPort),
 			},
 		},
@@ -113,27 +112,47 @@ func ruleset(cfg Config) []chainRules {
 				Priority: nftables.ChainPriorityRef(filterPriority),
 				Policy:   &accept,
 			},
-			rules: [][]expr.Any{
-				markAccepts(cfg.Mark),
-				skuidJumps(cfg.AgentUID, ChainAgentFilter),
-				skgidJumps(cfg.AgentGID, ChainAgentFilter),
-			},
+			rules: filterOutput,
 		},
 		{
 			chain: nftables.Chain{Name: ChainAgentFilter},
 			rules: [][]expr.Any{
-				localDestAccepts(),
-				// The output hook keeps the pre-NAT route's device for the
-				// whole traversal, so redirected packets still show the
-				// outer oif here; their rewritten destination is loopback.
-				loopbackV4Accepts(),
-				loopbackV6Accepts(),
-				tcpRepliesAccept(),
-				tcpResets(),
-				l4protoRejects(unix.IPPROTO_UDP),
-				l4protoRejects(unix.IPPROTO_ICMP),
-				l4protoRejects(unix.IPPROTO_ICMPV6),
-				everythingRejects(),
+				spoofedSourceDrops(lg),
+				localTCPAccepts(),
+				localUDPPortsAccept(),
+				localUDPRepliesAccept(),
+				localICMPAccepts(unix.IPPROTO_ICMP),
+				localICMPAccepts(unix.IPPROTO_ICMPV6),
+				inboundAccepts(),
+				inboundDrops(),
+				tcpResets(lg),
+				localRejects(lg),
+				l4protoRejects(unix.IPPROTO_UDP, lg, ReasonUDPNotAllowed),
+				l4protoRejects(unix.IPPROTO_ICMP, lg, ReasonICMPNotAllowed),
+				l4protoRejects(unix.IPPROTO_ICMPV6, lg, ReasonICMPNotAllowed),
+				everythingRejects(lg),
+			},
+		},
+		{
+			chain: nftables.Chain{
+				Name:     ChainFilterPost,
+				Type:     nftables.ChainTypeFilter,
+				Hooknum:  nftables.ChainHookPostrouting,
+				Priority: nftables.ChainPriorityRef(filterPriority),
+				Policy:   &accept,
+			},
+			rules: [][]expr.Any{
+				markAccepts(cfg.Mark),
+				skuidJumps(cfg.AgentUID, ChainAgentPost),
+				skgidJumps(cfg.AgentGID, ChainAgentPost),
+			},
+		},
+		{
+			chain: nftables.Chain{Name: ChainAgentPost},
+			rules: [][]expr.Any{
+				outputIsLoopbackAccepts(),
+				loopbackLeavesDrops(false, lg),
+				loopbackLeavesDrops(true, lg),
 			},
 		},
 	})
