@@ -1,6 +1,8 @@
 package jail
 
 import (
+	seccomp "github.com/seccomp/libseccomp-golang"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,6 +88,12 @@ func apply(cfg *config) (int, error) {
 	if err != nil {
 		return exitCannotRun, err
 	}
+	var mcast *seccomp.ScmpFilter
+	if !s.AllowMulticast {
+		if mcast, err = multicastFilter(s.SeccompLog); err != nil {
+			return exitCannotRun, err
+		}
+	}
 
 	// 1. setgroups([gid]): supplementary groups replaced by the agent's own
 	//    group. Needs CAP_SETGID, so it runs first.
@@ -137,8 +145,15 @@ func apply(cfg *config) (int, error) {
 		}
 		return code, fmt.Errorf("step 7 %w", err)
 	}
-	// 8. Load the seccomp filter, as late as possible so the steps above are
-	//    not constrained by it; only fd marking and execve run under it.
+	// 8. Load the seccomp filters, as late as possible so the steps above are
+	//    not constrained by them; only fd marking and execve run under them.
+	//    The multicast filter (default allow) goes first, so the profile's
+	//    filter cannot deny the second seccomp(2) call.
+	if mcast != nil {
+		if err := mcast.Load(); err != nil {
+			return exitCannotRun, fmt.Errorf("step 8 seccomp(SECCOMP_SET_MODE_FILTER) multicast filter: %w", err)
+		}
+	}
 	if err := filter.Load(); err != nil {
 		return exitCannotRun, fmt.Errorf("step 8 seccomp(SECCOMP_SET_MODE_FILTER): %w", err)
 	}

@@ -129,14 +129,39 @@ func TestSyscallsDenied(t *testing.T) {
 		"request_key", "kexec_load", "init_module", "finit_module", "delete_module",
 		"open_by_handle_at", "reboot", "swapon", "acct", "quotactl", "process_vm_readv",
 		"personality_no_aslr", "socket_vsock", "ptrace_attach",
+		"mcast_ip_add_membership", "mcast_ip_add_membership_hibits", "mcast_join_source_group",
+		"mcast_ipv6_join_group", "mcast_ipv6_mcast_join_group",
 	} {
 		if got[name] != "EPERM" {
 			t.Errorf("%s = %q, want EPERM", name, got[name])
 		}
 	}
-	for _, name := range []string{"socket_inet", "personality_linux", "personality_query"} {
+	for _, name := range []string{"socket_inet", "personality_linux", "personality_query",
+		"mcast_ip_multicast_ttl", "sockopt_reuseaddr", "sockopt_v6only"} {
 		if got[name] != "OK" {
 			t.Errorf("%s = %q, want OK (allowed)", name, got[name])
+		}
+	}
+}
+
+// TestMulticastAllowedWhenAsked: with AllowMulticast the group joins work
+// (the host's kernel may still refuse them for want of a route: anything
+// but EPERM shows the filter is gone).
+func TestMulticastAllowedWhenAsked(t *testing.T) {
+	netenv.RequireRoot(t)
+	dir := agentDir(t)
+	bin := agentCopyOfSelf(t, dir)
+	out, errOut, code := runJailed(t, jail.Spec{
+		Argv: []string{bin}, AllowMulticast: true,
+		Env: []string{"PATH=/usr/bin:/bin", "JAIL_TEST_PROBE=1"},
+	})
+	if code != 0 {
+		t.Fatalf("probe exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	got := parseLines(out)
+	for _, name := range []string{"mcast_ip_add_membership", "mcast_ipv6_join_group"} {
+		if got[name] == "EPERM" {
+			t.Errorf("%s = EPERM with AllowMulticast", name)
 		}
 	}
 }

@@ -76,6 +76,30 @@ func probe() int {
 		_ = sib.Kill()
 		_, _ = sib.Wait()
 	}
+	// Multicast group joins (item 8 of issue 11), also with garbage in the
+	// upper half of the level and optname registers.
+	ufd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err == nil {
+		mreq := unix.IPMreq{Multiaddr: [4]byte{239, 1, 2, 3}}
+		report("mcast_ip_add_membership", unix.SetsockoptIPMreq(ufd, unix.SOL_IP, unix.IP_ADD_MEMBERSHIP, &mreq))
+		report("mcast_ip_add_membership_hibits", rawErr6(unix.SYS_SETSOCKOPT, uintptr(ufd), 1<<32|unix.SOL_IP,
+			1<<32|unix.IP_ADD_MEMBERSHIP, uintptr(unsafe.Pointer(&mreq)), unsafe.Sizeof(mreq)))
+		var gsr [264]byte // struct group_source_req
+		report("mcast_join_source_group", rawErr6(unix.SYS_SETSOCKOPT, uintptr(ufd), unix.SOL_IP,
+			unix.MCAST_JOIN_SOURCE_GROUP, uintptr(unsafe.Pointer(&gsr[0])), uintptr(len(gsr))))
+		report("mcast_ip_multicast_ttl", unix.SetsockoptInt(ufd, unix.SOL_IP, unix.IP_MULTICAST_TTL, 2))
+		report("sockopt_reuseaddr", unix.SetsockoptInt(ufd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
+		unix.Close(ufd)
+	}
+	if u6, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, 0); err == nil {
+		mreq6 := unix.IPv6Mreq{Multiaddr: [16]byte{0xff, 0x05, 15: 1}}
+		report("mcast_ipv6_join_group", unix.SetsockoptIPv6Mreq(u6, unix.SOL_IPV6, unix.IPV6_JOIN_GROUP, &mreq6))
+		var gr [136]byte // struct group_req
+		report("mcast_ipv6_mcast_join_group", rawErr6(unix.SYS_SETSOCKOPT, uintptr(u6), unix.SOL_IPV6,
+			unix.MCAST_JOIN_GROUP, uintptr(unsafe.Pointer(&gr[0])), uintptr(len(gr))))
+		report("sockopt_v6only", unix.SetsockoptInt(u6, unix.SOL_IPV6, unix.IPV6_V6ONLY, 1))
+		unix.Close(u6)
+	}
 	// Allowed calls still work.
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	report("socket_inet", err)
@@ -84,6 +108,14 @@ func probe() int {
 	}
 	report("personality_linux", rawErr(unix.SYS_PERSONALITY, 0, 0, 0))
 	return 0
+}
+
+func rawErr6(nr, a1, a2, a3, a4, a5 uintptr) error {
+	_, _, e := unix.Syscall6(nr, a1, a2, a3, a4, a5, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 func rawErr(nr, a1, a2, a3 uintptr) error {

@@ -39,6 +39,9 @@ type Spec struct {
 	// SeccompLog turns every would-be denial into SCMP_ACT_LOG (allowed and
 	// logged by the kernel), so a user can find what their agent needs.
 	SeccompLog bool
+	// AllowMulticast lets the agent join multicast groups; by default a
+	// second seccomp filter denies it (see multicast.go).
+	AllowMulticast bool
 }
 
 const (
@@ -81,6 +84,13 @@ func Command(spec Spec) (*exec.Cmd, error) {
 	// supervisor, before any process exists.
 	if err := prof.check(spec.SeccompLog); err != nil {
 		return nil, fmt.Errorf("seccomp profile %s: %w", profileName(spec.SeccompPath), err)
+	}
+	if !spec.AllowMulticast {
+		mf, err := multicastFilter(spec.SeccompLog)
+		if err != nil {
+			return nil, err
+		}
+		mf.Release()
 	}
 	data, err := json.Marshal(config{Spec: spec, Profile: prof})
 	if err != nil {
