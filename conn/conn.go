@@ -95,8 +95,11 @@ type Conn struct {
 	// connection through.
 	Allowed   bool
 	WouldDeny bool // dry run: the policy denied, the connection went through
-	Reason    string
-	Rule      string
+	// Local: the destination is this host's own; the decision was made by
+	// the listener's owner, not the policy (stages/local.go).
+	Local  bool
+	Reason string
+	Rule   string
 
 	BytesUp   int64
 	BytesDown int64

@@ -11,6 +11,10 @@ import (
 // client is kept in c.Peeked and replayed upstream before relaying, so the
 // upstream sees the stream exactly as the client sent it.
 func (e *Engine) classify(c *conn.Conn, out, deny chan<- *conn.Conn) {
+	if c.Local { // decided in origdst (local.go)
+		out <- c
+		return
+	}
 	bp := e.peekBufs.Get()
 	defer e.peekBufs.Put(bp)
 	buf := *bp

@@ -67,6 +67,9 @@ type Config struct {
 	// whose original destination is one of them on a local address is a
 	// loop.
 	SelfPorts []uint16
+	// Local decides connections to this host's own addresses by the
+	// listener's owner (local.go); nil: no local decisions.
+	Local *LocalPolicy
 
 	ClassifyTimeout time.Duration // wait for the client's first bytes
 	DialTimeout     time.Duration
@@ -158,6 +161,7 @@ func (c *Config) setDefaults() {
 	if c.Log == nil {
 		c.Log = zap.NewNop()
 	}
+	c.Local = c.Local.withDefaults()
 }
 
 // Engine is the transparent proxy. Build it with New, bind with Listen,

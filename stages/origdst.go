@@ -30,6 +30,11 @@ func (e *Engine) origDst(c *conn.Conn, out, deny chan<- *conn.Conn) {
 	if ap, ok := c.Client.RemoteAddr().(*net.TCPAddr); ok {
 		c.Src = ap.AddrPort()
 	}
+	if e.foreignSource(c) {
+		c.Reason = ReasonNonLocalSource
+		deny <- c
+		return
+	}
 	dst, err := e.cfg.OrigDst(c.Client)
 	c.Stamps.OrigDst = e.observe("origdst", c.Accepted)
 	if err != nil {
@@ -41,6 +46,10 @@ func (e *Engine) origDst(c *conn.Conn, out, deny chan<- *conn.Conn) {
 	if e.isLoop(c) {
 		c.Reason = ReasonLoop
 		deny <- c
+		return
+	}
+	if e.isLocalDst(c) {
+		e.decideLocal(c, out, deny)
 		return
 	}
 	out <- c

@@ -11,6 +11,10 @@ import (
 // destination. The policy pointer is loaded once per connection, so a
 // reload (SIGHUP) never mixes two policies in one decision.
 func (e *Engine) decide(ctx context.Context, c *conn.Conn, out, deny chan<- *conn.Conn) {
+	if c.Local { // decided in origdst (local.go)
+		out <- c
+		return
+	}
 	p := e.cfg.Policy.Load()
 	v := p.DecideFor(ctx, policy.Request{Name: c.Name(), IP: c.Dst.Addr(), Port: c.Dst.Port()}, e.identify(ctx, p, c), e.cfg.Resolver)
 	c.Stamps.Policy = e.observe("policy", c.Stamps.Classify)

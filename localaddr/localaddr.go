@@ -1,0 +1,90 @@
+// Package localaddr answers "is this address one of this network
+// namespace's own?" for every packet-sized decision (a DNS query, an
+// accepted connection) without a netlink dump each time: the interface
+// addresses are cached, and the cache is refreshed when asked about an
+// address it does not know — at most once per refresh interval, so a flood
+// of foreign sources costs one dump per interval, and an address added
+// later is known within that interval.
+//
+// localaddr imports no other package of this project.
+package localaddr
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// refreshInterval bounds how often a miss may re-read the addresses.
+const refreshInterval = time.Second
+
+// Set is the namespace's addresses. The zero value is not usable; use New.
+type Set struct {
+	list func() ([]netip.Addr, error)
+	now  func() time.Time
+
+	mu        sync.Mutex
+	addrs     map[netip.Addr]struct{}
+	refreshed time.Time
+}
+
+// New returns a Set over the calling process's network namespace.
+func New() *Set { return newSet(interfaceAddrs, time.Now) }
+
+func newSet(list func() ([]netip.Addr, error), now func() time.Time) *Set {
+	return &Set{list: list, now: now}
+}
+
+// Contains reports whether ip is an address of this namespace. Loopback
+// addresses (127.0.0.0/8, ::1) always are. An IPv4-mapped IPv6 address is
+// looked up as IPv4. When the addresses cannot be read, it says false:
+// the callers drop what they cannot attribute.
+func (s *Set) Contains(ip netip.Addr) bool {
+	ip = ip.Unmap().WithZone("")
+	if ip.IsLoopback() {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.addrs[ip]; ok {
+		return true
+	}
+	if s.addrs != nil && s.now().Sub(s.refreshed) < refreshInterval {
+		return false
+	}
+	s.refresh()
+	_, ok := s.addrs[ip]
+	return ok
+}
+
+// refresh re-reads the addresses; s.mu is held.
+func (s *Set) refresh() {
+	s.refreshed = s.now()
+	list, err := s.list()
+	if err != nil {
+		s.addrs = map[netip.Addr]struct{}{}
+		return
+	}
+	m := make(map[netip.Addr]struct{}, len(list))
+	for _, a := range list {
+		m[a.Unmap().WithZone("")] = struct{}{}
+	}
+	s.addrs = m
+}
+
+func interfaceAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip)
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,116 @@
+package stages
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/forge/forge-supervisor/conn"
+	"github.com/forge/forge-supervisor/localaddr"
+	"github.com/forge/forge-supervisor/sockdiag"
+)
+
+// Reasons of the local decision (issue 11, items 1 and 3).
+const (
+	// ReasonNonLocalSource: the client's address is not one of this pod's.
+	// nft drops the agent's spoofed packets before they get here; this is
+	// the second wall, so the listener never talks to a forged peer.
+	ReasonNonLocalSource = "nonlocal_source"
+	// ReasonLocalPort: a local listener the agent does not own and no
+	// allowed_local_ports entry names (a sidecar, Docker's DNS, a root
+	// relay), or no listener at all.
+	ReasonLocalPort = "local_port_not_allowed"
+	// ReasonLocalAgentListener: the listener belongs to the agent's UID.
+	ReasonLocalAgentListener = "local_agent_listener"
+	// ReasonAllowedLocalPort: the port is in allowed_local_ports.
+	ReasonAllowedLocalPort = "allowed_local_port"
+)
+
+// LocalPolicy decides the agent's TCP connections to this host's own
+// addresses (loopback and the pod's addresses), which nft redirects to the
+// proxy like any other: loopback is policy, not an exemption. In a
+// Kubernetes pod every container shares the network namespace, so a
+// listener on 127.0.0.1 may be a sidecar that relays anywhere.
+type LocalPolicy struct {
+	// AgentUID owns the listeners the agent may always reach (its own dev
+	// servers, a local MCP server it started).
+	AgentUID uint32
+	// AllowedPorts are the allowed_local_ports: reachable whoever listens.
+	AllowedPorts []uint16
+	// Addrs are this namespace's addresses; nil: localaddr.New().
+	Addrs *localaddr.Set
+	// Listener finds the socket a connection would reach; nil: a
+	// sockdiag.Client's Listener.
+	Listener func(netip.AddrPort) (sockdiag.Socket, error)
+}
+
+// withDefaults returns a copy of l with its defaults filled in (nil stays
+// nil: no local decisions, and the policy denies loopback as before).
+func (l *LocalPolicy) withDefaults() *LocalPolicy {
+	if l == nil {
+		return nil
+	}
+	c := *l
+	if c.Addrs == nil {
+		c.Addrs = localaddr.New()
+	}
+	if c.Listener == nil {
+		c.Listener = listenerLookup()
+	}
+	return &c
+}
+
+// listenerLookup is sockdiag's listener lookup, or — when sock_diag cannot
+// be opened — a lookup that always fails, so every local destination not in
+// AllowedPorts is denied (fail closed).
+func listenerLookup() func(netip.AddrPort) (sockdiag.Socket, error) {
+	c, err := sockdiag.New()
+	if err != nil {
+		return func(netip.AddrPort) (sockdiag.Socket, error) { return sockdiag.Socket{}, err }
+	}
+	return c.Listener
+}
+
+// decide returns whether the agent may reach dst, a local address, and why.
+func (l *LocalPolicy) decide(dst netip.AddrPort) (bool, string) {
+	if slices.Contains(l.AllowedPorts, dst.Port()) {
+		return true, ReasonAllowedLocalPort
+	}
+	s, err := l.Listener(dst)
+	if err != nil || s.UID != l.AgentUID {
+		// No listener, a lookup error, or someone else's: deny (fail
+		// closed).
+		return false, ReasonLocalPort
+	}
+	return true, ReasonLocalAgentListener
+}
+
+// foreignSource reports whether the client's address is not this pod's.
+func (e *Engine) foreignSource(c *conn.Conn) bool {
+	return e.cfg.Local != nil && c.Src.IsValid() && !e.cfg.Local.Addrs.Contains(c.Src.Addr())
+}
+
+// isLocalDst reports whether the original destination is on this host.
+func (e *Engine) isLocalDst(c *conn.Conn) bool {
+	return e.cfg.Local != nil && e.cfg.Local.Addrs.Contains(c.Dst.Addr())
+}
+
+// decideLocal is the policy stage for a local destination, run in the
+// origdst stage: the decision needs no name, so classification and the
+// policy are skipped (a server-speaks-first local protocol is not kept
+// waiting), and the connection goes straight on, marked Local.
+func (e *Engine) decideLocal(c *conn.Conn, out, deny chan<- *conn.Conn) {
+	c.Local, c.Proto = true, conn.ProtoOpaque
+	c.Stamps.Classify, c.Stamps.Policy = c.Stamps.OrigDst, c.Stamps.OrigDst
+	allow, reason := e.cfg.Local.decide(c.Dst)
+	c.Reason = reason
+	switch {
+	case allow:
+		c.Allowed = true
+	case e.cfg.DryRun:
+		c.WouldDeny, c.Allowed = true, true
+	default:
+		deny <- c
+		return
+	}
+	out <- c
+}
