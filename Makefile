@@ -35,7 +35,8 @@ FUZZ_TARGETS := ./conn:FuzzParseClientHello:100000x ./conn:FuzzParseHTTPRequest:
 	./jail:FuzzParseProfile:50000x .:FuzzParseConfig:8000x ./deploy:FuzzKubernetesPolicy:10000x \
 	./forgeyaml:FuzzParse:5000x \
 	./sockdiag:FuzzReadMessages:50000x ./ops:FuzzSuggest:3000x ./procid:FuzzParseStat:50000x \
-	./kverdict:FuzzParseSegment:100000x ./kverdict:FuzzParseNetlink:100000x
+	./kverdict:FuzzParseSegment:100000x ./kverdict:FuzzParseNetlink:100000x \
+	./nft:FuzzParseLogMessage:100000x
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
