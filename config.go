@@ -104,6 +104,9 @@ type Config struct {
 	// FastPath turns on the kernel verdict path (kverdict/) where the
 	// kernel supports it.
 	FastPath bool
+	// AllowMulticast lets the agent join multicast groups and IGMP/MLD
+	// reports leave the pod.
+	AllowMulticast bool
 }
 
 // setting is one configuration knob: its flag, its environment variable,
@@ -210,10 +213,10 @@ func settings() []setting {
 			usage: "a relayed connection with no traffic either way for this long is closed",
 			parse: func(c *Config, v string) (err error) { c.IdleTimeout, err = parseDuration(v); return }},
 		{flag: "inbound-ports", env: "FORGE_SUPERVISOR_INBOUND_PORTS", def: "",
-			usage: "comma-separated TCP ports the agent listens on for connections from outside",
+			usage: "comma-separated TCP ports the agent listens on for connections from outside; connections to any other port are dropped and counted",
 			parse: func(c *Config, v string) (err error) { c.InboundPorts, err = parsePortList(v); return }},
 		{flag: "allowed-local-ports", env: "FORGE_SUPERVISOR_ALLOWED_LOCAL_PORTS", def: "",
-			usage: "comma-separated loopback TCP ports (the pod's own listeners) the agent may connect to",
+			usage: "comma-separated ports on loopback and the pod's addresses the agent may reach whoever listens (TCP and UDP); without them only its own listeners, the DNS proxy and the health port",
 			parse: func(c *Config, v string) (err error) { c.AllowedLocalPorts, err = parsePortList(v); return }},
 		{flag: "audit-process", env: "FORGE_SUPERVISOR_AUDIT_PROCESS", def: "false", isBool: true,
 			usage: "look up the agent process behind every connection and DNS query and audit its pid and exe (always on when a Rego policy reads input.process)",
@@ -221,6 +224,9 @@ func settings() []setting {
 		{flag: "fast-path", env: "FORGE_SUPERVISOR_FAST_PATH", def: "true", isBool: true,
 			usage: "kernel verdict path: connections to learned or listed destinations skip the proxy, their first bytes judged in place (where the kernel supports it)",
 			parse: func(c *Config, v string) (err error) { c.FastPath, err = parseBool(v); return }},
+		{flag: "allow-multicast", env: "FORGE_SUPERVISOR_ALLOW_MULTICAST", def: "false", isBool: true,
+			usage: "let the agent join multicast groups and IGMP/MLD reports leave the pod (a covert channel, off by default)",
+			parse: func(c *Config, v string) (err error) { c.AllowMulticast, err = parseBool(v); return }},
 	}
 }
 
@@ -613,6 +619,7 @@ type configJSON struct {
 	LocalPorts      []uint16 `json:"allowed_local_ports"`
 	AuditProcess    bool     `json:"audit_process"`
 	FastPath        bool     `json:"fast_path"`
+	AllowMulticast  bool     `json:"allow_multicast"`
 }
 
 // JSON returns the effective configuration, indented, for
@@ -635,8 +642,9 @@ func (c Config) JSON() ([]byte, error) {
 		ClassifyTimeout: c.ClassifyTimeout.String(), DialTimeout: c.DialTimeout.String(),
 		IdleTimeout:  c.IdleTimeout.String(),
 		InboundPorts: nonNil(c.InboundPorts), LocalPorts: nonNil(c.AllowedLocalPorts),
-		AuditProcess: c.AuditProcess,
-		FastPath:     c.FastPath,
+		AuditProcess:   c.AuditProcess,
+		FastPath:       c.FastPath,
+		AllowMulticast: c.AllowMulticast,
 	}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("config: encode: %w", err)

@@ -77,6 +77,7 @@ var everyEnv = map[string]string{
 	"FORGE_SUPERVISOR_ALLOWED_LOCAL_PORTS":        "5432",
 	"FORGE_SUPERVISOR_AUDIT_PROCESS":              "1",
 	"FORGE_SUPERVISOR_FAST_PATH":                  "0",
+	"FORGE_SUPERVISOR_ALLOW_MULTICAST":            "true",
 }
 
 func everyEnvConfig() Config {
@@ -89,7 +90,7 @@ func everyEnvConfig() Config {
 		DNSMinTTL: 5 * time.Minute, DNSCacheSize: 100, DNSDenyRcode: "nxdomain", DNSRate: 50.5,
 		DNSWildcardBudget: 1000, DNSWildcardMaxLabels: 4, DNSWildcardMaxLabelLen: 20, StrictPolicy: true,
 		LogSample: true, ClassifyTimeout: 250 * time.Millisecond, DialTimeout: 2 * time.Second,
-		IdleTimeout: time.Hour, InboundPorts: []uint16{8080, 9090}, AllowedLocalPorts: []uint16{5432}, AuditProcess: true,
+		IdleTimeout: time.Hour, InboundPorts: []uint16{8080, 9090}, AllowedLocalPorts: []uint16{5432}, AuditProcess: true, AllowMulticast: true,
 	}
 }
 
@@ -228,6 +229,11 @@ func TestBadValuesRejected(t *testing.T) {
 		{"classify-timeout", "FORGE_SUPERVISOR_CLASSIFY_TIMEOUT", "0ms", "greater than 0"},
 		{"dial-timeout", "FORGE_SUPERVISOR_DIAL_TIMEOUT", "fast", "unit"},
 		{"idle-timeout", "FORGE_SUPERVISOR_IDLE_TIMEOUT", "-10m", "greater than 0"},
+		{"allowed-local-ports", "FORGE_SUPERVISOR_ALLOWED_LOCAL_PORTS", "5432,0", "1..65535"},
+		{"allowed-local-ports", "FORGE_SUPERVISOR_ALLOWED_LOCAL_PORTS", "5432,5432", "twice"},
+		{"inbound-ports", "FORGE_SUPERVISOR_INBOUND_PORTS", "http", "1..65535"},
+		{"inbound-ports", "FORGE_SUPERVISOR_INBOUND_PORTS", "70000", "1..65535"},
+		{"allow-multicast", "FORGE_SUPERVISOR_ALLOW_MULTICAST", "maybe", "true or false"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.flag+"="+tt.value, func(t *testing.T) {
@@ -391,8 +397,9 @@ func TestConfigJSON(t *testing.T) {
 		"strict_policy":    false,
 		"classify_timeout": "1s", "dial_timeout": "5s", "idle_timeout": "10m0s",
 		"inbound_ports": []any{}, "allowed_local_ports": []any{},
-		"audit_process": false,
-		"fast_path":     true,
+		"audit_process":   false,
+		"fast_path":       true,
+		"allow_multicast": false,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config JSON:\n got %v\nwant %v", got, want)

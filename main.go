@@ -21,6 +21,7 @@ import (
 	fdns "github.com/forge/forge-supervisor/dns"
 	"github.com/forge/forge-supervisor/jail"
 	"github.com/forge/forge-supervisor/kverdict"
+	"github.com/forge/forge-supervisor/localaddr"
 	"github.com/forge/forge-supervisor/nft"
 	"github.com/forge/forge-supervisor/obs"
 	"github.com/forge/forge-supervisor/policy"
@@ -110,8 +111,10 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 
 	// 2. Interception: the kernel path, or loudly the explicit fallback.
 	nftCfg := nft.Config{Table: nft.DefaultTable, AgentUID: cfg.AgentUID, AgentGID: cfg.AgentGID,
-		ProxyPort: cfg.ProxyPort, DNSPort: cfg.DNSPort, Mark: nft.DefaultMark}
+		ProxyPort: cfg.ProxyPort, DNSPort: cfg.DNSPort, HealthPort: cfg.HealthPort, Mark: nft.DefaultMark,
+		LocalPorts: cfg.AllowedLocalPorts, InboundPorts: cfg.InboundPorts, AllowMulticast: cfg.AllowMulticast}
 	mode := obs.InterceptionKernel
+	var kernelLog *nft.LogReader
 	if err := nft.Probe(nftCfg); err != nil {
 		if cfg.RequireKernel {
 			return 0, fmt.Errorf("kernel interception unavailable and FORGE_SUPERVISOR_REQUIRE_KERNEL is set: %w", err)
@@ -119,8 +122,14 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 		mode = obs.InterceptionFallback
 		audit.InterceptionDegraded(err, fmt.Sprintf("explicit HTTP CONNECT/SOCKS5 proxy on 127.0.0.1:%d", cfg.ProxyPort))
 	} else {
+		// The log group is bound before the rules exist, so the first
+		// denial already has a reader.
+		kernelLog, nftCfg.LogGroup = openKernelLog(audit)
 		nftCfg.FastPath = fastPath(cfg, nftCfg, pathMetrics, log)
 		if err := nft.Install(nftCfg); err != nil {
+			if kernelLog != nil {
+				_ = kernelLog.Close()
+			}
 			return 0, err
 		}
 		defer func() {
@@ -159,6 +168,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	}
 	defer id.close()
 	learner := kverdict.NewLearner()
+	ownAddrs := localaddr.New()
 	dnsProxy, err := fdns.New(fdns.Config{
 		Port: cfg.DNSPort, Upstreams: upstreams, Policy: &current, DenyRcode: denyRcode(cfg.DNSDenyRcode),
 		MinTTL: cfg.DNSMinTTL, CacheSize: cfg.DNSCacheSize, RateLimit: cfg.DNSRate, Mark: mark,
@@ -187,12 +197,16 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	if err := dnsProxy.Listen(); err != nil {
 		return 0, err
 	}
+	var local *stages.LocalPolicy
+	if !explicit {
+		local = &stages.LocalPolicy{AgentUID: cfg.AgentUID, AllowedPorts: cfg.AllowedLocalPorts, Addrs: ownAddrs}
+	}
 	engine, err := stages.New(stages.Config{
 		Port: cfg.ProxyPort, Policy: &current, Resolver: dnsProxy, Audit: audit, Metrics: metrics, Log: log,
 		SelfPorts:       []uint16{cfg.ProxyPort, cfg.DNSPort, cfg.HealthPort},
 		ClassifyTimeout: cfg.ClassifyTimeout, DialTimeout: cfg.DialTimeout, IdleTimeout: cfg.IdleTimeout,
 		Mark: mark, DryRun: cfg.DryRun, Explicit: explicit, Lookup: dnsProxy.Resolve,
-		Identify: id.tcpHook(), IdentifyAlways: cfg.AuditProcess,
+		Identify: id.tcpHook(), IdentifyAlways: cfg.AuditProcess, Local: local,
 	})
 	if err != nil {
 		return 0, err
@@ -221,6 +235,12 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	servers.Go("health", srv.Serve)
 	if fast != nil {
 		servers.Go("kverdict", fast.Run)
+	}
+	if !explicit {
+		km := metrics.RegisterKernel(func() float64 { n, _ := nft.InboundDropped(nftCfg); return float64(n) })
+		if kernelLog != nil {
+			servers.Go("kernel-log", func(ctx context.Context) error { return kernelDenials(ctx, kernelLog, audit, km) })
+		}
 	}
 	health.SetAlive(true)
 
@@ -252,7 +272,7 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	var agentStart time.Time
 	code, err := actors.RunAgent(serversCtx, actors.AgentConfig{
 		Spec: jail.Spec{UID: cfg.AgentUID, GID: cfg.AgentGID, Argv: argv, Env: env,
-			SeccompPath: cfg.SeccompPath, SeccompLog: cfg.SeccompLog},
+			SeccompPath: cfg.SeccompPath, SeccompLog: cfg.SeccompLog, AllowMulticast: cfg.AllowMulticast},
 		Grace:  cfg.Grace,
 		Reload: reload,
 		Log:    log,

@@ -80,8 +80,8 @@ func acceptVerdict() *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictAcce
 
 // supervisorPortsAccept is `fib daddr type local tcp dport
 // @supervisor_ports accept` (nat chain): the supervisor's own ports meant
-// for the agent (health, DNS proxy; the proxy port itself, which the
-// engine refuses as a loop) are reached directly, not through the proxy.
+// for the agent (health, DNS proxy) are reached directly, not through the
+// proxy.
 func supervisorPortsAccept() []expr.Any {
 	return join(localDest(), l4proto(unix.IPPROTO_TCP), portInSet(2, SetSupervisorPorts), []expr.Any{acceptVerdict()})
 }

@@ -50,7 +50,7 @@ type chainRules struct {
 //	nat_output (nat, output, -110): mark return; skuid/skgid → agent_nat
 //	agent_nat:
 //		udp/tcp dport 53 redirect to :DNS          every DNS query, any server
-//		local tcp dport @supervisor_ports accept   health, DNS, proxy ports
+//		local tcp dport @supervisor_ports accept   health and DNS ports
 //		tcp redirect to :PROXY                     all other TCP, loopback too
 //	filter_output (filter, output, 0): mark accept; skuid/skgid → agent_filter;
 //		IGMP/MLD reports dropped (but solicited-node MLD) unless AllowMulticast

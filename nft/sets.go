@@ -10,8 +10,10 @@ import (
 // Named sets and the counter of the table. Rules refer to sets by name,
 // so `nft list table` reads as the policy it is.
 const (
-	// SetSupervisorPorts holds the proxy, DNS and health ports: on local
-	// addresses the agent reaches them directly.
+	// SetSupervisorPorts holds the DNS and health ports: on local
+	// addresses the agent reaches them directly. The proxy's own port is
+	// not in it: a connection to it is redirected like any other, and the
+	// engine denies it as a loop, with an audit line.
 	SetSupervisorPorts = "supervisor_ports"
 	// SetLocalUDPPorts holds the DNS port and the allowed_local_ports.
 	SetLocalUDPPorts = "local_udp_ports"
@@ -31,7 +33,7 @@ type portSet struct {
 // portSets returns the table's sets for a validated config, each sorted
 // and without duplicates.
 func portSets(cfg Config) []portSet {
-	self := []uint16{cfg.ProxyPort, cfg.DNSPort}
+	self := []uint16{cfg.DNSPort}
 	if cfg.HealthPort != 0 {
 		self = append(self, cfg.HealthPort)
 	}
