@@ -80,8 +80,8 @@ func TestRulesShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCounts := map[string]int{ChainNATOutput: 3, ChainAgentNAT: 4, ChainFilterOutput: 11, ChainAgentFilter: 14,
-		ChainFilterPost: 3, ChainAgentPost: 3}
+	wantCounts := map[string]int{ChainNATOutput: 3, ChainAgentNAT: 4, ChainFilterOutput: 11, ChainAgentFilter: 13,
+		ChainFilterPost: 3, ChainAgentPost: 3, ChainFilterEarly: 3, ChainAgentEarly: 1}
 	if len(rules) != len(wantCounts) {
 		t.Fatalf("got %d chains, want %d", len(rules), len(wantCounts))
 	}
@@ -97,6 +97,7 @@ func TestRulesShape(t *testing.T) {
 		ChainNATOutput:    {expr.VerdictReturn, ChainAgentNAT},
 		ChainFilterOutput: {expr.VerdictAccept, ChainAgentFilter},
 		ChainFilterPost:   {expr.VerdictAccept, ChainAgentPost},
+		ChainFilterEarly:  {expr.VerdictAccept, ChainAgentEarly},
 	}
 	for chain, want := range base {
 		rs := rules[chain]

@@ -16,6 +16,11 @@ const (
 	ChainFilterOutput = "filter_output"
 	// ChainAgentFilter holds the accepts and rejects for agent packets.
 	ChainAgentFilter = "agent_filter"
+	// ChainFilterEarly is a filter base chain on the output hook that runs
+	// before NAT, so what it logs shows the destination the agent asked for.
+	ChainFilterEarly = "filter_early"
+	// ChainAgentEarly drops the agent's spoofed sources.
+	ChainAgentEarly = "agent_early"
 	// ChainFilterPost is the filter base chain on the postrouting hook.
 	ChainFilterPost = "filter_postrouting"
 	// ChainAgentPost checks where agent packets really leave.
@@ -38,6 +43,11 @@ const natPriority nftables.ChainPriority = -110
 // ::1). The output device (meta oif) stays the one routed before NAT.
 const filterPriority nftables.ChainPriority = 0
 
+// earlyPriority runs before our nat chain (-110) and after conntrack
+// (-200): a spoofed packet is dropped before any redirect, and its log line
+// carries the original destination.
+const earlyPriority nftables.ChainPriority = -150
+
 // chainRules is one chain with the rules Install adds to it, in order.
 type chainRules struct {
 	chain nftables.Chain // Table is left nil; Install fills it in
@@ -47,6 +57,9 @@ type chainRules struct {
 // ruleset is the whole table's contents. With the default config,
 // `nft list table inet forge_supervisor` prints testdata/ruleset.golden:
 //
+//	filter_early (filter, output, -150): mark accept; skuid/skgid → agent_early
+//	agent_early:
+//		fib saddr type != local log drop           spoofed sources, before NAT
 //	nat_output (nat, output, -110): mark return; skuid/skgid → agent_nat
 //	agent_nat:
 //		udp/tcp dport 53 redirect to :DNS          every DNS query, any server
@@ -55,7 +68,6 @@ type chainRules struct {
 //	filter_output (filter, output, 0): mark accept; skuid/skgid → agent_filter;
 //		IGMP/MLD reports dropped (but solicited-node MLD) unless AllowMulticast
 //	agent_filter:
-//		fib saddr type != local log drop           spoofed sources
 //		tcp to local accept                        redirected / supervisor ports
 //		udp to local dport @local_udp_ports accept DNS port, allowed_local_ports
 //		udp reply to local accept; icmp to local accept
@@ -81,6 +93,24 @@ func ruleset(cfg Config) []chainRules {
 		filterOutput = append(filterOutput, multicastRules(lg)...)
 	}
 	return withFastPath(cfg, []chainRules{
+		{
+			chain: nftables.Chain{
+				Name:     ChainFilterEarly,
+				Type:     nftables.ChainTypeFilter,
+				Hooknum:  nftables.ChainHookOutput,
+				Priority: nftables.ChainPriorityRef(earlyPriority),
+				Policy:   &accept,
+			},
+			rules: [][]expr.Any{
+				markAccepts(cfg.Mark),
+				skuidJumps(cfg.AgentUID, ChainAgentEarly),
+				skgidJumps(cfg.AgentGID, ChainAgentEarly),
+			},
+		},
+		{
+			chain: nftables.Chain{Name: ChainAgentEarly},
+			rules: [][]expr.Any{spoofedSourceDrops(lg)},
+		},
 		{
 			chain: nftables.Chain{
 				Name:     ChainNATOutput,
@@ -117,7 +147,6 @@ func ruleset(cfg Config) []chainRules {
 		{
 			chain: nftables.Chain{Name: ChainAgentFilter},
 			rules: [][]expr.Any{
-				spoofedSourceDrops(lg),
 				localTCPAccepts(),
 				localUDPPortsAccept(),
 				localUDPRepliesAccept(),

@@ -328,6 +328,21 @@ func checkAudit(r result, e expect, events []world.Event) (string, bool) {
 		}
 		parts = append(parts, msg+"/"+reason)
 	}
+	for _, k := range e.kernel {
+		var m []world.Event
+		for _, ev := range events {
+			if ev.Msg() == "egress_denied" && ev.Str("source") == "kernel" &&
+				kernelLine(ev.Str("reason"), ev.Str("proto"), ev.Str("dst_ip"), num(ev["dst_port"])) == k {
+				m = append(m, ev)
+			}
+		}
+		if len(m) != 1 {
+			ok = false
+			parts = append(parts, fmt.Sprintf("kernel %q: %d events", k, len(m)))
+		} else {
+			parts = append(parts, "kernel "+m[0].Str("reason"))
+		}
+	}
 	egressMsg, dnsMsg := "egress_denied", "dns_denied"
 	if e.want == a {
 		egressMsg, dnsMsg = "egress_allowed", "dns_allowed"
@@ -337,6 +352,9 @@ func checkAudit(r result, e expect, events []world.Event) (string, bool) {
 	}
 	switch e.audit {
 	case auditNone:
+		if len(parts) > 0 {
+			return summarize(parts), ok
+		}
 		return "n/a (kernel/local)", true
 	case auditRateLimited:
 		return checkRateLimited(events)

@@ -3,6 +3,7 @@ package escape
 import (
 	"io"
 	"log"
+	"strconv"
 )
 
 // auditKind says which audit events a vector must produce.
@@ -41,7 +42,26 @@ type expect struct {
 	// queries carrying the marker: lookups the supervisor makes for the
 	// vector, bounded by the agent's DNS budget.
 	maxUpstream int
+	// kernel are the egress_denied lines the nft rules must produce through
+	// NFLOG (source "kernel"), exactly one each: "reason proto dst_ip
+	// dst_port" (see kernelLine).
+	kernel []string
 }
+
+// kernelLine is the key of one kernel denial line.
+func kernelLine(reason, proto, ip string, port int) string {
+	return reason + " " + proto + " " + ip + " " + strconv.Itoa(port)
+}
+
+// Kernel reasons (nft/rules_log.go).
+const (
+	kUDP      = "udp_not_allowed"
+	kICMP     = "icmp_not_allowed"
+	kProto    = "proto_not_allowed"
+	kSpoofed  = "spoofed_source"
+	kLoopback = "loopback_leaves_pod"
+	kLocal    = "local_port_not_allowed"
+)
 
 const (
 	b = "blocked"
@@ -130,18 +150,39 @@ var expectations = map[string]expect{
 	"dns_spray_sources":  {want: b, audit: auditRateLimited, maxUpstream: sprayMaxUpstream},
 	"sni_flood_wildcard": {want: b, audit: auditEgress, maxUpstream: sniFloodMaxUpstream},
 
-	"udp_quic_v4":            {want: b, keys: []string{udpKey(world2V4, "443")}},
-	"udp_quic_v6":            {want: b, keys: []string{udpKey(world2V6, "443")}},
-	"udp_quic_allowed_ip":    {want: b, keys: []string{udpKey(worldV4, "443")}},
-	"udp_other_v4":           {want: b, keys: []string{udpKey(world2V4, "9999")}},
-	"udp_other_v6":           {want: b, keys: []string{udpKey(world2V6, "9999")}},
+	"udp_quic_v4":            {want: b, keys: []string{udpKey(world2V4, "443")}, kernel: []string{kernelLine(kUDP, "udp", world2V4, 443)}},
+	"udp_quic_v6":            {want: b, keys: []string{udpKey(world2V6, "443")}, kernel: []string{kernelLine(kUDP, "udp", world2V6, 443)}},
+	"udp_quic_allowed_ip":    {want: b, keys: []string{udpKey(worldV4, "443")}, kernel: []string{kernelLine(kUDP, "udp", worldV4, 443)}},
+	"udp_other_v4":           {want: b, keys: []string{udpKey(world2V4, "9999")}, kernel: []string{kernelLine(kUDP, "udp", world2V4, 9999)}},
+	"udp_other_v6":           {want: b, keys: []string{udpKey(world2V6, "9999")}, kernel: []string{kernelLine(kUDP, "udp", world2V6, 9999)}},
 	"udp_bindtodevice_lo_v4": {want: b, keys: []string{udpKey(world2V4, "9998")}},
 	"udp_bindtodevice_lo_v6": {want: b, keys: []string{udpKey(world2V6, "9998")}},
-	"udplite_v4":             {want: b, keys: []string{world2V4 + " . udplite . 9997"}},
+	"udplite_v4":             {want: b, keys: []string{world2V4 + " . udplite . 9997"}, kernel: []string{kernelLine(kProto, "udplite", world2V4, 9997)}},
 	"sctp_v4":                {want: b, keys: []string{world2V4 + " . sctp . 9996"}},
-	"icmp_ping_v4":           {want: b, keys: []string{world2V4 + " . icmp"}},
-	"icmp_ping_v6":           {want: b, keys: []string{world2V6 + " . ipv6-icmp"}},
+	"icmp_ping_v4":           {want: b, keys: []string{world2V4 + " . icmp"}, kernel: []string{kernelLine(kICMP, "icmp", world2V4, 0)}},
+	"icmp_ping_v6":           {want: b, keys: []string{world2V6 + " . ipv6-icmp"}, kernel: []string{kernelLine(kICMP, "ipv6-icmp", world2V6, 0)}},
 	"raw_socket":             {want: b},
+
+	// Issue 11, item 1: forged sources never get an answer.
+	"spoof_src_dns_v4": {want: b, keys: []string{udpKey(world2V4, "9995")}},
+	"spoof_src_dns_v6": {want: b, keys: []string{udpKey(world2V6, "9995")}, kernel: []string{kernelLine(kSpoofed, "udp", "2001:db8::2", 53)}},
+	"spoof_src_tcp_v4": {want: b, keys: []string{world2V4 + " . tcp . 9995"}},
+	"spoof_src_tcp_v6": {want: b, keys: []string{world2V6 + " . tcp . 9995"}, kernel: []string{kernelLine(kSpoofed, "tcp", worldV6, 443)}},
+	// Item 2: loopback destinations never leave by the pod's interface.
+	// UDP to an undeclared local port is rejected before routing; what
+	// the redirects send to the proxies is stopped in postrouting.
+	"lo_dst_bound_udp_v4":      {want: b, keys: []string{"127.13.37.1 . udp . 9998"}, kernel: []string{kernelLine(kLocal, "udp", "127.13.37.1", 9998)}},
+	"lo_dst_bound_udp_v6":      {want: b, keys: []string{"::1 . udp . 9998"}, kernel: []string{kernelLine(kLocal, "udp", "::1", 9998)}},
+	"lo_dst_bound_dns":         {want: b, keys: []string{"127.0.0.1 . udp . 15002", "127.0.0.53 . udp . 53"}, kernel: []string{kernelLine(kLoopback, "udp", "127.0.0.1", 15002)}},
+	"lo_dst_scoped_link_local": {want: b, keys: []string{"::1 . tcp . 15001", "fe80::1 . tcp . 7000"}, kernel: []string{kernelLine(kLoopback, "tcp", "::1", 15001)}},
+	// Item 3: loopback is policy — a root sidecar and Docker's DNS are
+	// closed, the agent's own listener is open (and audited).
+	"local_sidecar_tcp":            {want: b, audit: auditEgress, reasons: []string{"local_port_not_allowed"}},
+	"local_docker_dns_udp":         {want: b, kernel: []string{kernelLine(kLocal, "udp", "127.0.0.11", 5353)}},
+	"control_local_agent_listener": {want: a, audit: auditEgress, reasons: []string{"local_agent_listener"}},
+	// Item 8: multicast joins fail (seccomp), reports never leave (nft).
+	"mcast_ssm_join_v4": {want: b, keys: []string{"224.0.0.22 . igmp"}},
+	"mcast_join_v6":     {want: b, keys: []string{"ff02::16 . ipv6-icmp"}},
 
 	"proxy_port_loopback":    {want: b, audit: auditEgress, reasons: []string{"loop"}},
 	"proxy_port_loopback_v6": {want: b, audit: auditEgress, reasons: []string{"loop"}},

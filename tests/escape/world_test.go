@@ -65,6 +65,7 @@ func newEscapeWorld(t *testing.T) *escapeWorld {
 	w.startDNS(t)
 	w.startTCP(t)
 	w.startUDP(t)
+	w.startLocalServices(t)
 	w.selfCheck(t)
 	p.Agent.SetResolver(t, netenv.WorldV4)
 	// Unprivileged ICMP sockets allowed for everyone, so a failing ping
@@ -97,21 +98,90 @@ table inet escape_canary {
 }
 `
 
+// wireCanaryRules record, on the world's side of the link before any
+// routing, what no host should ever receive from the pod: loopback
+// destinations (the kernel drops them as martians after this hook, which
+// is why an escape is invisible to the input chain) and multicast group
+// reports other than the solicited-node MLD reports neighbour discovery
+// needs.
+const wireCanaryRules = `
+table netdev escape_wire_canary {
+	set lo4 { type ipv4_addr . inet_proto . inet_service; flags dynamic; size 1024; }
+	set lo6 { type ipv6_addr . inet_proto . inet_service; flags dynamic; size 1024; }
+	set mc4 { type ipv4_addr . inet_proto; flags dynamic; size 1024; }
+	set mc6 { type ipv6_addr . inet_proto; flags dynamic; size 1024; }
+	chain ingress {
+		type filter hook ingress device "eth0" priority -500; policy accept;
+		ip daddr 127.0.0.0/8 meta l4proto { tcp, udp } add @lo4 { ip daddr . meta l4proto . th dport }
+		ip6 daddr ::1 meta l4proto { tcp, udp } add @lo6 { ip6 daddr . meta l4proto . th dport }
+		meta l4proto igmp add @mc4 { ip daddr . meta l4proto }
+		icmpv6 type mld2-listener-report @th,96,104 != 0xff0200000000000000000001ff add @mc6 { ip6 daddr . meta l4proto }
+		icmpv6 type mld-listener-report ip6 daddr != ff02::1:ff00:0/104 add @mc6 { ip6 daddr . meta l4proto }
+	}
+}
+`
+
+// canarySets are the (family table set) triples seenKeys reads.
+var canarySets = [][3]string{
+	{"inet", "escape_canary", "seen4"}, {"inet", "escape_canary", "seen6"},
+	{"inet", "escape_canary", "other4"}, {"inet", "escape_canary", "other6"},
+	{"netdev", "escape_wire_canary", "lo4"}, {"netdev", "escape_wire_canary", "lo6"},
+	{"netdev", "escape_wire_canary", "mc4"}, {"netdev", "escape_wire_canary", "mc6"},
+}
+
 func (w *escapeWorld) installCanary(t *testing.T) {
 	t.Helper()
 	f := filepath.Join(w.Dir, "canary.nft")
-	if err := os.WriteFile(f, []byte(canaryRules), 0o644); err != nil {
+	if err := os.WriteFile(f, []byte(canaryRules+wireCanaryRules), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w.World.World.Run(t, "nft", "-f", f)
+}
+
+// startLocalServices runs, as root in the agent's namespace, what shares a
+// pod with the agent: a sidecar that would relay on loopback, and a
+// resolver on 127.0.0.11 at an odd port like Docker's embedded DNS. Both
+// record what they receive, like the world's servers.
+func (w *escapeWorld) startLocalServices(t *testing.T) {
+	t.Helper()
+	var ln net.Listener
+	var pc net.PacketConn
+	if err := w.World.Agent.Do(func() (err error) {
+		if ln, err = net.Listen("tcp", "127.0.0.1:7070"); err != nil {
+			return err
+		}
+		pc, err = net.ListenPacket("udp", "127.0.0.11:5353")
+		return err
+	}); err != nil {
+		t.Fatalf("agent namespace: local services: %v", err)
+	}
+	t.Cleanup(func() { ln.Close(); pc.Close() })
+	go serveEcho(recListener{Listener: ln, w: w})
+	go w.recordDatagrams(pc, 5353)
+}
+
+// recordDatagrams keeps every datagram pc receives and answers it.
+func (w *escapeWorld) recordDatagrams(pc net.PacketConn, port int) {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		w.mu.Lock()
+		w.datagrams = append(w.datagrams, fmt.Sprintf("udp :%d from %s: %q", port, from, buf[:min(n, 80)]))
+		w.mu.Unlock()
+		_, _ = pc.WriteTo([]byte("udp canary heard you"), from)
+	}
 }
 
 // seenKeys lists the canary sets' elements as "addr . proto[ . port]".
 func (w *escapeWorld) seenKeys(t *testing.T) []string {
 	t.Helper()
 	var keys []string
-	for _, set := range []string{"seen4", "seen6", "other4", "other6"} {
-		out, err := w.World.World.Cmd("nft", "-j", "list", "set", "inet", "escape_canary", set).Output()
+	for _, fts := range canarySets {
+		set := fts[2]
+		out, err := w.World.World.Cmd("nft", "-j", "list", "set", fts[0], fts[1], set).Output()
 		if err != nil {
 			t.Fatalf("nft list set %s: %v", set, err)
 		}
@@ -309,7 +379,7 @@ func serveEcho(ln net.Listener) {
 // visible to the agent.
 func (w *escapeWorld) startUDP(t *testing.T) {
 	t.Helper()
-	for _, port := range []int{443, 9999, 9998} {
+	for _, port := range []int{443, 9999, 9998, 9995} {
 		var pc net.PacketConn
 		if err := w.World.World.Do(func() (err error) {
 			pc, err = net.ListenPacket("udp", fmt.Sprintf("[::]:%d", port))
@@ -318,19 +388,7 @@ func (w *escapeWorld) startUDP(t *testing.T) {
 			t.Fatalf("world: udp :%d: %v", port, err)
 		}
 		t.Cleanup(func() { pc.Close() })
-		go func() {
-			buf := make([]byte, 2048)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				w.mu.Lock()
-				w.datagrams = append(w.datagrams, fmt.Sprintf("udp :%d from %s: %q", port, from, buf[:min(n, 80)]))
-				w.mu.Unlock()
-				_, _ = pc.WriteTo([]byte("udp canary heard you"), from)
-			}
-		}()
+		go w.recordDatagrams(pc, port)
 	}
 }
 
@@ -390,8 +448,8 @@ func (w *escapeWorld) selfCheck(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	for _, set := range []string{"seen4", "seen6", "other4", "other6"} {
-		w.World.World.Run(t, "nft", "flush", "set", "inet", "escape_canary", set)
+	for _, fts := range canarySets {
+		w.World.World.Run(t, "nft", "flush", "set", fts[0], fts[1], fts[2])
 	}
 	w.mu.Lock()
 	w.streams, w.datagrams = nil, nil

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -177,4 +178,14 @@ func mptcp(ip string, port int) vectorFunc {
 		resp, err := readAll(c)
 		judge(r, resp, err)
 	}
+}
+
+// setsockoptBytes is setsockopt with a raw option value.
+func setsockoptBytes(fd, level, opt int, b []byte) error {
+	_, _, e := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
+		uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }

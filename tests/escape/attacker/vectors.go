@@ -110,6 +110,22 @@ var vectors = []vector{
 	{"icmp_ping_v6", ping(otherV6)},
 	{"raw_socket", rawSocket},
 
+	// Issue 11: forged sources, loopback out of the pod, local services,
+	// multicast reports.
+	{"spoof_src_dns_v4", spoofedDNS(otherV4, worldV4)},
+	{"spoof_src_dns_v6", spoofedDNS(otherV6, "2001:db8::2")},
+	{"spoof_src_tcp_v4", spoofedSYN(otherV4, worldV4)},
+	{"spoof_src_tcp_v6", spoofedSYN(otherV6, worldV6)},
+	{"lo_dst_bound_udp_v4", boundUDP("127.13.37.1", 9998, markerPayload)},
+	{"lo_dst_bound_udp_v6", boundUDP("::1", 9998, markerPayload)},
+	{"lo_dst_bound_dns", boundUDP("127.0.0.53", 53, markerQuery)},
+	{"lo_dst_scoped_link_local", scopedLinkLocal},
+	{"local_sidecar_tcp", sidecar},
+	{"local_docker_dns_udp", dockerDNS},
+	{"control_local_agent_listener", agentLocal},
+	{"mcast_ssm_join_v4", ssmJoin},
+	{"mcast_join_v6", mldJoin},
+
 	// The supervisor's own ports.
 	{"proxy_port_loopback", proxyDirect("127.0.0.1")},
 	{"proxy_port_loopback_v6", proxyDirect("::1")},
