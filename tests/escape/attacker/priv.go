@@ -21,6 +21,7 @@ var helpers = map[string]func(args []string) int{
 		return 0
 	},
 	"--daemon": daemonMain,
+	"--listen": listenMain,
 }
 
 // command runs argv with a timeout and returns its combined output.
