@@ -78,6 +78,8 @@ func (c Config) settingText(flag string) string {
 		return b(c.AuditProcess)
 	case "fast-path":
 		return b(c.FastPath)
+	case "allow-multicast":
+		return b(c.AllowMulticast)
 	}
 	return "" // a setting without a case: TestSettingTextRoundTrip fails
 }

@@ -140,7 +140,7 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		"-strict-policy=false",
 		"-classify-timeout", "2s", "-dial-timeout", "3s", "-idle-timeout", "30m",
 		"-inbound-ports", "81", "-allowed-local-ports", "82,83",
-		"-audit-process=false",
+		"-audit-process=false", "-allow-multicast=false",
 		"--", "/agent",
 	}
 	cfg, _, argv, err := ParseConfig(args, env(everyEnv))
