@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,12 +21,15 @@ import (
 const refreshInterval = time.Second
 
 // Set is the namespace's addresses. The zero value is not usable; use New.
+// A hit reads an immutable map through an atomic pointer (no lock on the
+// DNS proxy's per-query path); only a miss takes the lock.
 type Set struct {
 	list func() ([]netip.Addr, error)
 	now  func() time.Time
 
-	mu        sync.Mutex
-	addrs     map[netip.Addr]struct{}
+	addrs atomic.Pointer[map[netip.Addr]struct{}]
+
+	mu        sync.Mutex // serialises refreshes
 	refreshed time.Time
 }
 
@@ -45,32 +49,32 @@ func (s *Set) Contains(ip netip.Addr) bool {
 	if ip.IsLoopback() {
 		return true
 	}
+	if m := s.addrs.Load(); m != nil {
+		if _, ok := (*m)[ip]; ok {
+			return true
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.addrs[ip]; ok {
-		return true
-	}
-	if s.addrs != nil && s.now().Sub(s.refreshed) < refreshInterval {
-		return false
+	if m := s.addrs.Load(); m != nil && s.now().Sub(s.refreshed) < refreshInterval {
+		_, ok := (*m)[ip] // another caller may have refreshed meanwhile
+		return ok
 	}
 	s.refresh()
-	_, ok := s.addrs[ip]
+	_, ok := (*s.addrs.Load())[ip]
 	return ok
 }
 
 // refresh re-reads the addresses; s.mu is held.
 func (s *Set) refresh() {
 	s.refreshed = s.now()
-	list, err := s.list()
-	if err != nil {
-		s.addrs = map[netip.Addr]struct{}{}
-		return
+	m := map[netip.Addr]struct{}{}
+	if list, err := s.list(); err == nil {
+		for _, a := range list {
+			m[a.Unmap().WithZone("")] = struct{}{}
+		}
 	}
-	m := make(map[netip.Addr]struct{}, len(list))
-	for _, a := range list {
-		m[a.Unmap().WithZone("")] = struct{}{}
-	}
-	s.addrs = m
+	s.addrs.Store(&m)
 }
 
 func interfaceAddrs() ([]netip.Addr, error) {

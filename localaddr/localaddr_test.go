@@ -47,3 +47,26 @@ func TestUnreadableAddressesAreNotLocal(t *testing.T) {
 		t.Error("loopback is always local")
 	}
 }
+
+// TestConcurrentContains is for -race: hits read without the lock while
+// misses refresh.
+func TestConcurrentContains(t *testing.T) {
+	own := []netip.Addr{netip.MustParseAddr("198.51.100.2")}
+	s := newSet(func() ([]netip.Addr, error) { return own, nil }, time.Now)
+	done := make(chan struct{})
+	for i := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for j := range 1000 {
+				ip := netip.AddrFrom4([4]byte{198, 51, 100, byte(2 + (i+j)%2)})
+				if got := s.Contains(ip); got != (ip == own[0]) {
+					t.Errorf("Contains(%s) = %v", ip, got)
+					return
+				}
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+}
