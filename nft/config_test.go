@@ -80,7 +80,7 @@ func TestRulesShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCounts := map[string]int{ChainNATOutput: 3, ChainAgentNAT: 4, ChainFilterOutput: 11, ChainAgentFilter: 13,
+	wantCounts := map[string]int{ChainNATOutput: 3, ChainAgentNAT: 4, ChainFilterOutput: 11, ChainAgentFilter: 16,
 		ChainFilterPost: 3, ChainAgentPost: 3, ChainFilterEarly: 3, ChainAgentEarly: 1}
 	if len(rules) != len(wantCounts) {
 		t.Fatalf("got %d chains, want %d", len(rules), len(wantCounts))

@@ -48,6 +48,10 @@ table ip early_nat {
 			expectNone(t, w.server4, "world server")
 			expectNone(t, server3, "DNAT target in the world")
 			expectNone(t, w.proxy4, "proxy")
+			// Nor does a local listener get the agent's TCP directly
+			// (untracked: reset; otherwise: redirected to the proxy).
+			_, _ = w.run(t, asAgent, nil, "nc", "-z", "-w2", "127.0.0.1", "8080")
+			expectNone(t, w.localSvc4, "local service reached directly")
 		})
 	}
 }

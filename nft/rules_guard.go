@@ -86,13 +86,56 @@ func supervisorPortsAccept() []expr.Any {
 	return join(localDest(), l4proto(unix.IPPROTO_TCP), portInSet(2, SetSupervisorPorts), []expr.Any{acceptVerdict()})
 }
 
-// localTCPAccepts is `meta l4proto tcp fib daddr type local accept`
-// (filter chain): TCP the nat chain redirected to the proxy or let through
-// to a supervisor port, and the agent's answers to local peers. Whether the
-// packet really stays on this host is checked in postrouting, where the
-// output device is known (see loopbackLeavesDrops).
-func localTCPAccepts() []expr.Any {
-	return join(l4proto(unix.IPPROTO_TCP), localDest(), []expr.Any{acceptVerdict()})
+// localTCPRedirectedAccepts is `meta l4proto tcp fib daddr type local ct
+// status dnat accept` (filter chain): TCP the nat chain redirected to the
+// proxy (or to the DNS proxy). Whether the packet really stays on this host
+// is checked in postrouting, where the output device is known (see
+// loopbackLeavesDrops). A packet that skipped NAT (untracked) has no
+// conntrack status and falls through to the reset: never straight to a
+// local listener.
+func localTCPRedirectedAccepts() []expr.Any {
+	return join(l4proto(unix.IPPROTO_TCP), localDest(), []expr.Any{
+		// [ ct load status => reg 1 ]
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: unix.NFT_REG_1},
+		// [ bitwise reg 1 = ( reg 1 & 0x00000020 ) ^ 0x00000000 ] (IPS_DST_NAT)
+		&expr.Bitwise{SourceRegister: unix.NFT_REG_1, DestRegister: unix.NFT_REG_1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: []byte{0, 0, 0, 0}},
+		// [ cmp neq reg 1 0x00000000 ]
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: unix.NFT_REG_1, Data: []byte{0, 0, 0, 0}},
+		acceptVerdict(),
+	})
+}
+
+// ipsDstNAT is IPS_DST_NAT from the kernel's conntrack headers: a
+// destination NAT (redirect included) applies to the connection.
+const ipsDstNAT = 1 << 5
+
+// supervisorPortsFilterAccepts is `fib daddr type local tcp dport
+// @supervisor_ports accept` (filter chain): the agent's direct connections
+// to the health and DNS ports, which the nat chain lets through.
+func supervisorPortsFilterAccepts() []expr.Any {
+	return join(localDest(), l4proto(unix.IPPROTO_TCP), portInSet(2, SetSupervisorPorts), []expr.Any{acceptVerdict()})
+}
+
+// proxyPortAccepts is `fib daddr type local tcp dport PROXY accept`: a
+// connection straight to the proxy's own port, which the redirect maps onto
+// itself (an identity mapping sets no NAT status). The engine denies it as
+// a loop, with its audit line.
+func proxyPortAccepts(port uint16) []expr.Any {
+	return join(localDest(), l4proto(unix.IPPROTO_TCP), []expr.Any{
+		// [ payload load 2b @ transport header + 2 => reg 1 ]
+		&expr.Payload{DestRegister: unix.NFT_REG_1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		// [ cmp eq reg 1 PORT ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: unix.NFT_REG_1, Data: binaryutil.BigEndian.PutUint16(port)},
+		acceptVerdict(),
+	})
+}
+
+// localTCPRepliesAccept is `meta l4proto tcp ct direction reply fib daddr
+// type local accept`: a TCP server the agent runs answering a local client
+// (the proxy splicing a connection to the agent's own listener).
+func localTCPRepliesAccept() []expr.Any {
+	return join(l4proto(unix.IPPROTO_TCP), ctReply(), localDest(), []expr.Any{acceptVerdict()})
 }
 
 // localUDPPortsAccept is `meta l4proto udp fib daddr type local udp dport

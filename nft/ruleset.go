@@ -68,7 +68,7 @@ type chainRules struct {
 //	filter_output (filter, output, 0): mark accept; skuid/skgid → agent_filter;
 //		IGMP/MLD reports dropped (but solicited-node MLD) unless AllowMulticast
 //	agent_filter:
-//		tcp to local accept                        redirected / supervisor ports
+//		tcp to local: redirected (ct status dnat), @supervisor_ports, the proxy port, or a reply: accept
 //		udp to local dport @local_udp_ports accept DNS port, allowed_local_ports
 //		udp reply to local accept; icmp to local accept
 //		tcp reply sport @inbound_ports accept; other tcp reply: count, drop
@@ -147,7 +147,10 @@ func ruleset(cfg Config) []chainRules {
 		{
 			chain: nftables.Chain{Name: ChainAgentFilter},
 			rules: [][]expr.Any{
-				localTCPAccepts(),
+				localTCPRedirectedAccepts(),
+				supervisorPortsFilterAccepts(),
+				proxyPortAccepts(cfg.ProxyPort),
+				localTCPRepliesAccept(),
 				localUDPPortsAccept(),
 				localUDPRepliesAccept(),
 				localICMPAccepts(unix.IPPROTO_ICMP),
