@@ -9,14 +9,14 @@ import (
 )
 
 // kernelDenials writes one egress_denied line per flow the nft rules
-// dropped or rejected and logged to NFLOG (source "kernel"), through the
+// dropped or rejected and logged to NFLOG (source "nflog"), through the
 // flow gate; what the gate or the kernel drops is counted.
 func kernelDenials(ctx context.Context, r *nft.LogReader, audit *obs.Auditor, km *obs.KernelMetrics) error {
 	gate := nft.NewFlowGate()
 	emit := func(p nft.LoggedPacket) {
 		switch gate.Admit(p, time.Now()) {
 		case nft.GateLog:
-			f := obs.Flow{Proto: p.Proto, SrcPort: p.SrcPort, DstPort: p.DstPort, Reason: p.Reason, Source: "kernel"}
+			f := obs.Flow{Proto: p.Proto, SrcPort: p.SrcPort, DstPort: p.DstPort, Reason: p.Reason, Source: "nflog"}
 			if p.Dst.IsValid() {
 				f.DstIP = p.Dst.String()
 			}

@@ -331,7 +331,7 @@ func checkAudit(r result, e expect, events []world.Event) (string, bool) {
 	for _, k := range e.kernel {
 		var m []world.Event
 		for _, ev := range events {
-			if ev.Msg() == "egress_denied" && ev.Str("source") == "kernel" &&
+			if ev.Msg() == "egress_denied" && ev.Str("source") == "nflog" &&
 				kernelLine(ev.Str("reason"), ev.Str("proto"), ev.Str("dst_ip"), num(ev["dst_port"])) == k {
 				m = append(m, ev)
 			}

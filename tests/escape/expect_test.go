@@ -43,7 +43,7 @@ type expect struct {
 	// vector, bounded by the agent's DNS budget.
 	maxUpstream int
 	// kernel are the egress_denied lines the nft rules must produce through
-	// NFLOG (source "kernel"), exactly one each: "reason proto dst_ip
+	// NFLOG (source "nflog"), exactly one each: "reason proto dst_ip
 	// dst_port" (see kernelLine).
 	kernel []string
 }
