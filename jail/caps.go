@@ -2,7 +2,6 @@ package jail
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -17,7 +16,7 @@ const capLastCapPath = "/proc/sys/kernel/cap_last_cap"
 // dropBoundingSet removes every capability from the calling thread's
 // bounding set. Needs CAP_SETPCAP.
 func dropBoundingSet() error {
-	raw, err := os.ReadFile(capLastCapPath)
+	raw, err := readSmallFile(capLastCapPath)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", capLastCapPath, err)
 	}
@@ -31,6 +30,26 @@ func dropBoundingSet() error {
 		}
 	}
 	return nil
+}
+
+// readSmallFile reads up to 64 bytes of path with plain syscalls. Jail
+// mode must not open files through package os: on Linux the first os.Open
+// initialises the Go netpoller, after which the runtime's sysmon thread
+// may call epoll_pwait at any moment — also between loading a seccomp
+// profile that does not allow it and execve, which kills the jail
+// ("netpoll failed"). Without a netpoller, sysmon never polls.
+func readSmallFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 64)
+	n, err := unix.Read(fd, buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
 }
 
 // clearCapabilities empties the ambient set and then the inheritable,
