@@ -35,7 +35,8 @@ type Sniffed struct {
 //   - First bytes that cannot start a TLS handshake record or a known
 //     HTTP/1.x method: ProtoOpaque at once, without waiting for more.
 //   - A complete ClientHello: ProtoTLS with SNI (possibly "") and ALPN.
-//   - A complete HTTP/1.x request head: ProtoHTTP with Host and Port.
+//   - A complete HTTP/1.x request head: ProtoHTTP with Host and Port (of
+//     the target when target and Host header disagree; see classify).
 //   - Deadline before any byte: ProtoOpaque, nil (server-speaks-first).
 //   - Deadline after part of a TLS or HTTP prefix: ErrClassifyTimeout.
 //   - EOF before classification: ErrClientClosed.
@@ -110,8 +111,13 @@ func (c *classifier) classify(s *Sniffed, b []byte, k int) (done bool, err error
 			return false, nil
 		}
 		s.Proto = ProtoHTTP
-		if err == nil {
+		if err == nil || errors.Is(err, ErrHostMismatch) {
+			// A target and a Host that disagree: the target names the
+			// destination the policy judges; the request gate, which
+			// judges every head before forwarding it, refuses the
+			// mismatch itself.
 			s.Host, s.Port = req.Host, req.Port
+			return true, nil
 		}
 		return true, err
 	default:

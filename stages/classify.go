@@ -60,6 +60,8 @@ func classifyReason(err error) string {
 	switch {
 	case errors.Is(err, conn.ErrMalformedClientHello):
 		return ReasonMalformedTLS
+	case errors.Is(err, conn.ErrHostMismatch):
+		return ReasonHostMismatch
 	case errors.Is(err, conn.ErrHeaderTooLarge):
 		return ReasonHeaderTooLarge
 	case errors.Is(err, conn.ErrMalformedHTTP):

@@ -36,15 +36,19 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 }
 
 // runGate runs the gate over in, read size bytes at a time, and returns
-// how it ended and what it forwarded. Once the gate turns opaque the rest
-// is copied as the engine would.
-func runGate(host string, port uint16, in []byte, size int) (*httpGate, gateEnd, error, []byte) {
+// how it ended and what it forwarded. A fake server answers every CONNECT
+// and upgrade: it switches when accept is set, else refuses. Once the gate
+// turns opaque the rest is copied as the engine would.
+func runGate(host string, port uint16, in []byte, size int, accept bool) (*httpGate, gateEnd, error, []byte) {
 	var out bytes.Buffer
 	src := &chunkReader{b: in, size: size}
+	log := newAnswers()
+	stop := make(chan struct{})
+	defer close(stop)
+	go fakeServer(log, accept, stop)
 	g := &httpGate{
-		host: normHost(host), port: port,
-		src: src, dst: &out,
-		buf: make([]byte, relayBufSize),
+		httpStream: httpStream{src: src, dst: &out, buf: make([]byte, relayBufSize)},
+		host:       normHost(host), port: port, answers: log,
 	}
 	end, err := g.run()
 	if end == gateOpaque {
@@ -52,6 +56,20 @@ func runGate(host string, port uint16, in []byte, size int) (*httpGate, gateEnd,
 		g.forwarded += n
 	}
 	return g, end, err, out.Bytes()
+}
+
+// fakeServer answers the gate's switching requests as a server would.
+func fakeServer(log *answers, accept bool, stop <-chan struct{}) {
+	for {
+		select {
+		case ex := <-log.pending:
+			if ex.switched != nil {
+				ex.switched <- accept
+			}
+		case <-stop:
+			return
+		}
+	}
 }
 
 const (
@@ -127,6 +145,22 @@ func TestHTTPGateRules(t *testing.T) {
 			gateDenied, ReasonUpgradeProto, "", 0},
 		{"CONNECT, then TLS", "CONNECT allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\n\r\n\x16\x03\x01\x00\x05hello" + getEvil, gateOpaque, "", "", -1},
 		{"CONNECT with a body", "CONNECT allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\nContent-Length: 5\r\n\r\nhello", gateDenied, ReasonMalformedHTTP, "", 0},
+		// Issue #11 items 4–6.
+		{"absolute-form target ≠ Host", "GET http://allowed.test/ HTTP/1.1\r\nHost: denied.test\r\n\r\n", gateDenied, ReasonHostMismatch, "", 0},
+		{"CONNECT target ≠ Host", "CONNECT allowed.test:80 HTTP/1.1\r\nHost: denied.test:80\r\n\r\n", gateDenied, ReasonHostMismatch, "", 0},
+		{"refused upgrade, then a \\x0c-prefixed request", wsUpgrade + "\x0c" + getEvil, gateDenied, ReasonMalformedHTTP, "", len(wsUpgrade)},
+		{"refused upgrade, then a \\x0b-prefixed request", wsUpgrade + "\x0b" + getEvil, gateDenied, ReasonMalformedHTTP, "", len(wsUpgrade)},
+		{"refused upgrade, then a \\x85-prefixed request", wsUpgrade + "\x85" + getEvil, gateDenied, ReasonMalformedHTTP, "", len(wsUpgrade)},
+		{"refused upgrade, then a frame", wsUpgrade + wsFrame + "\r\n", gateDenied, ReasonMalformedHTTP, "", len(wsUpgrade)},
+		{"refused CONNECT, then TLS", "CONNECT allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\n\r\n\x16\x03\x01\x00\x05hello\n",
+			gateDenied, ReasonMalformedHTTP, "", len("CONNECT allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\n\r\n")},
+		{"GET with a body", "GET / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 35\r\n\r\n" + getEvil, gateDenied, ReasonBodyOnBodiless, "", 0},
+		{"HEAD with a chunked body", "HEAD / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", gateDenied, ReasonBodyOnBodiless, "", 0},
+		{"OPTIONS with a body", "OPTIONS * HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 1\r\n\r\nx", gateDenied, ReasonBodyOnBodiless, "", 0},
+		{"DELETE with a body", "DELETE / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 1\r\n\r\nx", gateDenied, ReasonBodyOnBodiless, "", 0},
+		{"TRACE with a body", "TRACE / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 1\r\n\r\nx", gateDenied, ReasonBodyOnBodiless, "", 0},
+		{"GET with Content-Length 0", "GET / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 0\r\n\r\n" + getAllowed, gateEOF, "", "", -1},
+		{"second request a GET with a body", getAllowed + "GET / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 1\r\n\r\nx", gateDenied, ReasonBodyOnBodiless, "", len(getAllowed)},
 		{"EOF inside a Content-Length body", "POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 10\r\n\r\nabc", gateFailed, "", "", -1},
 		{"EOF inside a chunk", "POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", gateFailed, "", "", -1},
 		{"EOF inside a head", getAllowed + "GET / HTTP/1.1\r\nHost: allowed.test\r\n", gateFailed, "", "", len(getAllowed)},
@@ -134,7 +168,10 @@ func TestHTTPGateRules(t *testing.T) {
 	for _, tc := range cases {
 		for _, size := range []int{1, 7, 64 << 10} {
 			t.Run(fmt.Sprintf("%s/read%d", tc.name, size), func(t *testing.T) {
-				g, end, err, out := runGate("allowed.test", 80, []byte(tc.in), size)
+				// Cases named "refused ..." get a server that refuses
+				// their upgrade; every other upgrade is accepted.
+				accept := !strings.HasPrefix(tc.name, "refused")
+				g, end, err, out := runGate("allowed.test", 80, []byte(tc.in), size, accept)
 				if end != tc.end || g.reason != tc.reason || g.rule != tc.rule {
 					t.Fatalf("end %d reason %q rule %q (err %v), want end %d reason %q rule %q",
 						end, g.reason, g.rule, err, tc.end, tc.reason, tc.rule)
@@ -162,7 +199,7 @@ func TestHTTPGateRules(t *testing.T) {
 // its IP) stays without one.
 func TestHTTPGateNoHost(t *testing.T) {
 	req10 := "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
-	g, end, _, out := runGate("", 80, []byte(req10+req10+getAllowed), 5)
+	g, end, _, out := runGate("", 80, []byte(req10+req10+getAllowed), 5, false)
 	if end != gateDenied || g.reason != ReasonHostSwitch || g.rule != "switched_to:allowed.test" || string(out) != req10+req10 {
 		t.Fatalf("end %d reason %q rule %q forwarded %q", end, g.reason, g.rule, out)
 	}
@@ -177,8 +214,8 @@ func TestHTTPGateIdleTimeout(t *testing.T) {
 		defer c.Close()
 	}
 	idle := newIdleClock(200 * time.Millisecond)
-	g := httpGate{host: "allowed.test", port: 80, buf: make([]byte, conn.MaxPeek),
-		src: idleReader{c: proxyIn, idle: idle}, dst: idleWriter{c: proxyOut, idle: idle}}
+	g := httpGate{host: "allowed.test", port: 80, answers: newAnswers(), httpStream: httpStream{buf: make([]byte, conn.MaxPeek),
+		src: idleReader{c: proxyIn, idle: idle}, dst: idleWriter{c: proxyOut, idle: idle}}}
 	io.WriteString(client, getAllowed)
 	start := time.Now()
 	end, err := g.run()
@@ -454,7 +491,7 @@ func FuzzHTTPGate(f *testing.F) {
 	f.Add([]byte("CONNECT allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\n\r\n\x16\x03\x01"), uint8(2))
 	f.Add([]byte(getAllowed+"GET http://evil.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n"), uint8(11))
 	f.Fuzz(func(t *testing.T, in []byte, size uint8) {
-		g, end, _, out := runGate("allowed.test", 80, in, int(size)+1)
+		g, end, _, out := runGate("allowed.test", 80, in, int(size)+1, size%2 == 0)
 		if !bytes.HasPrefix(in, out) || g.forwarded != int64(len(out)) {
 			t.Fatalf("forwarded %q (counted %d) is not a prefix of the input", out, g.forwarded)
 		}
@@ -512,8 +549,8 @@ func BenchmarkUpload64MiB(b *testing.B) {
 				idle := newIdleClock(time.Minute)
 				if mode == "gate" {
 					bp := gateBufs.Get()
-					g := httpGate{host: "allowed.test", port: 80, buf: *bp,
-						src: idleReader{c: proxyIn, idle: idle}, dst: idleWriter{c: proxyOut, idle: idle}}
+					g := httpGate{host: "allowed.test", port: 80, answers: newAnswers(), httpStream: httpStream{buf: *bp,
+						src: idleReader{c: proxyIn, idle: idle}, dst: idleWriter{c: proxyOut, idle: idle}}}
 					if end, err := g.run(); end != gateEOF {
 						b.Fatalf("gate ended %d: %v", end, err)
 					}

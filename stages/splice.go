@@ -119,8 +119,18 @@ func (e *Engine) relay(c *conn.Conn) {
 	// runs here, so the request the upstream waits for is written without
 	// first waiting for a new goroutine to be scheduled.
 	downFailed := make(chan bool, 1)
+	var log *answers
+	if gated {
+		log = newAnswers()
+	}
 	go func() {
-		n, err := copyHalf(c.Client, c.Upstream, e.pipes, e.bufs, idle)
+		var n int64
+		var err error
+		if gated {
+			n, err = e.answersDown(c, log, idle)
+		} else {
+			n, err = copyHalf(c.Client, c.Upstream, e.pipes, e.bufs, idle)
+		}
 		c.BytesDown = n
 		if err != nil {
 			abortConn(c) // also ends the other direction's copy
@@ -131,7 +141,7 @@ func (e *Engine) relay(c *conn.Conn) {
 		downFailed <- false
 	}()
 	if gated {
-		aborted = e.gateUp(c, idle)
+		aborted = e.gateUp(c, log, idle)
 	} else {
 		n, err := copyHalf(c.Upstream, c.Client, e.pipes, e.bufs, idle)
 		c.BytesUp += n
