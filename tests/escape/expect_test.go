@@ -88,6 +88,14 @@ var expectations = map[string]expect{
 	"absolute_form_v4":    {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
 	"absolute_form_v6":    {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
 
+	"http_host_mismatch_v4":    {want: b, audit: auditEgress, reasons: []string{"host_mismatch"}},
+	"http_host_mismatch_v6":    {want: b, audit: auditEgress, reasons: []string{"host_mismatch"}},
+	"http_refused_upgrade_ff":  {want: b, audit: auditEgress, reasons: []string{"malformed_http"}},
+	"http_refused_upgrade_vt":  {want: b, audit: auditEgress, reasons: []string{"malformed_http"}},
+	"http_refused_upgrade_nel": {want: b, audit: auditEgress, reasons: []string{"malformed_http"}},
+	"http_cl0_get":             {want: b, audit: auditEgress, reasons: []string{"body_on_bodiless_method"}},
+	"http_cl0_options":         {want: b, audit: auditEgress, reasons: []string{"body_on_bodiless_method"}},
+
 	"tls_split_records_v4":   {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
 	"tls_split_records_v6":   {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
 	"tls_nosni_denied_ip_v4": {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},
