@@ -86,7 +86,7 @@ type Conn struct {
 	Proto Proto
 	SNI   string
 	Host  string
-	ALPN  string
+	ALPN  []string
 	// NamePort is the port named in an HTTP Host header or absolute-form
 	// target (0 when none was given).
 	NamePort uint16

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 )
 
 // maxEmptyReads is how many (0, nil) reads in a row Sniff tolerates before
@@ -23,8 +22,10 @@ type Sniffed struct {
 	// Host and Port come from an HTTP request (see HTTPRequest).
 	Host string
 	Port uint16
-	// ALPN is the comma-joined list of protocols a TLS client offered.
-	ALPN string
+	// ALPN lists the protocols a TLS client offered, in its order (nil
+	// when none). A list, not a joined string: a protocol name may hold
+	// any byte, a comma too.
+	ALPN []string
 }
 
 // Sniff reads from r into buf until it can classify the stream, and
@@ -99,7 +100,7 @@ func (c *classifier) classify(s *Sniffed, b []byte, k int) (done bool, err error
 		if errors.Is(err, ErrNeedMore) {
 			return false, nil
 		}
-		s.Proto, s.SNI, s.SNIIsIP, s.ALPN = ProtoTLS, ch.ServerName, ch.ServerNameIsIP, strings.Join(ch.ALPN, ",")
+		s.Proto, s.SNI, s.SNIIsIP, s.ALPN = ProtoTLS, ch.ServerName, ch.ServerNameIsIP, ch.ALPN
 		return true, err
 	case couldBeHTTP(b):
 		if !LooksLikeHTTP(b) || !c.httpWorthParsing(b, k) {

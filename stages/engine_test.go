@@ -267,7 +267,7 @@ func TestTLSAllowedCompletesHandshake(t *testing.T) {
 		t.Fatalf("body = %q", body)
 	}
 	ev := h.events(1)[0]
-	want := map[string]any{"msg": "egress_allowed", "proto": "tls", "sni": "allowed.test", "alpn": "http/1.1", "reason": "allowed_domain", "rule": "allowed.test", "dst_ip": "198.51.100.1"}
+	want := map[string]any{"msg": "egress_allowed", "proto": "tls", "sni": "allowed.test", "reason": "allowed_domain", "rule": "allowed.test", "dst_ip": "198.51.100.1"}
 	for k, v := range want {
 		if ev[k] != v {
 			t.Errorf("audit %s = %v, want %v (event %v)", k, ev[k], v, ev)
@@ -275,6 +275,10 @@ func TestTLSAllowedCompletesHandshake(t *testing.T) {
 	}
 	if ev["bytes_up"].(float64) == 0 || ev["bytes_down"].(float64) == 0 {
 		t.Errorf("byte counts missing: %v", ev)
+	}
+	// The offered protocols are a JSON array, as offered.
+	if alpn, ok := ev["alpn"].([]any); !ok || len(alpn) != 1 || alpn[0] != "http/1.1" {
+		t.Errorf("audit alpn = %#v, want [\"http/1.1\"]", ev["alpn"])
 	}
 }
 

@@ -291,6 +291,10 @@ func (e *Engine) resolveTarget(ctx context.Context, c *conn.Conn, t target) stri
 		c.Dst = netip.AddrPortFrom(t.ip.Unmap(), t.port)
 		return ""
 	}
+	// Until the name resolves the destination is its port alone: a denial
+	// is audited with the port asked for, and a denied name is never
+	// resolved, so its dst_ip stays empty.
+	c.Dst = netip.AddrPortFrom(netip.Addr{}, t.port)
 	name, err := policy.NormalizeName(t.name)
 	switch {
 	case errors.Is(err, policy.ErrIPLiteral):

@@ -595,3 +595,42 @@ func FuzzProxyHead(f *testing.F) {
 		}
 	})
 }
+
+// TestExplicitDenialNamesTarget: a denied proxy request is audited with
+// the target the client asked for — the name in host, the port in
+// dst_port, an IP target in dst_ip. A denied name is never resolved, so
+// its dst_ip stays empty.
+func TestExplicitDenialNamesTarget(t *testing.T) {
+	tests := []struct {
+		name string
+		req  []byte
+		want map[string]any
+	}{
+		{"CONNECT unknown name", []byte("CONNECT evil.test:443 HTTP/1.1\r\nHost: evil.test:443\r\n\r\n"),
+			map[string]any{"reason": policy.ReasonNotAllowed, "host": "evil.test", "dst_ip": "", "dst_port": float64(443), "source": "explicit"}},
+		{"CONNECT wrong port", []byte("CONNECT allowed.test:22 HTTP/1.1\r\n\r\n"),
+			map[string]any{"reason": policy.ReasonPortNotAllowed, "host": "allowed.test", "dst_ip": "", "dst_port": float64(22)}},
+		{"CONNECT metadata IP", []byte("CONNECT 169.254.169.254:80 HTTP/1.1\r\n\r\n"),
+			map[string]any{"reason": policy.ReasonMetadata, "dst_ip": "169.254.169.254", "dst_port": float64(80)}},
+		{"absolute-form unknown name", []byte("GET http://evil.test:8080/x HTTP/1.1\r\nHost: evil.test:8080\r\n\r\n"),
+			map[string]any{"reason": policy.ReasonNotAllowed, "host": "evil.test", "dst_port": float64(8080)}},
+		{"SOCKS5 unknown name", append([]byte{5, 1, 0, 5, 1, 0, 3, 9}, append([]byte("evil.test"), 1, 187)...),
+			map[string]any{"reason": policy.ReasonNotAllowed, "host": "evil.test", "dst_ip": "", "dst_port": float64(443)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newExplicitHarness(t, nil)
+			c, err := net.Dial("tcp", h.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write(tt.req)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			io.Copy(io.Discard, c)
+			ev := h.onlyEvent()
+			checkEvent(t, ev, map[string]any{"msg": "egress_denied"})
+			checkEvent(t, ev, tt.want)
+		})
+	}
+}
