@@ -89,7 +89,7 @@ type Config struct {
 
 // Workers sizes each stage's pool.
 type Workers struct {
-	OrigDst, Classify, Policy, Dial, Deny int
+	OrigDst, Classify, Handshake, Policy, Dial, Deny int
 }
 
 // Defaults. Classify and dial workers mostly wait on the network (a silent
@@ -106,7 +106,9 @@ const (
 	relayBufSize = 32 << 10
 )
 
-var defaultWorkers = Workers{OrigDst: 4, Classify: 1024, Policy: 256, Dial: 512, Deny: 256}
+// Handshake serves explicit-proxy requests made to the proxy's own address
+// in kernel mode (in the fallback, the classify pool serves them).
+var defaultWorkers = Workers{OrigDst: 4, Classify: 1024, Handshake: 64, Policy: 256, Dial: 512, Deny: 256}
 
 func (c *Config) setDefaults() {
 	if c.Port == 0 {
@@ -148,7 +150,7 @@ func (c *Config) setDefaults() {
 		v *int
 		d int
 	}{
-		{&w.OrigDst, defaultWorkers.OrigDst}, {&w.Classify, defaultWorkers.Classify},
+		{&w.OrigDst, defaultWorkers.OrigDst}, {&w.Classify, defaultWorkers.Classify}, {&w.Handshake, defaultWorkers.Handshake},
 		{&w.Policy, defaultWorkers.Policy}, {&w.Dial, defaultWorkers.Dial}, {&w.Deny, defaultWorkers.Deny},
 	} {
 		if *p.v <= 0 {
@@ -169,6 +171,9 @@ type Engine struct {
 	bufs      *bufpool.Buffers // relay fallback buffers
 	peekBufs  *bufpool.Buffers // classification scratch, conn.MaxPeek each
 	nextID    atomic.Uint64
+	// proxyPort is the port the listeners are bound to: a connection to
+	// it on a local address is an explicit-proxy request.
+	proxyPort uint16
 	// admitted holds one token per connection inside the engine, taken
 	// before accept(2) and returned when the connection is audited.
 	admitted chan struct{}
@@ -225,6 +230,9 @@ func (e *Engine) Listen() error {
 			return fmt.Errorf("stages: listen %s: %w", addr, err)
 		}
 		e.listeners = append(e.listeners, ln.(*net.TCPListener))
+	}
+	if len(e.listeners) > 0 {
+		e.proxyPort = uint16(e.listeners[0].Addr().(*net.TCPAddr).Port)
 	}
 	return nil
 }
@@ -292,15 +300,34 @@ func (e *Engine) Serve(ctx context.Context) error {
 			return nil
 		})
 	} else {
+		// A connection to the proxy's own address (HTTPS_PROXY=
+		// http://127.0.0.1:15001, as the fallback advertises) is an
+		// explicit-proxy request: it takes the handshake stage.
+		handshakeIn := make(chan *conn.Conn, q)
+		var classifying sync.WaitGroup
+		classifying.Add(2)
+		denying.Add(1)
 		g.Go(func() error {
 			defer denying.Done()
-			runPool(e.cfg.Workers.OrigDst, e.entry, func(c *conn.Conn) { e.origDst(c, classifyIn, denyIn) })
+			runPool(e.cfg.Workers.OrigDst, e.entry, func(c *conn.Conn) { e.origDst(c, classifyIn, handshakeIn, denyIn) })
 			close(classifyIn)
+			close(handshakeIn)
 			return nil
 		})
 		g.Go(func() error {
 			defer denying.Done()
+			defer classifying.Done()
 			runPool(e.cfg.Workers.Classify, classifyIn, func(c *conn.Conn) { e.classify(c, e.policyIn, denyIn) })
+			return nil
+		})
+		g.Go(func() error {
+			defer denying.Done()
+			defer classifying.Done()
+			runPool(e.cfg.Workers.Handshake, handshakeIn, func(c *conn.Conn) { e.handshake(ctx, c, e.policyIn, denyIn) })
+			return nil
+		})
+		g.Go(func() error {
+			classifying.Wait()
 			close(e.policyIn)
 			return nil
 		})

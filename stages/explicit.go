@@ -64,6 +64,13 @@ func (e *Engine) handshake(ctx context.Context, c *conn.Conn, out, deny chan<- *
 		deny <- c
 		return
 	}
+	if e.isLoop(c) {
+		// A proxy request for one of our own listeners: never dialled,
+		// not even in a dry run.
+		c.Reason, c.WouldDeny = ReasonLoop, false
+		deny <- c
+		return
+	}
 	out <- c
 }
 

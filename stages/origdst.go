@@ -24,9 +24,11 @@ const (
 )
 
 // origDst stage: the original destination via SO_ORIGINAL_DST or
-// IP6T_SO_ORIGINAL_DST; a destination that is one of our own listeners is a
+// IP6T_SO_ORIGINAL_DST. A destination that is the proxy's own address is
+// an explicit-proxy request (the agent uses the advertised HTTPS_PROXY):
+// it goes to the handshake stage. Any other of our own listeners is a
 // loop and is denied here, before any byte is read.
-func (e *Engine) origDst(c *conn.Conn, out, deny chan<- *conn.Conn) {
+func (e *Engine) origDst(c *conn.Conn, out, proxy, deny chan<- *conn.Conn) {
 	if ap, ok := c.Client.RemoteAddr().(*net.TCPAddr); ok {
 		c.Src = ap.AddrPort()
 	}
@@ -38,6 +40,11 @@ func (e *Engine) origDst(c *conn.Conn, out, deny chan<- *conn.Conn) {
 		return
 	}
 	c.Dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if c.Dst.Port() == e.proxyPort && e.isLocal(c) {
+		c.Dst = netip.AddrPort{} // the request names the destination
+		proxy <- c
+		return
+	}
 	if e.isLoop(c) {
 		c.Reason = ReasonLoop
 		deny <- c
@@ -49,9 +56,12 @@ func (e *Engine) origDst(c *conn.Conn, out, deny chan<- *conn.Conn) {
 // isLoop: the destination port is one of ours and the address is this
 // host's (loopback, unspecified, or the very address the client reached).
 func (e *Engine) isLoop(c *conn.Conn) bool {
-	if !slices.Contains(e.cfg.SelfPorts, c.Dst.Port()) {
-		return false
-	}
+	return slices.Contains(e.cfg.SelfPorts, c.Dst.Port()) && e.isLocal(c)
+}
+
+// isLocal: the destination address is this host's (loopback, unspecified,
+// or an address of this network namespace).
+func (e *Engine) isLocal(c *conn.Conn) bool {
 	ip := c.Dst.Addr()
 	if ip.IsLoopback() || ip.IsUnspecified() {
 		return true

@@ -151,9 +151,13 @@ var expectations = map[string]expect{
 	"icmp_ping_v6":           {want: b, keys: []string{world2V6 + " . ipv6-icmp"}},
 	"raw_socket":             {want: b},
 
-	"proxy_port_loopback":    {want: b, audit: auditEgress, reasons: []string{"loop"}},
-	"proxy_port_loopback_v6": {want: b, audit: auditEgress, reasons: []string{"loop"}},
-	"proxy_port_own_ip":      {want: b, audit: auditEgress, reasons: []string{"loop"}},
+	// The proxy's own address serves explicit-proxy requests under the
+	// policy (issue #18); another of the supervisor's ports is a loop.
+	"proxy_port_loopback":    {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"proxy_port_loopback_v6": {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"proxy_port_own_ip":      {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"proxy_port_allowed":     {want: a, audit: auditEgress, reasons: []string{"allowed_domain"}},
+	"health_port_own_ip":     {want: b, audit: auditEgress, reasons: []string{"loop"}},
 	"health_readonly":        {want: b},
 
 	"curl_noproxy":       {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
