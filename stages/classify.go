@@ -14,9 +14,28 @@ func (e *Engine) classify(c *conn.Conn, out, deny chan<- *conn.Conn) {
 	bp := e.peekBufs.Get()
 	defer e.peekBufs.Put(bp)
 	buf := *bp
+	pump := e.dialEarly(c)
 	_ = c.Client.SetReadDeadline(time.Now().Add(e.cfg.ClassifyTimeout))
 	s, n, err := conn.Sniff(c.Client, buf)
 	_ = c.Client.SetReadDeadline(time.Time{})
+	if pump != nil {
+		pump.stop()
+		if pump.failed() {
+			// The server spoke and the client did not take it, or a
+			// socket failed: nothing to relay, the deny stage resets.
+			if n > 0 {
+				c.Peeked = append([]byte(nil), buf[:n]...)
+			}
+			c.Proto, c.Reason = protoOfPrefix(c.Peeked), ReasonClientClosed
+			deny <- c
+			return
+		}
+		if n == 0 && errors.Is(err, conn.ErrClientClosed) {
+			// The client took the server's bytes and closed without a
+			// word (nc < /dev/null): a silent client, as after a timeout.
+			s, err = conn.Sniffed{Proto: conn.ProtoOpaque}, nil
+		}
+	}
 	c.Stamps.Classify = e.observe("classify", c.Stamps.OrigDst)
 	if n > 0 {
 		// Keep only what was read; the scratch buffer goes back to the pool.

@@ -29,9 +29,17 @@ var tlsAccessDenied = []byte{21, 3, 3, 0, 2, 2, 49}
 // anything else a reset (SO_LINGER 0).
 func (e *Engine) deny(c *conn.Conn) {
 	c.Allowed = false
-	switch {
-	case c.Upstream != nil:
+	if c.Upstream != nil {
+		// Dialled early (early.go): the upstream goes first; nothing of
+		// the client's ever reached it.
+		_ = c.Upstream.SetLinger(0)
 		_ = c.Upstream.Close()
+		c.Upstream = nil
+	}
+	switch {
+	case c.BytesDown > 0:
+		// The server already spoke to the client: an alert or a 403 in
+		// the middle of its stream would be taken for its own.
 		resetClose(c)
 	case c.Front == conn.FrontSOCKS5:
 		e.answerAndClose(c, socks5Refusal(c))

@@ -15,6 +15,12 @@ import (
 // the supervisor's mark, which the nft ruleset exempts from interception —
 // so the supervisor never proxies itself.
 func (e *Engine) dial(c *conn.Conn, live *relays, deny chan<- *conn.Conn) {
+	if c.Upstream != nil {
+		// Dialled early (the decision needed no name; see early.go).
+		c.Stamps.Dial = e.observe("dial", c.Stamps.Policy)
+		live.start(c, e.relay, e.finish)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
 	up, err := e.cfg.DialUpstream(ctx, c.Dst)
 	cancel()

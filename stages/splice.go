@@ -131,7 +131,7 @@ func (e *Engine) relay(c *conn.Conn) {
 		} else {
 			n, err = copyHalf(c.Client, c.Upstream, e.pipes, e.bufs, idle)
 		}
-		c.BytesDown = n
+		c.BytesDown += n
 		if err != nil {
 			abortConn(c) // also ends the other direction's copy
 			downFailed <- true
