@@ -319,6 +319,10 @@ func (e *Engine) answersDown(c *conn.Conn, log *answers, idle *idleClock) (int64
 		},
 		log: log,
 	}
+	// Large bodies (downloads) are spliced: parsing needs only the heads.
+	t.direct = func(n int64) (int64, error) {
+		return copyUpTo(c.Client, c.Upstream, e.pipes, e.bufs, idle, n)
+	}
 	opaque, err := t.run()
 	if err != nil || !opaque {
 		return t.forwarded, err

@@ -40,7 +40,16 @@ type httpStream struct {
 	rerr error // read error held back until buf is drained
 
 	forwarded int64
+
+	// direct, when set, moves up to n body bytes from the source socket
+	// to the destination without passing through buf (splice(2)); it is
+	// used for large Content-Length bodies once buf is drained.
+	direct func(n int64) (int64, error)
 }
+
+// directBodyMin is the body remainder from which direct is worth a pipe:
+// below it one buffered read is cheaper than the splice round trips.
+const directBodyMin = 64 << 10
 
 // pending returns the bytes read but not yet forwarded.
 func (s *httpStream) pending() []byte { return s.buf[s.r:s.w] }
@@ -143,6 +152,18 @@ func (s *httpStream) body(chunked bool, length int64) error {
 // fixedBody forwards exactly n body bytes.
 func (s *httpStream) fixedBody(n int64) error {
 	for n > 0 {
+		if s.r == s.w && s.direct != nil && s.rerr == nil && n >= directBodyMin {
+			k, err := s.direct(n)
+			s.forwarded += k
+			n -= k
+			switch {
+			case err != nil:
+				return err
+			case k == 0:
+				return errTruncated
+			}
+			continue
+		}
 		if s.r == s.w {
 			if err := s.fillOrTruncated(); err != nil {
 				return err

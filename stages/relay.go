@@ -44,16 +44,24 @@ func (c *idleClock) expired() bool {
 // It prefers splice(2) through a pooled pipe (no copy through user space)
 // and falls back to a pooled buffer when no pipe can be had.
 func copyHalf(dst, src *net.TCPConn, pipes *bufpool.Pipes, bufs *bufpool.Buffers, idle *idleClock) (int64, error) {
+	return copyUpTo(dst, src, pipes, bufs, idle, -1)
+}
+
+// copyUpTo is copyHalf that stops after limit bytes (limit < 0: none),
+// e.g. at the end of a Content-Length body, so the next message head is
+// left in the socket for its parser. EOF before the limit is no error:
+// the caller sees the short count.
+func copyUpTo(dst, src *net.TCPConn, pipes *bufpool.Pipes, bufs *bufpool.Buffers, idle *idleClock, limit int64) (int64, error) {
 	p, err := pipes.Get()
 	if err != nil {
-		return copyBuffered(dst, src, bufs, idle)
+		return copyBuffered(dst, src, bufs, idle, limit)
 	}
-	n, err := spliceLoop(dst, src, p, idle)
+	n, err := spliceLoop(dst, src, p, idle, limit)
 	pipes.Put(p)
 	return n, err
 }
 
-func spliceLoop(dst, src *net.TCPConn, p *bufpool.Pipe, idle *idleClock) (int64, error) {
+func spliceLoop(dst, src *net.TCPConn, p *bufpool.Pipe, idle *idleClock, limit int64) (int64, error) {
 	srcRaw, err := src.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -64,12 +72,19 @@ func spliceLoop(dst, src *net.TCPConn, p *bufpool.Pipe, idle *idleClock) (int64,
 	}
 	var total int64
 	for {
+		want := maxSpliceChunk
+		if limit >= 0 {
+			if total == limit {
+				return total, nil
+			}
+			want = int(min(int64(want), limit-total))
+		}
 		_ = src.SetReadDeadline(idle.deadline())
 		var n int64
 		var serr error
 		rerr := srcRaw.Read(func(fd uintptr) bool {
 			for {
-				n, serr = unix.Splice(int(fd), nil, p.W, nil, maxSpliceChunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				n, serr = unix.Splice(int(fd), nil, p.W, nil, want, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 				if serr != unix.EINTR {
 					break
 				}
@@ -129,14 +144,21 @@ func drainPipe(dst *net.TCPConn, dstRaw interface {
 	return nil
 }
 
-func copyBuffered(dst, src *net.TCPConn, bufs *bufpool.Buffers, idle *idleClock) (int64, error) {
+func copyBuffered(dst, src *net.TCPConn, bufs *bufpool.Buffers, idle *idleClock, limit int64) (int64, error) {
 	bp := bufs.Get()
 	defer bufs.Put(bp)
 	buf := *bp
 	var total int64
 	for {
+		want := len(buf)
+		if limit >= 0 {
+			if total == limit {
+				return total, nil
+			}
+			want = int(min(int64(want), limit-total))
+		}
 		_ = src.SetReadDeadline(idle.deadline())
-		n, err := src.Read(buf)
+		n, err := src.Read(buf[:want])
 		if n > 0 {
 			idle.touch()
 			_ = dst.SetWriteDeadline(time.Now().Add(idle.timeout))
