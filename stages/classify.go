@@ -86,7 +86,7 @@ func classifyReason(err error) string {
 	case errors.Is(err, conn.ErrMalformedHTTP):
 		return ReasonMalformedHTTP
 	case errors.Is(err, conn.ErrClassifyTimeout):
-		return ReasonClassifyTimout
+		return ReasonClassifyTimeout
 	case errors.Is(err, conn.ErrClientClosed):
 		return ReasonClientClosed
 	default:

@@ -14,17 +14,6 @@ import (
 	"github.com/forge/forge-supervisor/policy"
 )
 
-// Reasons decided by the explicit proxy's handshake.
-const (
-	ReasonNotProxyRequest = "not_a_proxy_request"          // an origin-form HTTP request sent to the proxy
-	ReasonProxyScheme     = "unsupported_proxy_scheme"     // absolute-form https://: HTTPS goes through CONNECT
-	ReasonDNSFailed       = "dns_failed"                   // the requested name did not resolve
-	ReasonMalformedSOCKS5 = "malformed_socks5"             // not a valid SOCKS5 greeting or request
-	ReasonSOCKS5NoMethod  = "socks5_no_acceptable_method"  // the client requires authentication
-	ReasonSOCKS5Command   = "socks5_command_not_supported" // BIND, UDP ASSOCIATE: only CONNECT is proxied
-	ReasonSOCKS5AddrType  = "socks5_address_type_not_supported"
-)
-
 // connectEstablished is the CONNECT success answer, written by the splice
 // stage once the upstream is connected.
 var connectEstablished = []byte("HTTP/1.1 200 Connection established\r\n\r\n")
@@ -391,7 +380,7 @@ func socks5ReplyCode(reason string) conn.SOCKS5Reply {
 		return conn.SOCKS5HostUnreachable
 	case ReasonDialFailed:
 		return conn.SOCKS5ConnectionRefused
-	case ReasonMalformedSOCKS5, ReasonClassifyTimout, ReasonClientClosed, ReasonHeaderTooLarge,
+	case ReasonMalformedSOCKS5, ReasonClassifyTimeout, ReasonClientClosed, ReasonHeaderTooLarge,
 		ReasonClassifyError, ReasonShutdown:
 		return conn.SOCKS5GeneralFailure
 	default:

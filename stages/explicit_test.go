@@ -373,8 +373,8 @@ func TestExplicitHTTPDenials(t *testing.T) {
 		{"CONNECT without port", "CONNECT allowed.test HTTP/1.1\r\n\r\n", ReasonMalformedHTTP, nil},
 		{"header injection", "CONNECT allowed.test:443 HTTP/1.1\r\nX: a\rb\r\n\r\n", ReasonMalformedHTTP, nil},
 		{"TLS to the proxy port", "\x16\x03\x01\x00\x05hello", ReasonMalformedHTTP, nil},
-		{"partial head then silence", "CONNECT allowed.test:443 HTTP/1.1\r\n", ReasonClassifyTimout, nil},
-		{"silence", "", ReasonClassifyTimout, nil},
+		{"partial head then silence", "CONNECT allowed.test:443 HTTP/1.1\r\n", ReasonClassifyTimeout, nil},
+		{"silence", "", ReasonClassifyTimeout, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -433,7 +433,7 @@ func TestExplicitSOCKS5Denials(t *testing.T) {
 		{"IP literal as name", noAuth, domain(1, "0x7f000001", 80), reply(2), policy.ReasonIPLiteral},
 		{"name that does not resolve", noAuth, domain(1, "x.wild.test", 443), reply(4), ReasonDNSFailed},
 		{"allowed, upstream refuses", noAuth, domain(1, "allowed.test", 443), reply(5), ReasonDialFailed},
-		{"request cut short", noAuth, []byte{5, 1, 0, 3, 20, 'a'}, reply(1), ReasonClassifyTimout},
+		{"request cut short", noAuth, []byte{5, 1, 0, 3, 20, 'a'}, reply(1), ReasonClassifyTimeout},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

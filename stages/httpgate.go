@@ -15,28 +15,6 @@ import (
 	"github.com/forge/forge-supervisor/conn"
 )
 
-// ReasonHostSwitch: a later request on a kept-alive cleartext HTTP
-// connection named another host (or port) than the one the policy allowed.
-// A server at the allowed IP may host that name too (shared-IP virtual
-// hosting), so checking only the first request would let any later one
-// reach a denied site.
-const ReasonHostSwitch = "host_switch"
-
-// ReasonUpgradeProto: a request asked to upgrade to a protocol other than
-// WebSocket. After an accepted h2c or TLS upgrade the stream carries
-// requests the gate cannot read (HTTP/2 frames may name any :authority),
-// so only WebSocket, whose frames carry no destination, is let through.
-const ReasonUpgradeProto = "upgrade_not_websocket"
-
-// ReasonHostMismatch: an absolute-form or CONNECT target and the Host
-// header name different hosts (issue #11 item 4).
-const ReasonHostMismatch = "host_mismatch"
-
-// ReasonBodyOnBodiless: a GET, HEAD, OPTIONS, DELETE or TRACE request
-// carries a body. Servers that do not read such bodies (Python's) take it
-// for the next request — CL.0 smuggling — so it is refused, not guessed at.
-const ReasonBodyOnBodiless = "body_on_bodiless_method"
-
 // maxRuleHost is the longest offending host name kept for the audit line:
 // the longest DNS name.
 const maxRuleHost = 253

@@ -8,21 +8,6 @@ import (
 	"github.com/forge/forge-supervisor/conn"
 )
 
-// Reasons decided by the engine itself, before or after the policy.
-const (
-	ReasonOrigDstFailed  = "origdst_failed" // no original destination (not redirected, or conntrack lost it)
-	ReasonLoop           = "loop"           // the destination is one of the supervisor's own listeners
-	ReasonMalformedTLS   = "malformed_client_hello"
-	ReasonMalformedHTTP  = "malformed_http"
-	ReasonHeaderTooLarge = "header_too_large"
-	ReasonClassifyTimout = "classify_timeout" // a TLS/HTTP prefix, then silence
-	ReasonClientClosed   = "client_closed"
-	ReasonHostPort       = "host_port_mismatch" // Host/target names another port than the destination
-	ReasonClassifyError  = "classify_error"
-	ReasonDialFailed     = "dial_failed"
-	ReasonShutdown       = "shutdown"
-)
-
 // origDst stage: the original destination via SO_ORIGINAL_DST or
 // IP6T_SO_ORIGINAL_DST. A destination that is the proxy's own address is
 // an explicit-proxy request (the agent uses the advertised HTTPS_PROXY):
