@@ -1,16 +1,23 @@
 package stages
 
 import (
+	"context"
 	"errors"
 	"time"
 
 	"github.com/forge/forge-supervisor/conn"
 )
 
-// classify stage. Contract: it may only peek. Every byte read from the
-// client is kept in c.Peeked and replayed upstream before relaying, so the
-// upstream sees the stream exactly as the client sent it.
-func (e *Engine) classify(c *conn.Conn, out, deny chan<- *conn.Conn) {
+// classify stage: the original destination (origdst.go), then the
+// client's first bytes under ClassifyTimeout. Contract: it may only peek.
+// Every byte read from the client is kept in c.Peeked and replayed
+// upstream before relaying, so the upstream sees the stream exactly as
+// the client sent it. When the decision needs no name the upstream is
+// dialled first (early.go).
+func (e *Engine) classify(_ context.Context, c *conn.Conn) route {
+	if r := e.origDst(c); r != routeClassify {
+		return r
+	}
 	bp := e.peekBufs.Get()
 	defer e.peekBufs.Put(bp)
 	buf := *bp
@@ -26,9 +33,9 @@ func (e *Engine) classify(c *conn.Conn, out, deny chan<- *conn.Conn) {
 			if n > 0 {
 				c.Peeked = append([]byte(nil), buf[:n]...)
 			}
-			c.Proto, c.Reason = protoOfPrefix(c.Peeked), ReasonClientClosed
-			deny <- c
-			return
+			c.Proto = protoOfPrefix(c.Peeked)
+			e.refuse(c, ReasonClientClosed, "", true)
+			return routeDeny
 		}
 		if n == 0 && errors.Is(err, conn.ErrClientClosed) {
 			// The client took the server's bytes and closed without a
@@ -46,22 +53,17 @@ func (e *Engine) classify(c *conn.Conn, out, deny chan<- *conn.Conn) {
 		if c.Proto == conn.ProtoUnknown {
 			c.Proto = protoOfPrefix(c.Peeked)
 		}
-		c.Reason = classifyReason(err)
-		if !e.cfg.DryRun || c.Reason == ReasonClientClosed {
-			deny <- c
-			return
+		reason := classifyReason(err)
+		if e.refuse(c, reason, "", reason == ReasonClientClosed) {
+			return routeDeny
 		}
-		c.WouldDeny = true
 	}
 	if c.Proto == conn.ProtoHTTP && c.NamePort != 0 && c.NamePort != c.Dst.Port() {
-		c.Reason = ReasonHostPort
-		if !e.cfg.DryRun {
-			deny <- c
-			return
+		if e.refuse(c, ReasonHostPort, "", false) {
+			return routeDeny
 		}
-		c.WouldDeny = true
 	}
-	out <- c
+	return routePolicy
 }
 
 func protoOfPrefix(b []byte) conn.Proto {

@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -27,7 +28,7 @@ var tlsAccessDenied = []byte{21, 3, 3, 0, 2, 2, 49}
 // deny stage: answer in the client's protocol, then close. TLS gets a
 // fatal access_denied alert, HTTP a 403 naming the host and the reason,
 // anything else a reset (SO_LINGER 0).
-func (e *Engine) deny(c *conn.Conn) {
+func (e *Engine) deny(_ context.Context, c *conn.Conn) route {
 	c.Allowed = false
 	if c.Upstream != nil {
 		// Dialled early (early.go): the upstream goes first; nothing of
@@ -53,6 +54,7 @@ func (e *Engine) deny(c *conn.Conn) {
 		resetClose(c)
 	}
 	e.finish(c)
+	return routeDone
 }
 
 // forbidden renders the HTTP answer to a denied connection: 403 when the

@@ -41,6 +41,10 @@ type earlyPump struct {
 // may be dialled before the client spoke.
 func (e *Engine) nameless(c *conn.Conn) bool {
 	p := e.cfg.Policy.Load()
+	if p.NeedsProcess() {
+		// The verdict depends on who asks (identity.go): no early dial.
+		return false
+	}
 	return p.Decide(context.Background(), policy.Request{IP: c.Dst.Addr(), Port: c.Dst.Port()}, e.cfg.Resolver).Allow
 }
 

@@ -8,34 +8,32 @@ import (
 	"github.com/forge/forge-supervisor/conn"
 )
 
-// origDst stage: the original destination via SO_ORIGINAL_DST or
-// IP6T_SO_ORIGINAL_DST. A destination that is the proxy's own address is
-// an explicit-proxy request (the agent uses the advertised HTTPS_PROXY):
-// it goes to the handshake stage. Any other of our own listeners is a
-// loop and is denied here, before any byte is read.
-func (e *Engine) origDst(c *conn.Conn, out, proxy, deny chan<- *conn.Conn) {
+// origDst reads the original destination (SO_ORIGINAL_DST or
+// IP6T_SO_ORIGINAL_DST), the first step of the classify stage. A
+// destination that is the proxy's own address is an explicit-proxy
+// request (the agent uses the advertised HTTPS_PROXY): it routes to the
+// handshake stage. Any other of our own listeners is a loop, denied
+// before a byte is read. routeClassify means: go on classifying.
+func (e *Engine) origDst(c *conn.Conn) route {
 	if ap, ok := c.Client.RemoteAddr().(*net.TCPAddr); ok {
 		c.Src = ap.AddrPort()
 	}
 	dst, err := e.cfg.OrigDst(c.Client)
 	c.Stamps.OrigDst = e.observe("origdst", c.Accepted)
 	if err != nil {
-		c.Reason = ReasonOrigDstFailed
-		deny <- c
-		return
+		e.refuse(c, ReasonOrigDstFailed, "", true)
+		return routeDeny
 	}
 	c.Dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
 	if c.Dst.Port() == e.proxyPort && e.isLocal(c) {
 		c.Dst = netip.AddrPort{} // the request names the destination
-		proxy <- c
-		return
+		return routeHandshake
 	}
 	if e.isLoop(c) {
-		c.Reason = ReasonLoop
-		deny <- c
-		return
+		e.refuse(c, ReasonLoop, "", true)
+		return routeDeny
 	}
-	out <- c
+	return routeClassify
 }
 
 // isLoop: the destination port is one of ours and the address is this
