@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forge/forge-supervisor/internal/testkit"
 	"github.com/forge/forge-supervisor/policy"
 )
 
@@ -17,39 +18,25 @@ import (
 // every byte it got from its clients.
 func bannerServer(t *testing.T) (addr string, received func() string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var (
 		mu  sync.Mutex
 		got strings.Builder
 	)
-	go func() {
+	addr = testkit.Listen(t, func(c net.Conn) {
+		io.WriteString(c, "SSH-2.0-banner\r\n")
+		buf := make([]byte, 4096)
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(buf)
+			mu.Lock()
+			got.Write(buf[:n])
+			mu.Unlock()
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				io.WriteString(c, "SSH-2.0-banner\r\n")
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					mu.Lock()
-					got.Write(buf[:n])
-					mu.Unlock()
-					if err != nil {
-						return
-					}
-					c.Write(buf[:n])
-				}
-			}()
+			c.Write(buf[:n])
 		}
-	}()
-	return ln.Addr().String(), func() string {
+	})
+	return addr, func() string {
 		mu.Lock()
 		defer mu.Unlock()
 		return got.String()
