@@ -39,3 +39,12 @@ var (
 	// classification could finish.
 	ErrClientClosed = errors.New("client closed before classification")
 )
+
+// Errors of the request gate (HTTPGate) beyond the parser's.
+var (
+	// ErrHostSwitch means a request on a kept-alive connection named
+	// another host (or port) than the one the policy allowed.
+	ErrHostSwitch = errors.New("request for another host on the connection")
+	// ErrTruncated means the stream ended in the middle of a message.
+	ErrTruncated = errors.New("http gate: stream ended in the middle of a message")
+)

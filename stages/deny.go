@@ -3,7 +3,6 @@ package stages
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/forge/forge-supervisor/conn"
@@ -63,7 +62,7 @@ func (e *Engine) deny(_ context.Context, c *conn.Conn) route {
 // clients then see an honest gateway error. The host was validated by the
 // HTTP parser; it is still stripped of anything but printable ASCII.
 func forbidden(c *conn.Conn) []byte {
-	host := printable(c.Host)
+	host := conn.Printable(c.Host)
 	switch {
 	case host != "":
 	case c.Dst.IsValid():
@@ -78,15 +77,6 @@ func forbidden(c *conn.Conn) []byte {
 	body := fmt.Sprintf("forge-supervisor: egress to %s %s (%s)\n", host, verb, c.Reason)
 	return fmt.Appendf(nil, "HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\n"+
 		"Content-Length: %d\r\nConnection: close\r\nX-Forge-Supervisor: denied\r\n\r\n%s", status, len(body), body)
-}
-
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x21 || r > 0x7e {
-			return -1
-		}
-		return r
-	}, s)
 }
 
 func (e *Engine) answerAndClose(c *conn.Conn, msg []byte) {

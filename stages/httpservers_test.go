@@ -3,6 +3,7 @@ package stages
 import (
 	"bufio"
 	"fmt"
+	"github.com/forge/forge-supervisor/conn"
 	"io"
 	"net"
 	"net/http"
@@ -178,7 +179,7 @@ func TestHTTPSmugglingAgainstRealServers(t *testing.T) {
 					checkEvent(t, h.events(1)[0], map[string]any{"msg": "egress_denied", "reason": v.reason})
 					time.Sleep(100 * time.Millisecond) // let the server log what it served
 					for _, host := range srv.served() {
-						if normHost(strings.Split(host, ":")[0]) != "allowed.test" {
+						if conn.NormHost(strings.Split(host, ":")[0]) != "allowed.test" {
 							t.Errorf("%s served %q", srv.name, host)
 						}
 					}
@@ -216,7 +217,7 @@ func TestHTTPControlsAgainstRealServers(t *testing.T) {
 			c.Close()
 			checkEvent(t, h.events(1)[0], map[string]any{"msg": "egress_allowed", "reason": "allowed_domain"})
 			for _, host := range srv.served() {
-				if normHost(strings.Split(host, ":")[0]) != "allowed.test" {
+				if conn.NormHost(strings.Split(host, ":")[0]) != "allowed.test" {
 					t.Errorf("%s served %q", srv.name, host)
 				}
 			}

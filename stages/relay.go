@@ -119,9 +119,9 @@ func (e *Engine) relay(c *conn.Conn) {
 	// runs here, so the request the upstream waits for is written without
 	// first waiting for a new goroutine to be scheduled.
 	downFailed := make(chan bool, 1)
-	var log *answers
+	var log *conn.Answers
 	if gated {
-		log = newAnswers()
+		log = conn.NewAnswers()
 	}
 	go func() {
 		var n int64

@@ -1,10 +1,8 @@
-package stages
+package conn
 
 import (
 	"errors"
 	"io"
-
-	"github.com/forge/forge-supervisor/conn"
 )
 
 // maxPendingRequests bounds the requests the gate may have forwarded
@@ -21,14 +19,14 @@ type exchange struct {
 	switched chan bool
 }
 
-// answers pairs the client's requests with the server's answers. The gate
+// Answers pairs the client's requests with the server's answers. The gate
 // announces each request before a byte of it is forwarded, so the tracker
 // always knows which request an answer belongs to; for a CONNECT or an
 // upgrade the gate then waits for the server's verdict. A relay turns
 // opaque only on a real 101 Switching Protocols (or a 2xx to CONNECT):
 // a server that refused keeps the stream HTTP/1.x, gated request by
 // request.
-type answers struct {
+type Answers struct {
 	pending chan exchange
 	// done is closed when the tracker stops following the answers (the
 	// server switched, closed, or sent what it cannot follow): no verdict
@@ -36,13 +34,14 @@ type answers struct {
 	done chan struct{}
 }
 
-func newAnswers() *answers {
-	return &answers{pending: make(chan exchange, maxPendingRequests), done: make(chan struct{})}
+// NewAnswers returns the pairing of one gated connection.
+func NewAnswers() *Answers {
+	return &Answers{pending: make(chan exchange, maxPendingRequests), done: make(chan struct{})}
 }
 
 // announce registers req before it is forwarded. The exchange it returns
 // carries the verdict channel for a request that may switch.
-func (a *answers) announce(req conn.HTTPRequest) exchange {
+func (a *Answers) announce(req HTTPRequest) exchange {
 	ex := exchange{head: req.Method == "HEAD", connect: req.Method == "CONNECT", upgrade: req.Upgrade != ""}
 	if req.Switches() {
 		ex.switched = make(chan bool, 1)
@@ -56,7 +55,7 @@ func (a *answers) announce(req conn.HTTPRequest) exchange {
 
 // await returns the server's verdict on a switching request: true only
 // when the server switched.
-func (a *answers) await(ex exchange) bool {
+func (a *Answers) await(ex exchange) bool {
 	select {
 	case ok := <-ex.switched:
 		return ok
@@ -71,30 +70,30 @@ func (a *answers) await(ex exchange) bool {
 	}
 }
 
-// answerTracker follows the server's side of a gated connection: it
+// AnswerTracker follows the server's side of a gated connection: it
 // forwards answers to the client and tells the gate whether each CONNECT
 // or upgrade was accepted. It needs no trust in the server: when it
 // cannot follow (a malformed head, an answer to no request, a body that
 // runs to the close) it stops judging, and every later switch is refused.
-type answerTracker struct {
+type AnswerTracker struct {
 	httpStream
-	log *answers
+	log *Answers
 }
 
-// run forwards answers until the stream ends or stops being followed. It
+// Run forwards answers until the stream ends or stops being followed. It
 // returns opaque true when the rest of the server's stream is to be
 // relayed as is (after a switch, or once it cannot be followed); the
-// bytes read but not forwarded are s.pending().
-func (t *answerTracker) run() (opaque bool, err error) {
+// bytes read but not forwarded go with ForwardBuffered.
+func (t *AnswerTracker) Run() (opaque bool, err error) {
 	defer close(t.log.done)
 	var ex exchange
 	have := false
 	for {
-		resp, err := nextHead(&t.httpStream, conn.ParseHTTPResponse)
+		resp, err := nextHead(&t.httpStream, ParseHTTPResponse)
 		switch {
 		case errors.Is(err, io.EOF):
 			return false, nil
-		case errors.Is(err, errTruncated), errors.Is(err, conn.ErrMalformedHTTP), errors.Is(err, conn.ErrHeaderTooLarge):
+		case errors.Is(err, errTruncated), errors.Is(err, ErrMalformedHTTP), errors.Is(err, ErrHeaderTooLarge):
 			return true, nil // cannot follow: relay the rest unjudged
 		case err != nil:
 			return false, err
@@ -136,3 +135,18 @@ func (t *answerTracker) run() (opaque bool, err error) {
 		}
 	}
 }
+
+// NewAnswerTracker follows src (the upstream) into dst (the client)
+// through buf for the gate that announces to a.
+func NewAnswerTracker(src io.Reader, dst io.Writer, buf []byte, a *Answers) *AnswerTracker {
+	return &AnswerTracker{httpStream: httpStream{src: src, dst: dst, buf: buf}, log: a}
+}
+
+// SetDirect lets large bodies bypass the buffer (see httpStream.direct).
+func (t *AnswerTracker) SetDirect(direct func(n int64) (int64, error)) { t.direct = direct }
+
+// Forwarded is the number of server bytes written to the client.
+func (t *AnswerTracker) Forwarded() int64 { return t.forwarded }
+
+// ForwardBuffered writes what the tracker read but did not forward.
+func (t *AnswerTracker) ForwardBuffered() error { return t.forward(t.w - t.r) }

@@ -1,4 +1,4 @@
-package stages
+package conn
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/forge/forge-supervisor/conn"
 )
 
 const (
@@ -21,7 +20,7 @@ const (
 
 var (
 	// errTruncated: the stream ended in the middle of a message.
-	errTruncated = errors.New("http gate: client closed in the middle of a request")
+	errTruncated = ErrTruncated
 	// errBadChunking: chunked framing that strict and lenient parsers
 	// would read differently.
 	errBadChunking = errors.New("http gate: malformed chunked framing")
@@ -34,7 +33,7 @@ var (
 type httpStream struct {
 	src io.Reader
 	dst io.Writer
-	buf []byte // len(buf) > conn.MaxHTTPHeader
+	buf []byte // len(buf) > MaxHTTPHeader
 
 	r, w int   // unconsumed bytes are buf[r:w]
 	rerr error // read error held back until buf is drained
@@ -67,7 +66,7 @@ func (s *httpStream) fill() error {
 		s.r = 0
 	}
 	if s.w == len(s.buf) {
-		return fmt.Errorf("http gate: %w: buffer full", conn.ErrHeaderTooLarge)
+		return fmt.Errorf("http gate: %w: buffer full", ErrHeaderTooLarge)
 	}
 	n, err := s.src.Read(s.buf[s.w:])
 	s.w += n
@@ -105,7 +104,7 @@ func (s *httpStream) forward(n int) error {
 }
 
 // nextHead waits for a complete message head and returns what parse made
-// of it; parse is conn.ParseHTTPRequest or conn.ParseHTTPResponse. At a
+// of it; parse is ParseHTTPRequest or ParseHTTPResponse. At a
 // clean end of stream (nothing but line endings left, which are
 // forwarded: clients may send a CRLF after a body, RFC 9112 §2.2) it
 // returns io.EOF; a stream cut inside a head is errTruncated.
@@ -119,7 +118,7 @@ func nextHead[T any](s *httpStream, parse func([]byte) (T, error)) (T, error) {
 		// a peer trickling bytes cost O(n²).
 		if len(pending) > 0 && grew {
 			m, err := parse(pending)
-			if !errors.Is(err, conn.ErrNeedMore) {
+			if !errors.Is(err, ErrNeedMore) {
 				return m, err
 			}
 		}
@@ -137,7 +136,7 @@ func nextHead[T any](s *httpStream, parse func([]byte) (T, error)) (T, error) {
 			return zero, io.EOF
 		}
 		fresh := s.buf[s.r+before : s.w]
-		grew = bytes.IndexByte(fresh, '\n') >= 0 || s.w-s.r > conn.MaxHTTPHeader
+		grew = bytes.IndexByte(fresh, '\n') >= 0 || s.w-s.r > MaxHTTPHeader
 	}
 }
 
@@ -273,9 +272,9 @@ func parseChunkSize(line []byte) (int64, bool) {
 }
 
 // trailers forwards the trailer section after the last chunk, up to and
-// including the empty line, within conn.MaxHTTPHeader bytes in all.
+// including the empty line, within MaxHTTPHeader bytes in all.
 func (s *httpStream) trailers() error {
-	budget := conn.MaxHTTPHeader
+	budget := MaxHTTPHeader
 	for {
 		n, ok, err := s.line(min(budget, len(s.buf)))
 		if err != nil {
@@ -301,7 +300,7 @@ func (s *httpStream) trailers() error {
 // validTrailer accepts "token: value" without control bytes (no folding).
 func validTrailer(field []byte) bool {
 	name, value, ok := bytes.Cut(field, []byte{':'})
-	if !ok || !isTokenString(string(name)) {
+	if !ok || !isToken(name) {
 		return false
 	}
 	for _, ch := range value {
@@ -310,23 +309,4 @@ func validTrailer(field []byte) bool {
 		}
 	}
 	return true
-}
-
-func isTokenString(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isHTTPTokenByte(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func isHTTPTokenByte(ch byte) bool {
-	if 'a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' {
-		return true
-	}
-	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), ch) >= 0
 }
