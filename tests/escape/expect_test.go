@@ -29,7 +29,7 @@ type expect struct {
 	audit auditKind
 	// reasons, when set, are the acceptable reasons of the vector's
 	// audit events (the exact vocabulary of policy/verdict.go,
-	// stages/origdst.go and dns/decide.go).
+	// stages/reasons.go and dns/decide.go).
 	reasons []string
 	// anyDNSMsg accepts dns_allowed too (a query answered locally, never
 	// forwarded: ANY gets the RFC 8482 answer).
