@@ -75,3 +75,37 @@ func TestAnswerTracker(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAnswerTracker feeds arbitrary server streams to the tracker behind
+// an upgrade request: it never panics, forwards only a prefix of what the
+// server sent, and says "switched" only when the stream it forwarded ends
+// in a 101 head.
+func FuzzAnswerTracker(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 101 Switching Protocols\r\n\r\nframes"), uint8(3))
+	f.Add([]byte("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 x\r\n\r\n"), uint8(1))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"), uint8(7))
+	f.Fuzz(func(t *testing.T, in []byte, size uint8) {
+		log := NewAnswers()
+		var exs []exchange
+		for _, r := range []string{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"} {
+			req, err := ParseHTTPRequest([]byte(r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			exs = append(exs, log.announce(req))
+		}
+		var out bytes.Buffer
+		tr := NewAnswerTracker(&chunkReader{b: in, size: int(size) + 1}, &out, make([]byte, 32<<10), log)
+		_, _ = tr.Run()
+		if !bytes.HasPrefix(in, out.Bytes()) || tr.Forwarded() != int64(out.Len()) {
+			t.Fatalf("forwarded %q is not a prefix of the input", out.Bytes())
+		}
+		if log.await(exs[1]) {
+			fw := out.Bytes()
+			i := bytes.LastIndex(fw, []byte("HTTP/1."))
+			if i < 0 || !bytes.HasPrefix(fw[i+len("HTTP/1.x"):], []byte(" 101")) || !bytes.HasSuffix(fw, []byte("\n")) {
+				t.Fatalf("switched without a 101 head at the end of %q", fw)
+			}
+		}
+	})
+}
