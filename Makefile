@@ -27,9 +27,9 @@ unit:
 # exceeded" at the deadline (golang/go#75804, fixed in Go 1.27). Each count
 # is a few seconds on a 2-core machine. For a long run of every target:
 # make fuzz FUZZTIME=10m (durations are fine when nobody waits on them).
-FUZZ_TARGETS := ./conn:FuzzParseClientHello:100000x ./conn:FuzzParseHTTPRequest:100000x \
+FUZZ_TARGETS := ./conn:FuzzParseClientHello:100000x ./conn:FuzzParseHTTPRequest:100000x ./conn:FuzzParseHTTPResponse:100000x \
 	./conn:FuzzSniff:50000x ./conn:FuzzSOCKS5:100000x ./stages:FuzzProxyHead:20000x \
-	./stages:FuzzHTTPGate:40000x ./policy:FuzzParse:20000x ./policy:FuzzNormalizeName:50000x \
+	./conn:FuzzHTTPGate:40000x ./conn:FuzzAnswerTracker:40000x ./policy:FuzzParse:20000x ./policy:FuzzNormalizeName:50000x \
 	./policy:FuzzRegoDifferential:1500x ./dns:FuzzHandler:20000x ./dns:FuzzParseAnswer:30000x \
 	./dns:FuzzCachedAnswer:30000x \
 	./jail:FuzzParseProfile:50000x .:FuzzParseConfig:8000x ./deploy:FuzzKubernetesPolicy:10000x \

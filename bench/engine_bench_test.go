@@ -201,7 +201,7 @@ func BenchmarkConnectFirstByte(b *testing.B) {
 	bare := startProxy(b, "bare", up)
 	// No session cache: every op is a full handshake.
 	cfg := &tls.Config{ServerName: "allowed.test", RootCAs: testpki.Pool(b)}
-	paths := []struct{ name, addr string }{{"direct", up}, {"bare", bare}, {"engine", eng}, {"haproxy", hap}}
+	paths := withBaseline(b, []struct{ name, addr string }{{"direct", up}, {"bare", bare}, {"engine", eng}, {"haproxy", hap}}, up)
 	lat := map[string][]time.Duration{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -215,7 +215,7 @@ func BenchmarkConnectFirstByte(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	reportLatency(b, "direct", lat, []string{"bare", "engine", "haproxy"})
+	reportLatency(b, "direct", lat, others(paths))
 }
 
 // BenchmarkBulkThroughput streams 64 MiB per op and reports MB/s per path
@@ -226,7 +226,7 @@ func BenchmarkBulkThroughput(b *testing.B) {
 	eng := startProxy(b, "engine", up)
 	_, hap := startHAProxy(b, tlsUpstream(b), up)
 	bare := startProxy(b, "bare", up)
-	paths := []struct{ name, addr string }{{"direct", up}, {"bare", bare}, {"engine", eng}, {"haproxy", hap}}
+	paths := withBaseline(b, []struct{ name, addr string }{{"direct", up}, {"bare", bare}, {"engine", eng}, {"haproxy", hap}}, up)
 	total := map[string]time.Duration{}
 	// A large read buffer, as a bulk client would use: io.Discard's 8 KiB
 	// ReadFrom would make the reader, not the path, the bottleneck.
@@ -257,6 +257,18 @@ func BenchmarkBulkThroughput(b *testing.B) {
 	b.ReportMetric(mbps(total["bare"])/mbps(total["direct"]), "bare/direct")
 	b.ReportMetric(mbps(total["engine"])/mbps(total["direct"]), "engine/direct")
 	b.ReportMetric(mbps(total["haproxy"])/mbps(total["direct"]), "haproxy/direct")
+	if _, ok := total["baseline"]; ok {
+		b.ReportMetric(mbps(total["baseline"])/mbps(total["direct"]), "baseline/direct")
+	}
+}
+
+// others are the paths compared with the first (direct).
+func others(paths []struct{ name, addr string }) []string {
+	var out []string
+	for _, p := range paths[1:] {
+		out = append(out, p.name)
+	}
+	return out
 }
 
 func pct(ds []time.Duration, p int) time.Duration {
@@ -276,7 +288,7 @@ func BenchmarkConnectFirstBytePlain(b *testing.B) {
 	eng := startProxy(b, "engine", up)
 	_, hap := startHAProxy(b, tlsUpstream(b), up)
 	bare := startProxy(b, "bare", up)
-	paths := []struct{ name, addr string }{{"direct", up}, {"bare", bare}, {"engine", eng}, {"haproxy", hap}}
+	paths := withBaseline(b, []struct{ name, addr string }{{"direct", up}, {"bare", bare}, {"engine", eng}, {"haproxy", hap}}, up)
 	lat := map[string][]time.Duration{}
 	buf := make([]byte, 1)
 	b.ResetTimer()
@@ -296,7 +308,7 @@ func BenchmarkConnectFirstBytePlain(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	reportLatency(b, paths[0].name, lat, []string{"bare", "engine", "haproxy"})
+	reportLatency(b, paths[0].name, lat, others(paths))
 }
 
 // reportLatency reports p50/p99 per path and the added latency over base.

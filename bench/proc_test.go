@@ -31,7 +31,23 @@ import (
 const (
 	proxyRoleEnv     = "FORGE_BENCH_PROXY_ROLE"
 	proxyUpstreamEnv = "FORGE_BENCH_PROXY_UPSTREAM"
+	// baselineEnv names a bench test binary built from another tree
+	// (go test -c ./bench): its engine runs as one more path,
+	// "baseline", side by side with this tree's, so a change to the
+	// engine is measured old against new in one interleaved run.
+	baselineEnv = "FORGE_BENCH_BASELINE"
 )
+
+// withBaseline appends the baseline engine's path to paths when
+// FORGE_BENCH_BASELINE is set.
+func withBaseline(b *testing.B, paths []struct{ name, addr string }, upstream string) []struct{ name, addr string } {
+	bin := os.Getenv(baselineEnv)
+	if bin == "" {
+		return paths
+	}
+	addr, _ := startProxyFrom(b, bin, "engine", upstream)
+	return append(paths, struct{ name, addr string }{"baseline", addr})
+}
 
 func TestMain(m *testing.M) {
 	if role := os.Getenv(proxyRoleEnv); role != "" {
@@ -56,7 +72,13 @@ func startProxy(b *testing.B, role, upstream string) string {
 // startProxyPID is startProxy that also returns the child's process ID.
 func startProxyPID(b *testing.B, role, upstream string) (string, int) {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	return startProxyFrom(b, os.Args[0], role, upstream)
+}
+
+// startProxyFrom runs role from the bench binary bin.
+func startProxyFrom(b *testing.B, bin, role, upstream string) (string, int) {
+	b.Helper()
+	cmd := exec.Command(bin, "-test.run=^$")
 	cmd.Env = append(os.Environ(), proxyRoleEnv+"="+role, proxyUpstreamEnv+"="+upstream)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()

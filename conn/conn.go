@@ -57,8 +57,15 @@ const (
 )
 
 // Conn is one intercepted client connection on its way through the stages.
-// A stage owns a Conn while it holds it; it hands ownership on by sending it
-// to the next stage's channel and must not touch it afterwards.
+//
+// Ownership: a stage worker owns a Conn while its stage function runs and
+// hands it on by returning where it goes next; it must not touch it
+// afterwards. Once relaying starts, the relay owns it: the goroutine of
+// the client's direction writes BytesUp and (the request gate) the
+// verdict; the goroutine of the server's direction writes only BytesDown,
+// which the relay reads after that goroutine has ended; the relay
+// registry may close or reset both sockets at shutdown but touches no
+// field. The audit event is written once both directions have ended.
 type Conn struct {
 	ID       uint64
 	Accepted time.Time
@@ -86,7 +93,7 @@ type Conn struct {
 	Proto Proto
 	SNI   string
 	Host  string
-	ALPN  string
+	ALPN  []string
 	// NamePort is the port named in an HTTP Host header or absolute-form
 	// target (0 when none was given).
 	NamePort uint16

@@ -137,3 +137,25 @@ func FuzzSniff(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseHTTPResponse: the response parser never panics, a prefix of a
+// complete head only ever needs more, and HeaderLen stays in bounds.
+func FuzzParseHTTPResponse(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
+	f.Add([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseHTTPResponse(b)
+		if err != nil {
+			return
+		}
+		if r.HeaderLen <= 0 || r.HeaderLen > len(b) || r.Status < 100 || r.Status > 999 {
+			t.Fatalf("response %+v from %d bytes", r, len(b))
+		}
+		for k := 0; k < r.HeaderLen; k++ {
+			if _, err := ParseHTTPResponse(b[:k]); !errors.Is(err, ErrNeedMore) {
+				t.Fatalf("prefix of %d bytes: %v", k, err)
+			}
+		}
+	})
+}

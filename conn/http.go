@@ -33,6 +33,19 @@ type HTTPRequest struct {
 	Version string
 	// HeaderLen is the length of the request head, blank line included.
 	HeaderLen int
+
+	// The body framing, read from the head once (see framing.go).
+	// ContentLength is the body length a Content-Length header gives (0
+	// when none); Chunked says Transfer-Encoding ends in chunked; Upgrade
+	// is the first protocol an Upgrade header asks for ("" when none).
+	ContentLength int64
+	Chunked       bool
+	Upgrade       string
+	// FramingErr says why the framing is ambiguous or refused: it wraps
+	// ErrMalformedHTTP (RFC 9112 §6 smuggling rules), ErrUpgradeNotWebSocket
+	// or ErrBodyOnBodilessMethod. The destination fields are valid even
+	// then; a gate that forwards the request must refuse it.
+	FramingErr error
 }
 
 // httpMethods are the request methods LooksLikeHTTP recognises. Read-only.
@@ -81,7 +94,9 @@ func malformedHTTP(format string, args ...any) error {
 // returns ErrNeedMore until the blank line that ends the head (CRLF or a
 // bare LF), ErrHeaderTooLarge once the head exceeds MaxHTTPHeader, and an
 // error wrapping ErrMalformedHTTP for anything not a well-formed request
-// head with one unambiguous destination. Each line is judged as soon as it
+// head with one unambiguous destination — ErrHostMismatch when a target
+// and the Host header name different hosts, with req still carrying the
+// target's Host and Port. Each line is judged as soon as it
 // is complete, so garbage is rejected without waiting for the blank line,
 // and a prefix of a valid head only ever yields ErrNeedMore.
 func ParseHTTPRequest(b []byte) (HTTPRequest, error) {
@@ -96,8 +111,11 @@ func ParseHTTPRequest(b []byte) (HTTPRequest, error) {
 	if err := parseRequestLine(&req, line); err != nil {
 		return req, err
 	}
-	var hostHeader []byte
-	seenHost := false
+	var (
+		hostHeader []byte
+		seenHost   bool
+		fr         framingFields
+	)
 	for {
 		line, pos, err = nextHTTPLine(b, pos)
 		if err != nil {
@@ -116,9 +134,15 @@ func ParseHTTPRequest(b []byte) (HTTPRequest, error) {
 			}
 			seenHost, hostHeader = true, value
 		}
+		fr.add(name, value)
 	}
 	req.HeaderLen = pos
-	return req, resolveHTTPHost(&req, seenHost, hostHeader)
+	if err := resolveHTTPHost(&req, seenHost, hostHeader); err != nil {
+		// A mismatch still reports the target's host, for the audit line.
+		return req, err
+	}
+	fr.apply(&req)
+	return req, nil
 }
 
 // nextHTTPLine returns the line starting at start without its line ending
@@ -252,6 +276,12 @@ func resolveHTTPHost(req *HTTPRequest, seenHost bool, hostHeader []byte) error {
 			return fmt.Errorf("request-target: %w", err)
 		}
 		req.Host, req.Port = host, port
+		if seenHost && !sameAuthority(req, hHost, hPort) {
+			// RFC 9112 §3.2: the Host must be identical to the target's
+			// authority. A server that prefers the Host (Python, Node)
+			// would serve a host the policy never judged.
+			return fmt.Errorf("%w: target %q, Host %q", ErrHostMismatch, authority, hostHeader)
+		}
 		return nil
 	}
 	if req.Version == "HTTP/1.1" && hHost == "" {
@@ -260,6 +290,36 @@ func resolveHTTPHost(req *HTTPRequest, seenHost bool, hostHeader []byte) error {
 	}
 	req.Host, req.Port = hHost, hPort
 	return nil
+}
+
+// sameAuthority reports whether a Host header (hHost, hPort; "" when
+// empty) names the authority of req's target. Names compare without a
+// trailing dot; a port left out on one side is the scheme's default
+// (CONNECT has none: a Host without port matches any).
+func sameAuthority(req *HTTPRequest, hHost string, hPort uint16) bool {
+	if hHost == "" || strings.TrimSuffix(hHost, ".") != strings.TrimSuffix(req.Host, ".") {
+		return false
+	}
+	tPort, def := req.Port, uint16(0)
+	switch {
+	case req.Method == "CONNECT":
+		return hPort == 0 || hPort == tPort
+	case hasPrefixFold(req.Target, "https://"):
+		def = 443
+	default:
+		def = 80
+	}
+	if tPort == 0 {
+		tPort = def
+	}
+	if hPort == 0 {
+		hPort = def
+	}
+	return tPort == hPort
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // parseAuthority parses host[:port] (RFC 3986 §3.2 without userinfo). The

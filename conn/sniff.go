@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 )
 
 // maxEmptyReads is how many (0, nil) reads in a row Sniff tolerates before
@@ -23,8 +22,10 @@ type Sniffed struct {
 	// Host and Port come from an HTTP request (see HTTPRequest).
 	Host string
 	Port uint16
-	// ALPN is the comma-joined list of protocols a TLS client offered.
-	ALPN string
+	// ALPN lists the protocols a TLS client offered, in its order (nil
+	// when none). A list, not a joined string: a protocol name may hold
+	// any byte, a comma too.
+	ALPN []string
 }
 
 // Sniff reads from r into buf until it can classify the stream, and
@@ -35,7 +36,8 @@ type Sniffed struct {
 //   - First bytes that cannot start a TLS handshake record or a known
 //     HTTP/1.x method: ProtoOpaque at once, without waiting for more.
 //   - A complete ClientHello: ProtoTLS with SNI (possibly "") and ALPN.
-//   - A complete HTTP/1.x request head: ProtoHTTP with Host and Port.
+//   - A complete HTTP/1.x request head: ProtoHTTP with Host and Port (of
+//     the target when target and Host header disagree; see classify).
 //   - Deadline before any byte: ProtoOpaque, nil (server-speaks-first).
 //   - Deadline after part of a TLS or HTTP prefix: ErrClassifyTimeout.
 //   - EOF before classification: ErrClientClosed.
@@ -98,7 +100,7 @@ func (c *classifier) classify(s *Sniffed, b []byte, k int) (done bool, err error
 		if errors.Is(err, ErrNeedMore) {
 			return false, nil
 		}
-		s.Proto, s.SNI, s.SNIIsIP, s.ALPN = ProtoTLS, ch.ServerName, ch.ServerNameIsIP, strings.Join(ch.ALPN, ",")
+		s.Proto, s.SNI, s.SNIIsIP, s.ALPN = ProtoTLS, ch.ServerName, ch.ServerNameIsIP, ch.ALPN
 		return true, err
 	case couldBeHTTP(b):
 		if !LooksLikeHTTP(b) || !c.httpWorthParsing(b, k) {
@@ -110,8 +112,13 @@ func (c *classifier) classify(s *Sniffed, b []byte, k int) (done bool, err error
 			return false, nil
 		}
 		s.Proto = ProtoHTTP
-		if err == nil {
+		if err == nil || errors.Is(err, ErrHostMismatch) {
+			// A target and a Host that disagree: the target names the
+			// destination the policy judges; the request gate, which
+			// judges every head before forwarding it, refuses the
+			// mismatch itself.
 			s.Host, s.Port = req.Host, req.Port
+			return true, nil
 		}
 		return true, err
 	default:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -22,13 +23,13 @@ func sniffSamples(t testing.TB) []struct {
 		in   []byte
 		want Sniffed
 	}{
-		{"curl TLS", readTestdata(t, "curl.bin"), Sniffed{Proto: ProtoTLS, SNI: "allowed.test", ALPN: "h2,http/1.1"}},
-		{"openssl TLS", readTestdata(t, "openssl.bin"), Sniffed{Proto: ProtoTLS, SNI: "openssl.test", ALPN: "h2,http/1.1"}},
-		{"go classic", hellos["classic"], Sniffed{Proto: ProtoTLS, SNI: "example.test", ALPN: "h2,http/1.1"}},
-		{"go post-quantum", hellos["post-quantum"], Sniffed{Proto: ProtoTLS, SNI: "pq.example.test", ALPN: "h2"}},
-		{"go over 16 KiB", hellos["large"], Sniffed{Proto: ProtoTLS, SNI: "big.example.test", ALPN: strings.Join(bigALPN(90), ",")}},
-		{"go over 16 KiB in 7-byte records", reframe(t, hellos["large"], 7), Sniffed{Proto: ProtoTLS, SNI: "big.example.test", ALPN: strings.Join(bigALPN(90), ",")}},
-		{"TLS without SNI", buildHello(alpnExt("h2")), Sniffed{Proto: ProtoTLS, ALPN: "h2"}},
+		{"curl TLS", readTestdata(t, "curl.bin"), Sniffed{Proto: ProtoTLS, SNI: "allowed.test", ALPN: []string{"h2", "http/1.1"}}},
+		{"openssl TLS", readTestdata(t, "openssl.bin"), Sniffed{Proto: ProtoTLS, SNI: "openssl.test", ALPN: []string{"h2", "http/1.1"}}},
+		{"go classic", hellos["classic"], Sniffed{Proto: ProtoTLS, SNI: "example.test", ALPN: []string{"h2", "http/1.1"}}},
+		{"go post-quantum", hellos["post-quantum"], Sniffed{Proto: ProtoTLS, SNI: "pq.example.test", ALPN: []string{"h2"}}},
+		{"go over 16 KiB", hellos["large"], Sniffed{Proto: ProtoTLS, SNI: "big.example.test", ALPN: bigALPN(90)}},
+		{"go over 16 KiB in 7-byte records", reframe(t, hellos["large"], 7), Sniffed{Proto: ProtoTLS, SNI: "big.example.test", ALPN: bigALPN(90)}},
+		{"TLS without SNI", buildHello(alpnExt("h2")), Sniffed{Proto: ProtoTLS, ALPN: []string{"h2"}}},
 		{"curl proxy HTTP", readTestdata(t, "curl-proxy.bin"), Sniffed{Proto: ProtoHTTP, Host: "proxied.test", Port: 8080}},
 		{"curl CONNECT", readTestdata(t, "curl-connect.bin"), Sniffed{Proto: ProtoHTTP, Host: "tunnel.test", Port: 443}},
 		{"HTTP bare LF", []byte("GET / HTTP/1.1\nHost: LF.test\n\n"), Sniffed{Proto: ProtoHTTP, Host: "lf.test"}},
@@ -44,7 +45,7 @@ func TestSniffTrickled(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s, chunks ≤%d: %v", tc.name, chunk, err)
 			}
-			if s != tc.want {
+			if !reflect.DeepEqual(s, tc.want) {
 				t.Errorf("%s, chunks ≤%d: got %+v, want %+v", tc.name, chunk, s, tc.want)
 			}
 			if n != len(tc.in) || !bytes.Equal(buf[:n], tc.in) || len(r.data) != 0 {
@@ -95,7 +96,7 @@ func TestSniffLoopbackSegments(t *testing.T) {
 			if werr := <-done; werr != nil {
 				t.Fatalf("write: %v", werr)
 			}
-			if err != nil || s != tc.want || n != len(tc.in) || !bytes.Equal(buf[:n], tc.in) {
+			if err != nil || !reflect.DeepEqual(s, tc.want) || n != len(tc.in) || !bytes.Equal(buf[:n], tc.in) {
 				t.Fatalf("got %+v n=%d err=%v, want %+v n=%d", s, n, err, tc.want, len(tc.in))
 			}
 		})

@@ -201,7 +201,7 @@ func TestResetChecksum(t *testing.T) {
 func TestReasonsMatchProxy(t *testing.T) {
 	for mine, proxy := range map[string]string{
 		ReasonMalformedTLS: stages.ReasonMalformedTLS, ReasonMalformedHTTP: stages.ReasonMalformedHTTP,
-		ReasonHeaderTooLarge: stages.ReasonHeaderTooLarge, ReasonClassifyTimout: stages.ReasonClassifyTimout,
+		ReasonHeaderTooLarge: stages.ReasonHeaderTooLarge, ReasonClassifyTimout: stages.ReasonClassifyTimeout,
 		ReasonClientClosed: stages.ReasonClientClosed, ReasonClassifyError: stages.ReasonClassifyError,
 		ReasonShutdown: stages.ReasonShutdown,
 	} {

@@ -38,7 +38,7 @@ type Flow struct {
 	Proto     string
 	SNI       string
 	Host      string
-	ALPN      string
+	ALPN      []string // protocols the client offered, in its order
 	SrcPort   uint16
 	DstIP     string
 	DstPort   uint16
@@ -170,7 +170,7 @@ func (a *Auditor) Egress(f Flow) {
 	if a.observe != nil {
 		a.observe(f)
 	}
-	f.SNI, f.Host, f.ALPN = truncateName(f.SNI), truncateName(f.Host), truncateName(f.ALPN)
+	f.SNI, f.Host, f.ALPN = truncateName(f.SNI), truncateName(f.Host), truncateALPN(f.ALPN)
 	msg, decision := MsgEgressDenied, DecisionDenied
 	if f.Allowed {
 		msg, decision = MsgEgressAllowed, DecisionAllowed
@@ -213,7 +213,7 @@ func appendEgressFields(buf []zap.Field, f Flow) []zap.Field {
 		zap.String("proto", f.Proto),
 		zap.String("sni", f.SNI),
 		zap.String("host", f.Host),
-		zap.String("alpn", f.ALPN),
+		zap.Strings("alpn", f.ALPN),
 		zap.String("dst_ip", f.DstIP),
 		zap.Uint16("dst_port", f.DstPort),
 		zap.Uint16("src_port", f.SrcPort),
@@ -326,6 +326,26 @@ func newFieldPool() *sync.Pool {
 		s := make([]zap.Field, 0, 18)
 		return &s
 	}}
+}
+
+// maxAuditALPN caps the protocols an audit line lists: a ClientHello may
+// offer hundreds (a 16 KiB hello of junk names), real clients two or
+// three.
+const maxAuditALPN = 16
+
+// truncateALPN cuts the list to maxAuditALPN entries (the last then says
+// it was cut) and each entry to maxAuditNameLen bytes. It never returns
+// nil, so the field is always a JSON array.
+func truncateALPN(list []string) []string {
+	n := min(len(list), maxAuditALPN)
+	out := make([]string, n, n+1)
+	for i := range n {
+		out[i] = truncateName(list[i])
+	}
+	if len(list) > maxAuditALPN {
+		out = append(out, truncatedMark)
+	}
+	return out
 }
 
 // truncateName cuts an agent-controlled string to maxAuditNameLen bytes.

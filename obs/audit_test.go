@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -130,7 +132,7 @@ func TestAuditorDNSMetricsAndDenials(t *testing.T) {
 // says, field for field, so operators can grep one for the other.
 func TestDenialMatchesLogLine(t *testing.T) {
 	a, buf, _, d := newTestAuditor(t)
-	a.Egress(Flow{Proto: "tls", SNI: "evil.test", Host: "", ALPN: "h2", SrcPort: 40000,
+	a.Egress(Flow{Proto: "tls", SNI: "evil.test", Host: "", ALPN: []string{"h2", "a,b"}, SrcPort: 40000,
 		DstIP: "198.51.100.3", DstPort: 443, Reason: "sni_ip_mismatch", Rule: "evil.test",
 		BytesUp: 517, Duration: 1234567 * time.Nanosecond, Source: "transparent"})
 	a.DNS(DNSQuery{QName: "bad.test.", QType: "A", Rcode: "REFUSED", Reason: "domain_not_allowed",
@@ -164,7 +166,7 @@ func assertSameObject(t *testing.T, what string, want, got map[string]any) {
 			t.Errorf("%s: denial lacks log field %q", what, k)
 			continue
 		}
-		if wv != gv {
+		if !reflect.DeepEqual(wv, gv) {
 			t.Errorf("%s: field %q: denial %v (%T), log %v (%T)", what, k, gv, gv, wv, wv)
 		}
 	}
@@ -359,5 +361,41 @@ func TestWithSamplingTrueUsesDefaults(t *testing.T) {
 	oneTick := DefaultSampleFirst + (n-DefaultSampleFirst)/DefaultSampleThereafter
 	if got < oneTick || got > 3*oneTick {
 		t.Fatalf("lines = %d of %d allowed, want about %d with default sampling", got, n, oneTick)
+	}
+}
+
+// TestALPNIsAnArray: the alpn field is a JSON array in the log line and
+// in /denials — [] when none, each protocol as offered (a comma inside a
+// name cannot be confused with a separator), cut to maxAuditALPN entries.
+func TestALPNIsAnArray(t *testing.T) {
+	a, buf, _, d := newTestAuditor(t)
+	many := make([]string, maxAuditALPN+5)
+	for i := range many {
+		many[i] = fmt.Sprintf("p%d", i)
+	}
+	a.Egress(Flow{Proto: "tls", SNI: "a.test", ALPN: []string{"h2", "x,y"}, Reason: "r"})
+	a.Egress(Flow{Proto: "opaque", Reason: "r"})
+	a.Egress(Flow{Proto: "tls", ALPN: many, Reason: "r"})
+	lines := buf.lines(t)
+	if len(lines) != 3 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	want := []string{`["h2","x,y"]`, `[]`, ""}
+	for i, l := range lines[:2] {
+		got, _ := json.Marshal(l["alpn"])
+		if string(got) != want[i] {
+			t.Errorf("line %d alpn = %s, want %s", i, got, want[i])
+		}
+	}
+	if cut, _ := lines[2]["alpn"].([]any); len(cut) != maxAuditALPN+1 || cut[maxAuditALPN] != truncatedMark {
+		t.Errorf("long alpn = %v, want %d entries and the truncation mark", lines[2]["alpn"], maxAuditALPN)
+	}
+	for _, ev := range d.Recent(0) {
+		raw, _ := json.Marshal(ev)
+		var m map[string]any
+		_ = json.Unmarshal(raw, &m)
+		if _, ok := m["alpn"].([]any); !ok {
+			t.Errorf("denial alpn = %#v, want an array", m["alpn"])
+		}
 	}
 }

@@ -29,7 +29,7 @@ type DenialEvent struct {
 	// Egress (TCP) fields.
 	SNI       string
 	Host      string
-	ALPN      string
+	ALPN      []string
 	DstIP     string
 	DstPort   uint16
 	SrcPort   uint16
@@ -57,7 +57,7 @@ type egressEventJSON struct {
 	Proto      string    `json:"proto"`
 	SNI        string    `json:"sni"`
 	Host       string    `json:"host"`
-	ALPN       string    `json:"alpn"`
+	ALPN       []string  `json:"alpn"`
 	DstIP      string    `json:"dst_ip"`
 	DstPort    uint16    `json:"dst_port"`
 	SrcPort    uint16    `json:"src_port"`
@@ -113,7 +113,7 @@ func (e DenialEvent) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(egressEventJSON{
 		TS: e.TS, Msg: e.Msg, Proto: e.Proto,
-		SNI: e.SNI, Host: e.Host, ALPN: e.ALPN,
+		SNI: e.SNI, Host: e.Host, ALPN: nonNil(e.ALPN),
 		DstIP: e.DstIP, DstPort: e.DstPort, SrcPort: e.SrcPort,
 		Reason: e.Reason, Rule: e.Rule,
 		BytesUp: e.BytesUp, BytesDown: e.BytesDown,
@@ -170,4 +170,12 @@ func (d *Denials) Recent(limit int) []DenialEvent {
 		out[i] = d.ring[(d.next-1-i+len(d.ring))%len(d.ring)]
 	}
 	return out
+}
+
+// nonNil makes a missing list an empty JSON array, as in the log line.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -22,7 +22,7 @@ const (
 // acceptLoop accepts until ctx ends (the listener is closed then). It takes
 // an admission token before each accept: with MaxConns connections inside
 // the engine it stops accepting, and further clients wait in the kernel's
-// accept queue — backpressure, not failure. Sending on e.entry also blocks
+// accept queue — backpressure, not failure. Sending to the entry stage also blocks
 // when the first stage is busy.
 func (e *Engine) acceptLoop(ctx context.Context, ln *net.TCPListener) error {
 	backoff := time.Duration(0)
@@ -60,7 +60,7 @@ func (e *Engine) acceptLoop(ctx context.Context, ln *net.TCPListener) error {
 		if e.cfg.Metrics != nil {
 			e.cfg.Metrics.Active.Inc()
 		}
-		e.entry <- cc
+		e.queues[e.entry] <- cc
 	}
 }
 

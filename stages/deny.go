@@ -1,8 +1,8 @@
 package stages
 
 import (
+	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/forge/forge-supervisor/conn"
@@ -27,11 +27,19 @@ var tlsAccessDenied = []byte{21, 3, 3, 0, 2, 2, 49}
 // deny stage: answer in the client's protocol, then close. TLS gets a
 // fatal access_denied alert, HTTP a 403 naming the host and the reason,
 // anything else a reset (SO_LINGER 0).
-func (e *Engine) deny(c *conn.Conn) {
+func (e *Engine) deny(_ context.Context, c *conn.Conn) route {
 	c.Allowed = false
-	switch {
-	case c.Upstream != nil:
+	if c.Upstream != nil {
+		// Dialled early (early.go): the upstream goes first; nothing of
+		// the client's ever reached it.
+		_ = c.Upstream.SetLinger(0)
 		_ = c.Upstream.Close()
+		c.Upstream = nil
+	}
+	switch {
+	case c.BytesDown > 0:
+		// The server already spoke to the client: an alert or a 403 in
+		// the middle of its stream would be taken for its own.
 		resetClose(c)
 	case c.Front == conn.FrontSOCKS5:
 		e.answerAndClose(c, socks5Refusal(c))
@@ -45,6 +53,7 @@ func (e *Engine) deny(c *conn.Conn) {
 		resetClose(c)
 	}
 	e.finish(c)
+	return routeDone
 }
 
 // forbidden renders the HTTP answer to a denied connection: 403 when the
@@ -53,7 +62,7 @@ func (e *Engine) deny(c *conn.Conn) {
 // clients then see an honest gateway error. The host was validated by the
 // HTTP parser; it is still stripped of anything but printable ASCII.
 func forbidden(c *conn.Conn) []byte {
-	host := printable(c.Host)
+	host := conn.Printable(c.Host)
 	switch {
 	case host != "":
 	case c.Dst.IsValid():
@@ -68,15 +77,6 @@ func forbidden(c *conn.Conn) []byte {
 	body := fmt.Sprintf("forge-supervisor: egress to %s %s (%s)\n", host, verb, c.Reason)
 	return fmt.Appendf(nil, "HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\n"+
 		"Content-Length: %d\r\nConnection: close\r\nX-Forge-Supervisor: denied\r\n\r\n%s", status, len(body), body)
-}
-
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x21 || r > 0x7e {
-			return -1
-		}
-		return r
-	}, s)
 }
 
 func (e *Engine) answerAndClose(c *conn.Conn, msg []byte) {

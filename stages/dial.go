@@ -13,22 +13,23 @@ import (
 
 // dial stage: connect to the original destination from a socket carrying
 // the supervisor's mark, which the nft ruleset exempts from interception —
-// so the supervisor never proxies itself.
-func (e *Engine) dial(c *conn.Conn, live *relays, deny chan<- *conn.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
-	up, err := e.cfg.DialUpstream(ctx, c.Dst)
-	cancel()
+// so the supervisor never proxies itself — and start the relay.
+func (e *Engine) dial(_ context.Context, c *conn.Conn) route {
+	if c.Upstream == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
+		up, err := e.cfg.DialUpstream(ctx, c.Dst)
+		cancel()
+		if err != nil {
+			c.Stamps.Dial = e.observe("dial", c.Stamps.Policy)
+			e.refuse(c, ReasonDialFailed, c.Rule, true)
+			return routeDeny
+		}
+		_ = up.SetNoDelay(true)
+		c.Upstream = up
+	} // else dialled early: the decision needed no name (early.go)
 	c.Stamps.Dial = e.observe("dial", c.Stamps.Policy)
-	if err != nil {
-		c.Allowed = false
-		c.WouldDeny = false
-		c.Reason = ReasonDialFailed
-		deny <- c
-		return
-	}
-	c.Upstream = up
-	_ = c.Upstream.SetNoDelay(true)
-	live.start(c, e.relay, e.finish)
+	e.live.start(c, e.relay, e.finish)
+	return routeDone
 }
 
 // dialMarked connects with the engine's mark.

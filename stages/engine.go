@@ -1,21 +1,30 @@
 // Package stages is the connection engine: an accepted connection moves
-// through channel-connected stages, each a bounded pool of workers reading
-// one inbound channel:
+// through a table of stages, each a bounded pool of workers reading one
+// inbound channel. A stage is a plain function of one connection that
+// returns where the connection goes next; the runner (run.go) does the
+// routing:
 //
-//	accept ─▶ origdst ─▶ classify ─▶ policy ─▶ dial ─▶ splice ─▶ audit
-//	             └───────────┴───────────┴────────┴──▶ deny ─▶ audit
+//	accept ─▶ classify ─▶ policy ─▶ dial ─▶ relay ─▶ audit
+//	  │          │  └─▶ handshake ─┘│       │
+//	  └(fallback)┴──────────────────┴───────┴──▶ deny ─▶ audit
+//
+// classify finds the original destination and reads the client's first
+// bytes; a request to the proxy's own address (and every connection of the
+// fallback front) takes the handshake stage instead, which reads an
+// explicit-proxy request. policy owns the verdict (verdict.go); dial
+// connects and starts the relay; deny answers in the client's protocol.
 //
 // Channels are bounded: a full channel blocks the stage before it and, at
 // the end of the line, the accept loop — backpressure instead of an
-// unbounded goroutine per connection. The splice stage is the one without
-// a pool: a dial worker starts a connection's relay (a goroutine pair)
+// unbounded goroutine per connection. The relay is the one step without a
+// pool: a dial worker starts a connection's relay (a goroutine pair)
 // itself, and admission at accept bounds the relays to MaxConns. Every
-// connection ends with exactly one audit event, written by the splice or
+// connection ends with exactly one audit event, written by the relay or
 // the deny stage.
 //
-// Shutdown drains: the accept loop stops when the context ends and closes
-// its output; each stage closes its output once its input is closed and its
-// workers are done; live relays are cut at once and awaited.
+// Shutdown drains: the accept loops stop when the context ends; then each
+// stage's input is closed once every stage before it is done (a stage only
+// routes forward); live relays are cut at once and awaited.
 package stages
 
 import (
@@ -23,12 +32,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/forge/forge-supervisor/bufpool"
 	"github.com/forge/forge-supervisor/conn"
@@ -90,9 +97,11 @@ type Config struct {
 	PipesIdle int // idle splice pipes kept
 }
 
-// Workers sizes each stage's pool.
+// Workers sizes each stage's pool. OrigDst is kept for configurations
+// that set it; the original destination is read by the classify workers
+// (one getsockopt: a hop of its own bought nothing).
 type Workers struct {
-	OrigDst, Classify, Policy, Dial, Deny int
+	OrigDst, Classify, Handshake, Policy, Dial, Deny int
 }
 
 // Defaults. Classify and dial workers mostly wait on the network (a silent
@@ -109,7 +118,9 @@ const (
 	relayBufSize = 32 << 10
 )
 
-var defaultWorkers = Workers{OrigDst: 4, Classify: 1024, Policy: 256, Dial: 512, Deny: 256}
+// Handshake serves explicit-proxy requests made to the proxy's own address
+// in kernel mode (in the fallback, the classify pool serves them).
+var defaultWorkers = Workers{OrigDst: 4, Classify: 1024, Handshake: 64, Policy: 256, Dial: 512, Deny: 256}
 
 func (c *Config) setDefaults() {
 	if c.Port == 0 {
@@ -151,7 +162,7 @@ func (c *Config) setDefaults() {
 		v *int
 		d int
 	}{
-		{&w.OrigDst, defaultWorkers.OrigDst}, {&w.Classify, defaultWorkers.Classify},
+		{&w.OrigDst, defaultWorkers.OrigDst}, {&w.Classify, defaultWorkers.Classify}, {&w.Handshake, defaultWorkers.Handshake},
 		{&w.Policy, defaultWorkers.Policy}, {&w.Dial, defaultWorkers.Dial}, {&w.Deny, defaultWorkers.Deny},
 	} {
 		if *p.v <= 0 {
@@ -173,14 +184,19 @@ type Engine struct {
 	bufs      *bufpool.Buffers // relay fallback buffers
 	peekBufs  *bufpool.Buffers // classification scratch, conn.MaxPeek each
 	nextID    atomic.Uint64
+	// proxyPort is the port the listeners are bound to: a connection to
+	// it on a local address is an explicit-proxy request.
+	proxyPort uint16
 	// admitted holds one token per connection inside the engine, taken
 	// before accept(2) and returned when the connection is audited.
 	admitted chan struct{}
 
-	// entry is where connections enter the pipeline; policyIn is the
-	// policy stage's input.
-	entry    chan *conn.Conn
-	policyIn chan *conn.Conn
+	// queues are the stages' inputs, by route; entry is where accepted
+	// connections go (classify, or handshake for the fallback front).
+	queues [routeDone]chan *conn.Conn
+	entry  route
+	// live is the relay registry (the relay step), set up by Serve.
+	live *relays
 }
 
 // New checks cfg and returns an engine that is not yet listening.
@@ -197,9 +213,15 @@ func New(cfg Config) (*Engine, error) {
 		pipes:    bufpool.NewPipes(cfg.PipesIdle),
 		bufs:     bufpool.NewBuffers(relayBufSize),
 		peekBufs: bufpool.NewBuffers(conn.MaxPeek),
-		entry:    make(chan *conn.Conn, cfg.QueueLen),
-		policyIn: make(chan *conn.Conn, cfg.QueueLen),
 		admitted: make(chan struct{}, cfg.MaxConns),
+		entry:    routeClassify,
+		live:     newRelays(),
+	}
+	if cfg.Explicit {
+		e.entry = routeHandshake
+	}
+	for i := range e.queues {
+		e.queues[i] = make(chan *conn.Conn, cfg.QueueLen)
 	}
 	if e.cfg.DialUpstream == nil {
 		e.cfg.DialUpstream = e.dialMarked
@@ -230,6 +252,9 @@ func (e *Engine) Listen() error {
 		}
 		e.listeners = append(e.listeners, ln.(*net.TCPListener))
 	}
+	if len(e.listeners) > 0 {
+		e.proxyPort = uint16(e.listeners[0].Addr().(*net.TCPAddr).Port)
+	}
 	return nil
 }
 
@@ -246,147 +271,4 @@ func (e *Engine) closeListeners() {
 	for _, l := range e.listeners {
 		_ = l.Close()
 	}
-}
-
-// Serve runs the pipeline until ctx ends, then drains it and returns once
-// every connection has ended and been audited.
-func (e *Engine) Serve(ctx context.Context) error {
-	if len(e.listeners) == 0 {
-		return fmt.Errorf("stages: Serve before Listen")
-	}
-	q := e.cfg.QueueLen
-	classifyIn := make(chan *conn.Conn, q)
-	dialIn := make(chan *conn.Conn, q)
-	denyIn := make(chan *conn.Conn, q)
-	live := newRelays()
-
-	var g errgroup.Group
-
-	// Accept loops feed the entry channel; it closes when all have ended.
-	var accepting sync.WaitGroup
-	for _, ln := range e.listeners {
-		accepting.Add(1)
-		g.Go(func() error {
-			defer accepting.Done()
-			return e.acceptLoop(ctx, ln)
-		})
-	}
-	g.Go(func() error {
-		<-ctx.Done()
-		e.closeListeners()
-		return nil
-	})
-	g.Go(func() error {
-		accepting.Wait()
-		close(e.entry)
-		return nil
-	})
-
-	// Stages that can deny write to denyIn, which closes after all of them.
-	var denying sync.WaitGroup
-	denying.Add(4)
-	if e.cfg.Explicit {
-		// Fallback front: the client names its destination itself.
-		close(classifyIn)
-		denying.Done()
-		g.Go(func() error {
-			defer denying.Done()
-			runPool(e.cfg.Workers.Classify, e.entry, func(c *conn.Conn) { e.handshake(ctx, c, e.policyIn, denyIn) })
-			close(e.policyIn)
-			return nil
-		})
-	} else {
-		g.Go(func() error {
-			defer denying.Done()
-			runPool(e.cfg.Workers.OrigDst, e.entry, func(c *conn.Conn) { e.origDst(c, classifyIn, denyIn) })
-			close(classifyIn)
-			return nil
-		})
-		g.Go(func() error {
-			defer denying.Done()
-			runPool(e.cfg.Workers.Classify, classifyIn, func(c *conn.Conn) { e.classify(c, e.policyIn, denyIn) })
-			close(e.policyIn)
-			return nil
-		})
-	}
-	g.Go(func() error {
-		defer denying.Done()
-		runPool(e.cfg.Workers.Policy, e.policyIn, func(c *conn.Conn) { e.decide(ctx, c, dialIn, denyIn) })
-		close(dialIn)
-		return nil
-	})
-	g.Go(func() error {
-		runPool(e.cfg.Workers.Dial, dialIn, func(c *conn.Conn) { e.dial(c, live, denyIn) })
-		denying.Done()
-		live.wait()
-		return nil
-	})
-	g.Go(func() error {
-		denying.Wait()
-		close(denyIn)
-		return nil
-	})
-	g.Go(func() error {
-		runPool(e.cfg.Workers.Deny, denyIn, e.deny)
-		return nil
-	})
-	g.Go(func() error {
-		// Shutdown: live relays are cut at once, and so is any relay the
-		// draining pipeline starts later.
-		<-ctx.Done()
-		live.cutAll()
-		return nil
-	})
-	if e.cfg.Metrics != nil {
-		stop := make(chan struct{})
-		defer close(stop)
-		go e.reportQueues(stop, map[string]chan *conn.Conn{
-			"origdst": e.entry, "classify": classifyIn, "policy": e.policyIn,
-			"dial": dialIn, "deny": denyIn,
-		})
-	}
-	err := g.Wait()
-	e.pipes.Close()
-	return err
-}
-
-// runPool runs n workers that call work for each connection from in, and
-// returns when in is closed and every worker is done.
-func runPool(n int, in <-chan *conn.Conn, work func(*conn.Conn)) {
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c := range in {
-				work(c)
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// reportQueues samples channel depths into the queue-depth gauge.
-func (e *Engine) reportQueues(stop <-chan struct{}, queues map[string]chan *conn.Conn) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		for name, ch := range queues {
-			e.cfg.Metrics.QueueDepth.WithLabelValues(name).Set(float64(len(ch)))
-		}
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// observe records how long a connection spent in a stage.
-func (e *Engine) observe(stage string, since time.Time) time.Time {
-	now := time.Now()
-	if e.cfg.Metrics != nil {
-		e.cfg.Metrics.StageLatency.WithLabelValues(stage).Observe(now.Sub(since).Seconds())
-	}
-	return now
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forge/forge-supervisor/internal/testkit"
 	"github.com/forge/forge-supervisor/obs"
 	"github.com/forge/forge-supervisor/policy"
 	"github.com/forge/forge-supervisor/tests/testpki"
@@ -55,36 +55,9 @@ type harness struct {
 	t      *testing.T
 	eng    *Engine
 	addr   string
-	logs   *syncBuf
+	logs   *testkit.Log
 	routes map[uint16]string // dst port → loopback server address
 	dst    atomic.Pointer[netip.AddrPort]
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) lines() []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
-		if l == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err == nil {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 func newHarness(t *testing.T, dryRun bool, routes map[uint16]string) *harness {
@@ -103,7 +76,7 @@ func startHarness(t *testing.T, routes map[uint16]string, tweak func(*Config)) *
 	}
 	var holder atomic.Pointer[policy.Policy]
 	holder.Store(p)
-	logs := &syncBuf{}
+	logs := &testkit.Log{}
 	log, err := obs.NewLogger(logs, "info")
 	if err != nil {
 		t.Fatal(err)
@@ -153,20 +126,7 @@ func startHarness(t *testing.T, routes map[uint16]string, tweak func(*Config)) *
 		t.Fatal(err)
 	}
 	h.eng, h.addr = eng, eng.Addrs()[0].String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Serve did not return after cancel: the pipeline did not drain")
-		}
-	})
+	testkit.Serve(t, eng.Serve)
 	return h
 }
 
@@ -181,7 +141,7 @@ func (h *harness) events(n int) []map[string]any {
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		var ev []map[string]any
-		for _, l := range h.logs.lines() {
+		for _, l := range h.logs.Lines(h.t) {
 			if m, _ := l["msg"].(string); strings.HasPrefix(m, "egress_") {
 				ev = append(ev, l)
 			}
@@ -191,7 +151,7 @@ func (h *harness) events(n int) []map[string]any {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	h.t.Fatalf("timed out waiting for %d audit events; log:\n%s", n, h.logs.b.String())
+	h.t.Fatalf("timed out waiting for %d audit events; log:\n%s", n, h.logs.String())
 	return nil
 }
 
@@ -228,25 +188,10 @@ func httpServer(t *testing.T) string {
 // answers with its length: it only works if FIN is propagated.
 func echoUntilEOF(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b, _ := io.ReadAll(c)
-				io.WriteString(c, "got "+strconv.Itoa(len(b)))
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testkit.Listen(t, func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		io.WriteString(c, "got "+strconv.Itoa(len(b)))
+	})
 }
 
 func TestTLSAllowedCompletesHandshake(t *testing.T) {
@@ -267,7 +212,7 @@ func TestTLSAllowedCompletesHandshake(t *testing.T) {
 		t.Fatalf("body = %q", body)
 	}
 	ev := h.events(1)[0]
-	want := map[string]any{"msg": "egress_allowed", "proto": "tls", "sni": "allowed.test", "alpn": "http/1.1", "reason": "allowed_domain", "rule": "allowed.test", "dst_ip": "198.51.100.1"}
+	want := map[string]any{"msg": "egress_allowed", "proto": "tls", "sni": "allowed.test", "reason": "allowed_domain", "rule": "allowed.test", "dst_ip": "198.51.100.1"}
 	for k, v := range want {
 		if ev[k] != v {
 			t.Errorf("audit %s = %v, want %v (event %v)", k, ev[k], v, ev)
@@ -275,6 +220,10 @@ func TestTLSAllowedCompletesHandshake(t *testing.T) {
 	}
 	if ev["bytes_up"].(float64) == 0 || ev["bytes_down"].(float64) == 0 {
 		t.Errorf("byte counts missing: %v", ev)
+	}
+	// The offered protocols are a JSON array, as offered.
+	if alpn, ok := ev["alpn"].([]any); !ok || len(alpn) != 1 || alpn[0] != "http/1.1" {
+		t.Errorf("audit alpn = %#v, want [\"http/1.1\"]", ev["alpn"])
 	}
 }
 

@@ -14,17 +14,6 @@ import (
 	"github.com/forge/forge-supervisor/policy"
 )
 
-// Reasons decided by the explicit proxy's handshake.
-const (
-	ReasonNotProxyRequest = "not_a_proxy_request"          // an origin-form HTTP request sent to the proxy
-	ReasonProxyScheme     = "unsupported_proxy_scheme"     // absolute-form https://: HTTPS goes through CONNECT
-	ReasonDNSFailed       = "dns_failed"                   // the requested name did not resolve
-	ReasonMalformedSOCKS5 = "malformed_socks5"             // not a valid SOCKS5 greeting or request
-	ReasonSOCKS5NoMethod  = "socks5_no_acceptable_method"  // the client requires authentication
-	ReasonSOCKS5Command   = "socks5_command_not_supported" // BIND, UDP ASSOCIATE: only CONNECT is proxied
-	ReasonSOCKS5AddrType  = "socks5_address_type_not_supported"
-)
-
 // connectEstablished is the CONNECT success answer, written by the splice
 // stage once the upstream is connected.
 var connectEstablished = []byte("HTTP/1.1 200 Connection established\r\n\r\n")
@@ -36,35 +25,60 @@ type target struct {
 	port uint16
 }
 
-// handshake is the explicit proxy's front, in place of origdst and
-// classify: the client names its destination in an HTTP proxy request
-// (CONNECT or absolute-form) or a SOCKS5 CONNECT, all within
-// ClassifyTimeout. A name is checked against the policy before it is
-// resolved — Lookup must never become a way to send arbitrary names to
-// the upstream resolver — and then resolved by the supervisor itself, so
-// the IP the policy judges is one the name really has.
-func (e *Engine) handshake(ctx context.Context, c *conn.Conn, out, deny chan<- *conn.Conn) {
+// handshake stage, the explicit proxy's front: the client names its
+// destination in an HTTP proxy request (CONNECT or absolute-form) or a
+// SOCKS5 CONNECT, all within ClassifyTimeout. It only parses: the target
+// becomes c.Dst (an IP) or c.Host with c.Dst's port (a name, which the
+// policy stage checks and resolves — see resolve).
+func (e *Engine) handshake(_ context.Context, c *conn.Conn) route {
 	if ap, ok := c.Client.RemoteAddr().(*net.TCPAddr); ok {
 		c.Src = ap.AddrPort()
 	}
 	// Until the request says otherwise the client is taken for an HTTP
 	// proxy client: its denial is a 403, and it is audited as explicit.
 	c.Front = conn.FrontHTTPProxy
+	start := c.Accepted
+	if c.Stamps.OrigDst.After(start) {
+		start = c.Stamps.OrigDst
+	}
 	_ = c.Client.SetDeadline(time.Now().Add(e.cfg.ClassifyTimeout))
 	t, err := e.readProxyRequest(c)
 	_ = c.Client.SetDeadline(time.Time{})
-	c.Stamps.Classify = e.observe("handshake", c.Accepted)
+	c.Stamps.Classify = e.observe("handshake", start)
 	if err != nil {
-		c.Reason = handshakeReason(err)
-		deny <- c
-		return
+		e.refuse(c, handshakeReason(err), "", true)
+		return routeDeny
 	}
-	if reason := e.resolveTarget(ctx, c, t); reason != "" {
-		c.Reason, c.WouldDeny = reason, false
-		deny <- c
-		return
+	if reason := setTarget(c, t); reason != "" {
+		e.refuse(c, reason, "", true)
+		return routeDeny
 	}
-	out <- c
+	return routePolicy
+}
+
+// setTarget records the target on c. An IP is the destination already;
+// a name is normalized (and refused when it is no name) and left for the
+// policy stage to check and resolve: until then the destination is its
+// port alone, so a denial is audited with the port asked for, and a
+// denied name is never resolved (its dst_ip stays empty).
+func setTarget(c *conn.Conn, t target) (reason string) {
+	if t.ip.IsValid() {
+		c.Host = ""
+		c.Dst = netip.AddrPortFrom(t.ip.Unmap(), t.port)
+		return ""
+	}
+	c.Dst = netip.AddrPortFrom(netip.Addr{}, t.port)
+	name, err := policy.NormalizeName(t.name)
+	switch {
+	case errors.Is(err, policy.ErrIPLiteral):
+		// Numeric forms netip does not read ("127.1", "0x7f000001"): a
+		// resolver would take them for addresses the policy never saw.
+		return policy.ReasonIPLiteral
+	case err != nil:
+		return policy.ReasonInvalidName
+	}
+	c.Host = name
+	return ""
 }
 
 // readProxyRequest reads the client's request into a pooled buffer and
@@ -279,63 +293,6 @@ func hasToken(value, tok string) bool {
 	return false
 }
 
-// resolveTarget sets c.Dst (and c.Host for a name) and returns a deny
-// reason, or "" to go on to the policy stage. An IP destination is left
-// to the policy's IP rules. A name is normalized and checked by name
-// first; only an allowed name is resolved, and of its addresses the first
-// one the policy allows is taken (the A answers come first), else the
-// first one, which the policy stage then denies with its own reason.
-func (e *Engine) resolveTarget(ctx context.Context, c *conn.Conn, t target) string {
-	if t.ip.IsValid() {
-		c.Host = ""
-		c.Dst = netip.AddrPortFrom(t.ip.Unmap(), t.port)
-		return ""
-	}
-	name, err := policy.NormalizeName(t.name)
-	switch {
-	case errors.Is(err, policy.ErrIPLiteral):
-		// Numeric forms netip does not read ("127.1", "0x7f000001"): a
-		// resolver would take them for addresses the policy never saw.
-		return policy.ReasonIPLiteral
-	case err != nil:
-		return policy.ReasonInvalidName
-	}
-	c.Host = name
-	p := e.cfg.Policy.Load()
-	proc := e.identify(ctx, p, c)
-	if v := p.CheckNameFor(name, t.port, proc); !v.Allow {
-		c.Rule = v.Rule
-		if !e.cfg.DryRun {
-			return v.Reason
-		}
-		c.Reason, c.WouldDeny = v.Reason, true
-	}
-	if e.cfg.Lookup == nil {
-		return ReasonDNSFailed
-	}
-	lctx, cancel := context.WithTimeout(policy.WithProcess(ctx, proc), e.cfg.DialTimeout)
-	defer cancel()
-	addrs, err := e.cfg.Lookup(lctx, name)
-	start := c.Stamps.Classify
-	c.Stamps.Classify = e.observe("lookup", start)
-	if ctx.Err() != nil {
-		return ReasonShutdown
-	}
-	if err != nil || len(addrs) == 0 {
-		return ReasonDNSFailed
-	}
-	pick := addrs[0]
-	for _, a := range addrs {
-		v := p.DecideFor(lctx, policy.Request{Name: name, IP: a.Unmap(), Port: t.port}, proc, e.cfg.Resolver)
-		if v.Allow {
-			pick = a
-			break
-		}
-	}
-	c.Dst = netip.AddrPortFrom(pick.Unmap(), t.port)
-	return ""
-}
-
 // handshakeReason names why a handshake failed.
 func handshakeReason(err error) string {
 	switch {
@@ -380,7 +337,7 @@ func socks5ReplyCode(reason string) conn.SOCKS5Reply {
 		return conn.SOCKS5HostUnreachable
 	case ReasonDialFailed:
 		return conn.SOCKS5ConnectionRefused
-	case ReasonMalformedSOCKS5, ReasonClassifyTimout, ReasonClientClosed, ReasonHeaderTooLarge,
+	case ReasonMalformedSOCKS5, ReasonClassifyTimeout, ReasonClientClosed, ReasonHeaderTooLarge,
 		ReasonClassifyError, ReasonShutdown:
 		return conn.SOCKS5GeneralFailure
 	default:

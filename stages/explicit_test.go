@@ -61,9 +61,35 @@ type explicitHarness struct {
 
 func newExplicitHarness(t *testing.T, routes map[uint16]string) *explicitHarness {
 	t.Helper()
+	return startProxyHarness(t, routes, true)
+}
+
+// newSelfProxyHarness runs an engine in kernel mode (transparent front)
+// whose every connection originally went to the proxy's own address, as
+// an agent using HTTPS_PROXY=http://127.0.0.1:15001 does (issue #18).
+func newSelfProxyHarness(t *testing.T, routes map[uint16]string) *explicitHarness {
+	t.Helper()
+	h := startProxyHarness(t, routes, false)
+	h.to(netip.MustParseAddr("127.0.0.1"), h.eng.proxyPort)
+	return h
+}
+
+// proxyFronts are the two ways an agent reaches the explicit proxy: the
+// fallback (no kernel rules) and, in kernel mode, the proxy's own address.
+// The explicit-proxy tests run against both.
+var proxyFronts = []struct {
+	name  string
+	start func(*testing.T, map[uint16]string) *explicitHarness
+}{
+	{"fallback", newExplicitHarness},
+	{"kernel mode, own address", newSelfProxyHarness},
+}
+
+func startProxyHarness(t *testing.T, routes map[uint16]string, explicit bool) *explicitHarness {
+	t.Helper()
 	h := &explicitHarness{lookups: &fakeLookup{}}
 	h.harness = startHarness(t, routes, func(c *Config) {
-		c.Explicit = true
+		c.Explicit = explicit
 		c.Lookup = h.lookups.lookup
 		c.DialTimeout = 2 * time.Second
 		// Only the address the fake lookup hands out is routed.
@@ -139,163 +165,179 @@ func needCurl(t *testing.T) {
 }
 
 func TestExplicitCurlHTTPProxy(t *testing.T) {
-	needCurl(t)
-	t.Run("allowed", func(t *testing.T) {
-		h := newExplicitHarness(t, map[uint16]string{80: httpServer(t)})
-		out, errs, code := curl(t, "--proxy", "http://"+h.addr, "http://allowed.test/")
-		if code != 0 || out != "plain hello from allowed.test" {
-			t.Fatalf("curl exit %d, out %q, err %q", code, out, errs)
-		}
-		checkEvent(t, h.onlyEvent(), map[string]any{"msg": "egress_allowed", "proto": "http", "host": "allowed.test",
-			"dst_ip": "198.51.100.1", "dst_port": float64(80), "reason": policy.ReasonAllowedDomain, "rule": "allowed.test"})
-	})
-	t.Run("denied", func(t *testing.T) {
-		h := newExplicitHarness(t, map[uint16]string{80: httpServer(t)})
-		out, errs, code := curl(t, "-w", "%{http_code}", "--proxy", "http://"+h.addr, "http://evil.test/")
-		if code != 0 || !strings.HasSuffix(out, "403") || !strings.Contains(out, policy.ReasonNotAllowed) {
-			t.Fatalf("curl exit %d, out %q, err %q", code, out, errs)
-		}
-		checkEvent(t, h.onlyEvent(), map[string]any{"msg": "egress_denied", "host": "evil.test", "reason": policy.ReasonNotAllowed})
-		if got := h.lookups.names(); len(got) != 0 {
-			t.Errorf("denied name was resolved: %v", got)
-		}
-	})
+	for _, front := range proxyFronts {
+		t.Run(front.name, func(t *testing.T) {
+			needCurl(t)
+			t.Run("allowed", func(t *testing.T) {
+				h := front.start(t, map[uint16]string{80: httpServer(t)})
+				out, errs, code := curl(t, "--proxy", "http://"+h.addr, "http://allowed.test/")
+				if code != 0 || out != "plain hello from allowed.test" {
+					t.Fatalf("curl exit %d, out %q, err %q", code, out, errs)
+				}
+				checkEvent(t, h.onlyEvent(), map[string]any{"msg": "egress_allowed", "proto": "http", "host": "allowed.test",
+					"dst_ip": "198.51.100.1", "dst_port": float64(80), "reason": policy.ReasonAllowedDomain, "rule": "allowed.test"})
+			})
+			t.Run("denied", func(t *testing.T) {
+				h := front.start(t, map[uint16]string{80: httpServer(t)})
+				out, errs, code := curl(t, "-w", "%{http_code}", "--proxy", "http://"+h.addr, "http://evil.test/")
+				if code != 0 || !strings.HasSuffix(out, "403") || !strings.Contains(out, policy.ReasonNotAllowed) {
+					t.Fatalf("curl exit %d, out %q, err %q", code, out, errs)
+				}
+				checkEvent(t, h.onlyEvent(), map[string]any{"msg": "egress_denied", "host": "evil.test", "reason": policy.ReasonNotAllowed})
+				if got := h.lookups.names(); len(got) != 0 {
+					t.Errorf("denied name was resolved: %v", got)
+				}
+			})
+		})
+	}
 }
 
 func TestExplicitCurlCONNECT(t *testing.T) {
-	needCurl(t)
-	ca, _, _ := testpki.WriteFiles(t, t.TempDir(), "allowed.test")
-	t.Run("allowed", func(t *testing.T) {
-		h := newExplicitHarness(t, map[uint16]string{443: tlsServer(t)})
-		out, errs, code := curl(t, "--cacert", ca, "--proxy", "http://"+h.addr, "https://allowed.test/")
-		if code != 0 || out != "hello from allowed.test" {
-			t.Fatalf("curl exit %d, out %q, err %q", code, out, errs)
-		}
-		ev := h.onlyEvent()
-		checkEvent(t, ev, map[string]any{"msg": "egress_allowed", "host": "allowed.test", "dst_ip": "198.51.100.1",
-			"dst_port": float64(443), "reason": policy.ReasonAllowedDomain})
-		if ev["bytes_up"].(float64) == 0 || ev["bytes_down"].(float64) == 0 {
-			t.Errorf("byte counts missing: %v", ev)
-		}
-		if got := h.lookups.names(); !slices.Equal(got, []string{"allowed.test"}) {
-			t.Errorf("lookups = %v, want the proxy to resolve allowed.test once", got)
-		}
-	})
-	t.Run("denied", func(t *testing.T) {
-		h := newExplicitHarness(t, map[uint16]string{443: tlsServer(t)})
-		_, errs, code := curl(t, "--cacert", ca, "--proxy", "http://"+h.addr, "https://evil.test/")
-		// 56: CURLE_RECV_ERROR, "CONNECT tunnel failed, response 403".
-		if code != 56 || !strings.Contains(errs, "403") {
-			t.Fatalf("curl exit %d, err %q; want 56 and a 403", code, errs)
-		}
-		checkEvent(t, h.onlyEvent(), map[string]any{"msg": "egress_denied", "host": "evil.test", "reason": policy.ReasonNotAllowed})
-	})
+	for _, front := range proxyFronts {
+		t.Run(front.name, func(t *testing.T) {
+			needCurl(t)
+			ca, _, _ := testpki.WriteFiles(t, t.TempDir(), "allowed.test")
+			t.Run("allowed", func(t *testing.T) {
+				h := front.start(t, map[uint16]string{443: tlsServer(t)})
+				out, errs, code := curl(t, "--cacert", ca, "--proxy", "http://"+h.addr, "https://allowed.test/")
+				if code != 0 || out != "hello from allowed.test" {
+					t.Fatalf("curl exit %d, out %q, err %q", code, out, errs)
+				}
+				ev := h.onlyEvent()
+				checkEvent(t, ev, map[string]any{"msg": "egress_allowed", "host": "allowed.test", "dst_ip": "198.51.100.1",
+					"dst_port": float64(443), "reason": policy.ReasonAllowedDomain})
+				if ev["bytes_up"].(float64) == 0 || ev["bytes_down"].(float64) == 0 {
+					t.Errorf("byte counts missing: %v", ev)
+				}
+				if got := h.lookups.names(); !slices.Equal(got, []string{"allowed.test"}) {
+					t.Errorf("lookups = %v, want the proxy to resolve allowed.test once", got)
+				}
+			})
+			t.Run("denied", func(t *testing.T) {
+				h := front.start(t, map[uint16]string{443: tlsServer(t)})
+				_, errs, code := curl(t, "--cacert", ca, "--proxy", "http://"+h.addr, "https://evil.test/")
+				// 56: CURLE_RECV_ERROR, "CONNECT tunnel failed, response 403".
+				if code != 56 || !strings.Contains(errs, "403") {
+					t.Fatalf("curl exit %d, err %q; want 56 and a 403", code, errs)
+				}
+				checkEvent(t, h.onlyEvent(), map[string]any{"msg": "egress_denied", "host": "evil.test", "reason": policy.ReasonNotAllowed})
+			})
+		})
+	}
 }
 
 func TestExplicitCurlSOCKS5(t *testing.T) {
-	needCurl(t)
-	ca, _, _ := testpki.WriteFiles(t, t.TempDir(), "allowed.test")
-	t.Run("allowed http", func(t *testing.T) {
-		h := newExplicitHarness(t, map[uint16]string{80: httpServer(t)})
-		out, errs, code := curl(t, "--socks5-hostname", h.addr, "http://allowed.test/")
-		if code != 0 || out != "plain hello from allowed.test" {
-			t.Fatalf("curl exit %d, out %q, err %q", code, out, errs)
-		}
-		checkEvent(t, h.onlyEvent(), map[string]any{"msg": "egress_allowed", "proto": "opaque", "host": "allowed.test",
-			"dst_ip": "198.51.100.1", "reason": policy.ReasonAllowedDomain})
-	})
-	t.Run("allowed https", func(t *testing.T) {
-		h := newExplicitHarness(t, map[uint16]string{443: tlsServer(t)})
-		out, errs, code := curl(t, "--cacert", ca, "--socks5-hostname", h.addr, "https://allowed.test/")
-		if code != 0 || out != "hello from allowed.test" {
-			t.Fatalf("curl exit %d, out %q, err %q", code, out, errs)
-		}
-		h.onlyEvent()
-	})
-	t.Run("denied", func(t *testing.T) {
-		h := newExplicitHarness(t, map[uint16]string{80: httpServer(t)})
-		_, errs, code := curl(t, "--socks5-hostname", h.addr, "http://evil.test/")
-		// 97: CURLE_PROXY; reply code 2 is "not allowed by ruleset".
-		if code != 97 || !strings.Contains(errs, "(2)") {
-			t.Fatalf("curl exit %d, err %q; want 97 with SOCKS5 reply 2", code, errs)
-		}
-		checkEvent(t, h.onlyEvent(), map[string]any{"msg": "egress_denied", "host": "evil.test", "reason": policy.ReasonNotAllowed})
-	})
-	t.Run("IP destination decided by learned name", func(t *testing.T) {
-		h := newExplicitHarness(t, map[uint16]string{7000: httpServer(t)})
-		// --socks5 with an IP: no name, so the policy's learned names decide
-		// (allowed_tcp allowed.test:7000 and worldIP learned for it).
-		out, errs, code := curl(t, "--socks5", h.addr, "http://198.51.100.1:7000/")
-		if code != 0 || out != "plain hello from 198.51.100.1:7000" {
-			t.Fatalf("curl exit %d, out %q, err %q", code, out, errs)
-		}
-		checkEvent(t, h.onlyEvent(), map[string]any{"msg": "egress_allowed", "host": "", "dst_ip": "198.51.100.1",
-			"reason": policy.ReasonLearnedIP})
-	})
+	for _, front := range proxyFronts {
+		t.Run(front.name, func(t *testing.T) {
+			needCurl(t)
+			ca, _, _ := testpki.WriteFiles(t, t.TempDir(), "allowed.test")
+			t.Run("allowed http", func(t *testing.T) {
+				h := front.start(t, map[uint16]string{80: httpServer(t)})
+				out, errs, code := curl(t, "--socks5-hostname", h.addr, "http://allowed.test/")
+				if code != 0 || out != "plain hello from allowed.test" {
+					t.Fatalf("curl exit %d, out %q, err %q", code, out, errs)
+				}
+				checkEvent(t, h.onlyEvent(), map[string]any{"msg": "egress_allowed", "proto": "opaque", "host": "allowed.test",
+					"dst_ip": "198.51.100.1", "reason": policy.ReasonAllowedDomain})
+			})
+			t.Run("allowed https", func(t *testing.T) {
+				h := front.start(t, map[uint16]string{443: tlsServer(t)})
+				out, errs, code := curl(t, "--cacert", ca, "--socks5-hostname", h.addr, "https://allowed.test/")
+				if code != 0 || out != "hello from allowed.test" {
+					t.Fatalf("curl exit %d, out %q, err %q", code, out, errs)
+				}
+				h.onlyEvent()
+			})
+			t.Run("denied", func(t *testing.T) {
+				h := front.start(t, map[uint16]string{80: httpServer(t)})
+				_, errs, code := curl(t, "--socks5-hostname", h.addr, "http://evil.test/")
+				// 97: CURLE_PROXY; reply code 2 is "not allowed by ruleset".
+				if code != 97 || !strings.Contains(errs, "(2)") {
+					t.Fatalf("curl exit %d, err %q; want 97 with SOCKS5 reply 2", code, errs)
+				}
+				checkEvent(t, h.onlyEvent(), map[string]any{"msg": "egress_denied", "host": "evil.test", "reason": policy.ReasonNotAllowed})
+			})
+			t.Run("IP destination decided by learned name", func(t *testing.T) {
+				h := front.start(t, map[uint16]string{7000: httpServer(t)})
+				// --socks5 with an IP: no name, so the policy's learned names decide
+				// (allowed_tcp allowed.test:7000 and worldIP learned for it).
+				out, errs, code := curl(t, "--socks5", h.addr, "http://198.51.100.1:7000/")
+				if code != 0 || out != "plain hello from 198.51.100.1:7000" {
+					t.Fatalf("curl exit %d, out %q, err %q", code, out, errs)
+				}
+				checkEvent(t, h.onlyEvent(), map[string]any{"msg": "egress_allowed", "host": "", "dst_ip": "198.51.100.1",
+					"reason": policy.ReasonLearnedIP})
+			})
+		})
+	}
 }
 
 // Go's own proxy clients: net/http's Transport.Proxy for an HTTP proxy
 // (absolute-form for http://, CONNECT for https://) and for SOCKS5.
 func TestExplicitGoTransport(t *testing.T) {
-	routes := map[uint16]string{80: httpServer(t), 443: tlsServer(t)}
-	get := func(t *testing.T, tr *http.Transport, u string) (int, string, error) {
-		t.Helper()
-		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(u)
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), err
-	}
-	transport := func(proxy string) *http.Transport {
-		pu, err := url.Parse(proxy)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: testpki.Pool(t)}}
-	}
-	t.Run("http proxy", func(t *testing.T) {
-		h := newExplicitHarness(t, routes)
-		tr := transport("http://" + h.addr)
-		defer tr.CloseIdleConnections()
-		for _, c := range []struct {
-			url  string
-			code int
-			body string
-		}{
-			{"http://allowed.test/", 200, "plain hello from allowed.test"},
-			{"https://allowed.test/", 200, "hello from allowed.test"},
-			// Same transport: had the first connection been kept alive, Go
-			// would send this request down it, to allowed.test's server.
-			{"http://evil.test/", 403, "forge-supervisor: egress to evil.test denied (not_in_allowlist)\n"},
-		} {
-			code, body, err := get(t, tr, c.url)
-			if err != nil || code != c.code || body != c.body {
-				t.Fatalf("GET %s = %d %q, %v; want %d %q", c.url, code, body, err, c.code, c.body)
+	for _, front := range proxyFronts {
+		t.Run(front.name, func(t *testing.T) {
+			routes := map[uint16]string{80: httpServer(t), 443: tlsServer(t)}
+			get := func(t *testing.T, tr *http.Transport, u string) (int, string, error) {
+				t.Helper()
+				resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(u)
+				if err != nil {
+					return 0, "", err
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b), err
 			}
-		}
-		_, _, err := get(t, tr, "https://evil.test/")
-		if err == nil || !strings.Contains(err.Error(), "Forbidden") {
-			t.Fatalf("CONNECT to evil.test: err %v, want 403 Forbidden", err)
-		}
-		tr.CloseIdleConnections() // the HTTPS tunnel is audited when it ends
-		checkReasons(t, h.exactlyEvents(4), policy.ReasonAllowedDomain, policy.ReasonAllowedDomain, policy.ReasonNotAllowed, policy.ReasonNotAllowed)
-	})
-	t.Run("socks5", func(t *testing.T) {
-		h := newExplicitHarness(t, routes)
-		tr := transport("socks5://" + h.addr)
-		defer tr.CloseIdleConnections()
-		if code, body, err := get(t, tr, "https://allowed.test/"); err != nil || code != 200 || body != "hello from allowed.test" {
-			t.Fatalf("GET via SOCKS5 = %d %q, %v", code, body, err)
-		}
-		_, _, err := get(t, tr, "http://evil.test/")
-		if err == nil || !strings.Contains(err.Error(), "not allowed by ruleset") {
-			t.Fatalf("SOCKS5 to evil.test: err %v, want 'not allowed by ruleset'", err)
-		}
-		tr.CloseIdleConnections()
-		checkReasons(t, h.exactlyEvents(2), policy.ReasonAllowedDomain, policy.ReasonNotAllowed)
-	})
+			transport := func(proxy string) *http.Transport {
+				pu, err := url.Parse(proxy)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: testpki.Pool(t)}}
+			}
+			t.Run("http proxy", func(t *testing.T) {
+				h := front.start(t, routes)
+				tr := transport("http://" + h.addr)
+				defer tr.CloseIdleConnections()
+				for _, c := range []struct {
+					url  string
+					code int
+					body string
+				}{
+					{"http://allowed.test/", 200, "plain hello from allowed.test"},
+					{"https://allowed.test/", 200, "hello from allowed.test"},
+					// Same transport: had the first connection been kept alive, Go
+					// would send this request down it, to allowed.test's server.
+					{"http://evil.test/", 403, "forge-supervisor: egress to evil.test denied (not_in_allowlist)\n"},
+				} {
+					code, body, err := get(t, tr, c.url)
+					if err != nil || code != c.code || body != c.body {
+						t.Fatalf("GET %s = %d %q, %v; want %d %q", c.url, code, body, err, c.code, c.body)
+					}
+				}
+				_, _, err := get(t, tr, "https://evil.test/")
+				if err == nil || !strings.Contains(err.Error(), "Forbidden") {
+					t.Fatalf("CONNECT to evil.test: err %v, want 403 Forbidden", err)
+				}
+				tr.CloseIdleConnections() // the HTTPS tunnel is audited when it ends
+				checkReasons(t, h.exactlyEvents(4), policy.ReasonAllowedDomain, policy.ReasonAllowedDomain, policy.ReasonNotAllowed, policy.ReasonNotAllowed)
+			})
+			t.Run("socks5", func(t *testing.T) {
+				h := front.start(t, routes)
+				tr := transport("socks5://" + h.addr)
+				defer tr.CloseIdleConnections()
+				if code, body, err := get(t, tr, "https://allowed.test/"); err != nil || code != 200 || body != "hello from allowed.test" {
+					t.Fatalf("GET via SOCKS5 = %d %q, %v", code, body, err)
+				}
+				_, _, err := get(t, tr, "http://evil.test/")
+				if err == nil || !strings.Contains(err.Error(), "not allowed by ruleset") {
+					t.Fatalf("SOCKS5 to evil.test: err %v, want 'not allowed by ruleset'", err)
+				}
+				tr.CloseIdleConnections()
+				checkReasons(t, h.exactlyEvents(2), policy.ReasonAllowedDomain, policy.ReasonNotAllowed)
+			})
+		})
+	}
 }
 
 // checkReasons compares the events' reasons, in any order, with want.
@@ -331,8 +373,8 @@ func TestExplicitHTTPDenials(t *testing.T) {
 		{"CONNECT without port", "CONNECT allowed.test HTTP/1.1\r\n\r\n", ReasonMalformedHTTP, nil},
 		{"header injection", "CONNECT allowed.test:443 HTTP/1.1\r\nX: a\rb\r\n\r\n", ReasonMalformedHTTP, nil},
 		{"TLS to the proxy port", "\x16\x03\x01\x00\x05hello", ReasonMalformedHTTP, nil},
-		{"partial head then silence", "CONNECT allowed.test:443 HTTP/1.1\r\n", ReasonClassifyTimout, nil},
-		{"silence", "", ReasonClassifyTimout, nil},
+		{"partial head then silence", "CONNECT allowed.test:443 HTTP/1.1\r\n", ReasonClassifyTimeout, nil},
+		{"silence", "", ReasonClassifyTimeout, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -391,7 +433,7 @@ func TestExplicitSOCKS5Denials(t *testing.T) {
 		{"IP literal as name", noAuth, domain(1, "0x7f000001", 80), reply(2), policy.ReasonIPLiteral},
 		{"name that does not resolve", noAuth, domain(1, "x.wild.test", 443), reply(4), ReasonDNSFailed},
 		{"allowed, upstream refuses", noAuth, domain(1, "allowed.test", 443), reply(5), ReasonDialFailed},
-		{"request cut short", noAuth, []byte{5, 1, 0, 3, 20, 'a'}, reply(1), ReasonClassifyTimout},
+		{"request cut short", noAuth, []byte{5, 1, 0, 3, 20, 'a'}, reply(1), ReasonClassifyTimeout},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -594,4 +636,43 @@ func FuzzProxyHead(f *testing.F) {
 			t.Fatalf("no Connection: close in %q", out)
 		}
 	})
+}
+
+// TestExplicitDenialNamesTarget: a denied proxy request is audited with
+// the target the client asked for — the name in host, the port in
+// dst_port, an IP target in dst_ip. A denied name is never resolved, so
+// its dst_ip stays empty.
+func TestExplicitDenialNamesTarget(t *testing.T) {
+	tests := []struct {
+		name string
+		req  []byte
+		want map[string]any
+	}{
+		{"CONNECT unknown name", []byte("CONNECT evil.test:443 HTTP/1.1\r\nHost: evil.test:443\r\n\r\n"),
+			map[string]any{"reason": policy.ReasonNotAllowed, "host": "evil.test", "dst_ip": "", "dst_port": float64(443), "source": "explicit"}},
+		{"CONNECT wrong port", []byte("CONNECT allowed.test:22 HTTP/1.1\r\n\r\n"),
+			map[string]any{"reason": policy.ReasonPortNotAllowed, "host": "allowed.test", "dst_ip": "", "dst_port": float64(22)}},
+		{"CONNECT metadata IP", []byte("CONNECT 169.254.169.254:80 HTTP/1.1\r\n\r\n"),
+			map[string]any{"reason": policy.ReasonMetadata, "dst_ip": "169.254.169.254", "dst_port": float64(80)}},
+		{"absolute-form unknown name", []byte("GET http://evil.test:8080/x HTTP/1.1\r\nHost: evil.test:8080\r\n\r\n"),
+			map[string]any{"reason": policy.ReasonNotAllowed, "host": "evil.test", "dst_port": float64(8080)}},
+		{"SOCKS5 unknown name", append([]byte{5, 1, 0, 5, 1, 0, 3, 9}, append([]byte("evil.test"), 1, 187)...),
+			map[string]any{"reason": policy.ReasonNotAllowed, "host": "evil.test", "dst_ip": "", "dst_port": float64(443)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newExplicitHarness(t, nil)
+			c, err := net.Dial("tcp", h.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write(tt.req)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			io.Copy(io.Discard, c)
+			ev := h.onlyEvent()
+			checkEvent(t, ev, map[string]any{"msg": "egress_denied"})
+			checkEvent(t, ev, tt.want)
+		})
+	}
 }

@@ -19,41 +19,6 @@ import (
 	"github.com/forge/forge-supervisor/conn"
 )
 
-// chunkReader returns at most size bytes per Read, so request heads,
-// chunk lines and bodies straddle reads at every offset.
-type chunkReader struct {
-	b    []byte
-	size int
-}
-
-func (r *chunkReader) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p[:min(len(p), r.size)], r.b)
-	r.b = r.b[n:]
-	return n, nil
-}
-
-// runGate runs the gate over in, read size bytes at a time, and returns
-// how it ended and what it forwarded. Once the gate turns opaque the rest
-// is copied as the engine would.
-func runGate(host string, port uint16, in []byte, size int) (*httpGate, gateEnd, error, []byte) {
-	var out bytes.Buffer
-	src := &chunkReader{b: in, size: size}
-	g := &httpGate{
-		host: normHost(host), port: port,
-		src: src, dst: &out,
-		buf: make([]byte, relayBufSize),
-	}
-	end, err := g.run()
-	if end == gateOpaque {
-		n, _ := io.Copy(&out, src)
-		g.forwarded += n
-	}
-	return g, end, err, out.Bytes()
-}
-
 const (
 	getAllowed = "GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n"
 	getEvil    = "GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n"
@@ -62,111 +27,6 @@ const (
 	// wsFrame is a masked client text frame ("Hello", RFC 6455 §5.7).
 	wsFrame = "\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"
 )
-
-func TestHTTPGateRules(t *testing.T) {
-	longChunkLine := "1;" + strings.Repeat("x", maxChunkLine) + "\r\nA\r\n0\r\n\r\n"
-	cases := []struct {
-		name    string
-		in      string
-		end     gateEnd
-		reason  string
-		rule    string
-		forward int // bytes forwarded; -1: all of in
-	}{
-		{"keep-alive, same host", getAllowed + getAllowed, gateEOF, "", "", -1},
-		{"same host differently spelled", getAllowed + "GET / HTTP/1.1\r\nHost: ALLOWED.Test.:80\r\n\r\n", gateEOF, "", "", -1},
-		{"second host differs", getAllowed + getEvil, gateDenied, ReasonHostSwitch, "switched_to:evil.test", len(getAllowed)},
-		{"second port differs", getAllowed + "GET / HTTP/1.1\r\nHost: allowed.test:8080\r\n\r\n",
-			gateDenied, ReasonHostSwitch, "switched_to:allowed.test:8080", len(getAllowed)},
-		{"absolute-form second request", getAllowed + "GET http://evil.test/x HTTP/1.1\r\nHost: allowed.test\r\n\r\n",
-			gateDenied, ReasonHostSwitch, "switched_to:evil.test", len(getAllowed)},
-		{"a Host, then HTTP/1.0 without Host", getAllowed + "GET / HTTP/1.0\r\n\r\n",
-			gateDenied, ReasonHostSwitch, "switched_to:<none>", len(getAllowed)},
-		{"first request differs from the allowed host", getEvil, gateDenied, ReasonHostSwitch, "switched_to:evil.test", 0},
-		{"Content-Length body that looks like a request",
-			"POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 35\r\n\r\n" + getEvil + getAllowed, gateEOF, "", "", -1},
-		{"identical duplicate Content-Length", "POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\nabc" + getAllowed,
-			gateEOF, "", "", -1},
-		{"chunked body with extensions and trailers, then a request",
-			"POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n" +
-				"5;name=\"v\"\r\nhello\r\na\r\n" + getEvil[:10] + "\r\n0\r\nX-Sum: 1\r\n\r\n" + getAllowed, gateEOF, "", "", -1},
-		{"chunked body then another host", "POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + getEvil,
-			gateDenied, ReasonHostSwitch, "switched_to:evil.test", len("POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")},
-		{"trailing CRLF after a request", getAllowed + "\r\n", gateEOF, "", "", -1},
-		{"CL and TE together", "POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-			gateDenied, ReasonMalformedHTTP, "", 0},
-		{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", gateDenied, ReasonMalformedHTTP, "", 0},
-		{"TE not ending in chunked", "POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", gateDenied, ReasonMalformedHTTP, "", 0},
-		{"chunked twice", "POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", gateDenied, ReasonMalformedHTTP, "", 0},
-		{"empty TE element", "POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: ,chunked\r\n\r\n", gateDenied, ReasonMalformedHTTP, "", 0},
-		{"conflicting Content-Length", "POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", gateDenied, ReasonMalformedHTTP, "", 0},
-		{"negative Content-Length", "POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: -1\r\n\r\n", gateDenied, ReasonMalformedHTTP, "", 0},
-		{"signed Content-Length", "POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: +1\r\n\r\nx", gateDenied, ReasonMalformedHTTP, "", 0},
-		{"overflowing Content-Length", "POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 9999999999999999999\r\n\r\n", gateDenied, ReasonMalformedHTTP, "", 0},
-		{"empty Content-Length", "POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length:\r\n\r\n", gateDenied, ReasonMalformedHTTP, "", 0},
-		{"oversized chunk line", "POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n" + longChunkLine,
-			gateDenied, ReasonMalformedHTTP, "", len("POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n")},
-		{"chunk line with bare LF", "POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
-			gateDenied, ReasonMalformedHTTP, "", len("POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n")},
-		{"chunk size overflow", "POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n1000000000000000\r\n",
-			gateDenied, ReasonMalformedHTTP, "", len("POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n")},
-		{"chunk size not hex", "POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n 3\r\nabc\r\n",
-			gateDenied, ReasonMalformedHTTP, "", len("POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n")},
-		{"chunk data longer than its size", "POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n",
-			gateDenied, ReasonMalformedHTTP, "", len("POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc")},
-		{"folded trailer", "POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n folded\r\n\r\n",
-			gateDenied, ReasonMalformedHTTP, "", len("POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n")},
-		{"malformed second head", getAllowed + "GET / HTTP/1.1\r\nHost : evil.test\r\n\r\n", gateDenied, ReasonMalformedHTTP, "", len(getAllowed)},
-		{"duplicate Host in second head", getAllowed + "GET / HTTP/1.1\r\nHost: allowed.test\r\nHost: evil.test\r\n\r\n", gateDenied, ReasonMalformedHTTP, "", len(getAllowed)},
-		{"oversized second head", getAllowed + "GET / HTTP/1.1\r\nHost: allowed.test\r\nX: " + strings.Repeat("a", conn.MaxHTTPHeader) + "\r\n\r\n",
-			gateDenied, ReasonHeaderTooLarge, "", len(getAllowed)},
-		{"WebSocket upgrade, then frames", wsUpgrade + wsFrame + getEvil, gateOpaque, "", "", -1},
-		{"refused upgrade, then another host", wsUpgrade + getEvil, gateDenied, ReasonHostSwitch, "switched_to:evil.test", len(wsUpgrade)},
-		{"refused upgrade, then the same host", wsUpgrade + getAllowed, gateEOF, "", "", -1},
-		{"h2c upgrade", "GET / HTTP/1.1\r\nHost: allowed.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
-			gateDenied, ReasonUpgradeProto, "", 0},
-		{"CONNECT, then TLS", "CONNECT allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\n\r\n\x16\x03\x01\x00\x05hello" + getEvil, gateOpaque, "", "", -1},
-		{"CONNECT with a body", "CONNECT allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\nContent-Length: 5\r\n\r\nhello", gateDenied, ReasonMalformedHTTP, "", 0},
-		{"EOF inside a Content-Length body", "POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 10\r\n\r\nabc", gateFailed, "", "", -1},
-		{"EOF inside a chunk", "POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", gateFailed, "", "", -1},
-		{"EOF inside a head", getAllowed + "GET / HTTP/1.1\r\nHost: allowed.test\r\n", gateFailed, "", "", len(getAllowed)},
-	}
-	for _, tc := range cases {
-		for _, size := range []int{1, 7, 64 << 10} {
-			t.Run(fmt.Sprintf("%s/read%d", tc.name, size), func(t *testing.T) {
-				g, end, err, out := runGate("allowed.test", 80, []byte(tc.in), size)
-				if end != tc.end || g.reason != tc.reason || g.rule != tc.rule {
-					t.Fatalf("end %d reason %q rule %q (err %v), want end %d reason %q rule %q",
-						end, g.reason, g.rule, err, tc.end, tc.reason, tc.rule)
-				}
-				if tc.end == gateFailed && !errors.Is(err, errTruncated) {
-					t.Errorf("err = %v, want errTruncated", err)
-				}
-				want := tc.forward
-				if want < 0 {
-					want = len(tc.in)
-				}
-				if tc.end == gateFailed && tc.forward < 0 {
-					// A truncated body is forwarded as far as it came.
-					want = len(out)
-				}
-				if !bytes.Equal(out, []byte(tc.in)[:want]) || g.forwarded != int64(len(out)) {
-					t.Errorf("forwarded %d bytes %q (counted %d), want the first %d of the input", len(out), out, g.forwarded, want)
-				}
-			})
-		}
-	}
-}
-
-// TestHTTPGateNoHost: an HTTP/1.0 connection allowed without a Host (by
-// its IP) stays without one.
-func TestHTTPGateNoHost(t *testing.T) {
-	req10 := "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
-	g, end, _, out := runGate("", 80, []byte(req10+req10+getAllowed), 5)
-	if end != gateDenied || g.reason != ReasonHostSwitch || g.rule != "switched_to:allowed.test" || string(out) != req10+req10 {
-		t.Fatalf("end %d reason %q rule %q forwarded %q", end, g.reason, g.rule, out)
-	}
-}
 
 // TestHTTPGateIdleTimeout: a client that goes silent between requests is
 // cut after the relay's idle timeout, as on the splice path.
@@ -177,19 +37,18 @@ func TestHTTPGateIdleTimeout(t *testing.T) {
 		defer c.Close()
 	}
 	idle := newIdleClock(200 * time.Millisecond)
-	g := httpGate{host: "allowed.test", port: 80, buf: make([]byte, conn.MaxPeek),
-		src: idleReader{c: proxyIn, idle: idle}, dst: idleWriter{c: proxyOut, idle: idle}}
+	g := conn.NewHTTPGate(idleReader{c: proxyIn, idle: idle}, idleWriter{c: proxyOut, idle: idle}, make([]byte, conn.MaxPeek), "allowed.test", 80, conn.NewAnswers())
 	io.WriteString(client, getAllowed)
 	start := time.Now()
-	end, err := g.run()
-	if end != gateFailed || !errors.Is(err, os.ErrDeadlineExceeded) {
+	end, err := g.Run()
+	if end != conn.GateFailed || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("end %d err %v, want an idle deadline", end, err)
 	}
 	if el := time.Since(start); el < 200*time.Millisecond || el > 2*time.Second {
 		t.Errorf("cut after %v, want about the 200ms idle timeout", el)
 	}
-	if g.forwarded != int64(len(getAllowed)) {
-		t.Errorf("forwarded %d bytes before the cut, want %d", g.forwarded, len(getAllowed))
+	if g.Forwarded() != int64(len(getAllowed)) {
+		t.Errorf("forwarded %d bytes before the cut, want %d", g.Forwarded(), len(getAllowed))
 	}
 }
 
@@ -298,7 +157,7 @@ func TestHTTPGateDenials(t *testing.T) {
 		{"pipelined host switch", "", getAllowed + getEvil, ReasonHostSwitch, "switched_to:evil.test", 1},
 		{"absolute-form host switch", getAllowed, "GET http://evil.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n", ReasonHostSwitch, "switched_to:evil.test", 1},
 		{"CL and TE together", "", "POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ReasonMalformedHTTP, "", 0},
-		{"oversized chunk line", "", chunkedHead + "1;" + strings.Repeat("e", maxChunkLine) + "\r\n", ReasonMalformedHTTP, "", 1},
+		{"oversized chunk line", "", chunkedHead + "1;" + strings.Repeat("e", 4<<10) + "\r\n", ReasonMalformedHTTP, "", 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -441,46 +300,6 @@ func TestHTTPGateWebSocketUpgrade(t *testing.T) {
 	checkEvent(t, h.events(1)[0], map[string]any{"msg": "egress_allowed", "bytes_up": float64(len(wsUpgrade) + len(frames))})
 }
 
-// FuzzHTTPGate feeds arbitrary client streams through the gate. What it
-// forwards must be a prefix of the input, and Go's own HTTP server parser,
-// reading the forwarded bytes as a server at the destination would, must
-// never find a request for another host before the stream turns opaque.
-func FuzzHTTPGate(f *testing.F) {
-	f.Add([]byte(getAllowed+getEvil), uint8(3))
-	f.Add([]byte("POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 35\r\n\r\n"+getEvil+getAllowed), uint8(1))
-	f.Add([]byte("POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nT: 1\r\n\r\n"+getEvil), uint8(5))
-	f.Add([]byte(wsUpgrade+getEvil), uint8(9))
-	f.Add([]byte(wsUpgrade+wsFrame), uint8(64))
-	f.Add([]byte("CONNECT allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\n\r\n\x16\x03\x01"), uint8(2))
-	f.Add([]byte(getAllowed+"GET http://evil.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n"), uint8(11))
-	f.Fuzz(func(t *testing.T, in []byte, size uint8) {
-		g, end, _, out := runGate("allowed.test", 80, in, int(size)+1)
-		if !bytes.HasPrefix(in, out) || g.forwarded != int64(len(out)) {
-			t.Fatalf("forwarded %q (counted %d) is not a prefix of the input", out, g.forwarded)
-		}
-		br := bufio.NewReader(bytes.NewReader(out))
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			host := req.Host
-			if h, _, err := net.SplitHostPort(host); err == nil {
-				host = h
-			}
-			if normHost(host) != "allowed.test" {
-				t.Fatalf("a server would serve %q from the forwarded bytes %q (end %d)", req.Host, out, end)
-			}
-			if req.Header.Get("Upgrade") != "" || req.Method == "CONNECT" {
-				return // opaque from here, by design
-			}
-			if _, err := io.Copy(io.Discard, req.Body); err != nil {
-				return
-			}
-		}
-	})
-}
-
 // BenchmarkUpload64MiB compares a 64 MiB upload through the gate with the
 // splice path, over loopback sockets: client → proxy → sink.
 func BenchmarkUpload64MiB(b *testing.B) {
@@ -512,9 +331,8 @@ func BenchmarkUpload64MiB(b *testing.B) {
 				idle := newIdleClock(time.Minute)
 				if mode == "gate" {
 					bp := gateBufs.Get()
-					g := httpGate{host: "allowed.test", port: 80, buf: *bp,
-						src: idleReader{c: proxyIn, idle: idle}, dst: idleWriter{c: proxyOut, idle: idle}}
-					if end, err := g.run(); end != gateEOF {
+					g := conn.NewHTTPGate(idleReader{c: proxyIn, idle: idle}, idleWriter{c: proxyOut, idle: idle}, *bp, "allowed.test", 80, conn.NewAnswers())
+					if end, err := g.Run(); end != conn.GateEOF {
 						b.Fatalf("gate ended %d: %v", end, err)
 					}
 					gateBufs.Put(bp)

@@ -22,9 +22,8 @@ const identifyTimeout = 250 * time.Millisecond
 
 // identify returns the process behind c when p needs it or the audit asks
 // for it (nil otherwise), and records it on c for the audit event. The
-// explicit front asks before it resolves the target and the decide stage
-// asks again: the client is still waiting for the proxy's answer then, so
-// both find the same process.
+// decide stage asks once, before an explicit-proxy target is checked and
+// resolved: the client is still waiting for the proxy's answer then.
 //
 // The 4-tuple is the client socket's own view: its address and, for a
 // redirected connection, the original destination; for the explicit

@@ -6,23 +6,8 @@ import (
 
 	"github.com/forge/forge-supervisor/conn"
 	"github.com/forge/forge-supervisor/localaddr"
+	"github.com/forge/forge-supervisor/policy"
 	"github.com/forge/forge-supervisor/sockdiag"
-)
-
-// Reasons of the local decision (issue 11, items 1 and 3).
-const (
-	// ReasonNonLocalSource: the client's address is not one of this pod's.
-	// nft drops the agent's spoofed packets before they get here; this is
-	// the second wall, so the listener never talks to a forged peer.
-	ReasonNonLocalSource = "nonlocal_source"
-	// ReasonLocalPort: a local listener the agent does not own and no
-	// allowed_local_ports entry names (a sidecar, Docker's DNS, a root
-	// relay), or no listener at all.
-	ReasonLocalPort = "local_port_not_allowed"
-	// ReasonLocalAgentListener: the listener belongs to the agent's UID.
-	ReasonLocalAgentListener = "local_agent_listener"
-	// ReasonAllowedLocalPort: the port is in allowed_local_ports.
-	ReasonAllowedLocalPort = "allowed_local_port"
 )
 
 // LocalPolicy decides the agent's TCP connections to this host's own
@@ -95,22 +80,13 @@ func (e *Engine) isLocalDst(c *conn.Conn) bool {
 }
 
 // decideLocal is the policy stage for a local destination, run in the
-// origdst stage: the decision needs no name, so classification and the
-// policy are skipped (a server-speaks-first local protocol is not kept
-// waiting), and the connection goes straight on, marked Local.
-func (e *Engine) decideLocal(c *conn.Conn, out, deny chan<- *conn.Conn) {
+// classify stage's origdst step: the decision needs no name, so
+// classification and the policy are skipped (a server-speaks-first local
+// protocol is not kept waiting), and the connection goes straight to the
+// dial, marked Local.
+func (e *Engine) decideLocal(c *conn.Conn) route {
 	c.Local, c.Proto = true, conn.ProtoOpaque
 	c.Stamps.Classify, c.Stamps.Policy = c.Stamps.OrigDst, c.Stamps.OrigDst
 	allow, reason := e.cfg.Local.decide(c.Dst)
-	c.Reason = reason
-	switch {
-	case allow:
-		c.Allowed = true
-	case e.cfg.DryRun:
-		c.WouldDeny, c.Allowed = true, true
-	default:
-		deny <- c
-		return
-	}
-	out <- c
+	return e.allow(c, policy.Verdict{Allow: allow, Reason: reason})
 }

@@ -8,59 +8,50 @@ import (
 	"github.com/forge/forge-supervisor/conn"
 )
 
-// Reasons decided by the engine itself, before or after the policy.
-const (
-	ReasonOrigDstFailed  = "origdst_failed" // no original destination (not redirected, or conntrack lost it)
-	ReasonLoop           = "loop"           // the destination is one of the supervisor's own listeners
-	ReasonMalformedTLS   = "malformed_client_hello"
-	ReasonMalformedHTTP  = "malformed_http"
-	ReasonHeaderTooLarge = "header_too_large"
-	ReasonClassifyTimout = "classify_timeout" // a TLS/HTTP prefix, then silence
-	ReasonClientClosed   = "client_closed"
-	ReasonHostPort       = "host_port_mismatch" // Host/target names another port than the destination
-	ReasonClassifyError  = "classify_error"
-	ReasonDialFailed     = "dial_failed"
-	ReasonShutdown       = "shutdown"
-)
-
-// origDst stage: the original destination via SO_ORIGINAL_DST or
-// IP6T_SO_ORIGINAL_DST; a destination that is one of our own listeners is a
-// loop and is denied here, before any byte is read.
-func (e *Engine) origDst(c *conn.Conn, out, deny chan<- *conn.Conn) {
+// origDst reads the original destination (SO_ORIGINAL_DST or
+// IP6T_SO_ORIGINAL_DST), the first step of the classify stage. A
+// destination that is the proxy's own address is an explicit-proxy
+// request (the agent uses the advertised HTTPS_PROXY): it routes to the
+// handshake stage. Any other of our own listeners is a loop, denied
+// before a byte is read. routeClassify means: go on classifying.
+func (e *Engine) origDst(c *conn.Conn) route {
 	if ap, ok := c.Client.RemoteAddr().(*net.TCPAddr); ok {
 		c.Src = ap.AddrPort()
 	}
 	if e.foreignSource(c) {
-		c.Reason = ReasonNonLocalSource
-		deny <- c
-		return
+		e.refuse(c, ReasonNonLocalSource, "", true)
+		return routeDeny
 	}
 	dst, err := e.cfg.OrigDst(c.Client)
 	c.Stamps.OrigDst = e.observe("origdst", c.Accepted)
 	if err != nil {
-		c.Reason = ReasonOrigDstFailed
-		deny <- c
-		return
+		e.refuse(c, ReasonOrigDstFailed, "", true)
+		return routeDeny
 	}
 	c.Dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if c.Dst.Port() == e.proxyPort && e.isLocal(c) {
+		c.Dst = netip.AddrPort{} // the request names the destination
+		return routeHandshake
+	}
 	if e.isLoop(c) {
-		c.Reason = ReasonLoop
-		deny <- c
-		return
+		e.refuse(c, ReasonLoop, "", true)
+		return routeDeny
 	}
 	if e.isLocalDst(c) {
-		e.decideLocal(c, out, deny)
-		return
+		return e.decideLocal(c)
 	}
-	out <- c
+	return routeClassify
 }
 
 // isLoop: the destination port is one of ours and the address is this
 // host's (loopback, unspecified, or the very address the client reached).
 func (e *Engine) isLoop(c *conn.Conn) bool {
-	if !slices.Contains(e.cfg.SelfPorts, c.Dst.Port()) {
-		return false
-	}
+	return slices.Contains(e.cfg.SelfPorts, c.Dst.Port()) && e.isLocal(c)
+}
+
+// isLocal: the destination address is this host's (loopback, unspecified,
+// or an address of this network namespace).
+func (e *Engine) isLocal(c *conn.Conn) bool {
 	ip := c.Dst.Addr()
 	if ip.IsLoopback() || ip.IsUnspecified() {
 		return true

@@ -1,159 +1,158 @@
 package stages
 
 import (
-	"errors"
-	"io"
-	"net"
-	"os"
-	"sync/atomic"
+	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/forge/forge-supervisor/bufpool"
+	"github.com/forge/forge-supervisor/conn"
 )
 
-// maxSpliceChunk is the most one splice(2) call asks to move. It matches
-// bufpool.PipeSize so a full pipe is drained by one call on the other side.
-const maxSpliceChunk = bufpool.PipeSize
-
-// idleClock is shared by both directions of a relay: a connection is idle
-// only when neither direction has moved a byte for the idle timeout, so a
-// long download with a silent upload direction is not cut.
-type idleClock struct {
-	timeout time.Duration
-	last    atomic.Int64 // unix nanoseconds of the last byte moved
+// relays is the splice stage: allowed connections relayed, two goroutines
+// each, started by the dial stage's workers as soon as the upstream
+// answers (a hand-off to a dispatcher goroutine first would put one more
+// scheduler round trip before the request reaches the upstream). Their
+// number is bounded by admission at accept: MaxConns connections in the
+// engine at most. Shutdown cuts live relays and waits for them.
+type relays struct {
+	mu     sync.Mutex
+	active map[*conn.Conn]struct{}
+	cut    bool
+	live   sync.WaitGroup
 }
 
-func newIdleClock(timeout time.Duration) *idleClock {
-	c := &idleClock{timeout: timeout}
-	c.touch()
-	return c
+func newRelays() *relays {
+	return &relays{active: make(map[*conn.Conn]struct{})}
 }
 
-func (c *idleClock) touch() { c.last.Store(time.Now().UnixNano()) }
-
-func (c *idleClock) deadline() time.Time { return time.Now().Add(c.timeout) }
-
-// expired reports whether the whole connection has been idle too long.
-func (c *idleClock) expired() bool {
-	return time.Since(time.Unix(0, c.last.Load())) >= c.timeout
-}
-
-// copyHalf moves src→dst until EOF or error and returns the bytes moved.
-// It prefers splice(2) through a pooled pipe (no copy through user space)
-// and falls back to a pooled buffer when no pipe can be had.
-func copyHalf(dst, src *net.TCPConn, pipes *bufpool.Pipes, bufs *bufpool.Buffers, idle *idleClock) (int64, error) {
-	p, err := pipes.Get()
-	if err != nil {
-		return copyBuffered(dst, src, bufs, idle)
+// start relays c with run in a goroutine of its own, then calls done. A
+// connection that arrives after the cut is reset at once; run then sees
+// its sockets closed and ends.
+func (r *relays) start(c *conn.Conn, run, done func(*conn.Conn)) {
+	r.mu.Lock()
+	if r.cut {
+		abortConn(c)
 	}
-	n, err := spliceLoop(dst, src, p, idle)
-	pipes.Put(p)
-	return n, err
+	r.active[c] = struct{}{}
+	r.live.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.live.Done()
+		run(c)
+		r.mu.Lock()
+		delete(r.active, c)
+		r.mu.Unlock()
+		done(c)
+	}()
 }
 
-func spliceLoop(dst, src *net.TCPConn, p *bufpool.Pipe, idle *idleClock) (int64, error) {
-	srcRaw, err := src.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	dstRaw, err := dst.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var total int64
-	for {
-		_ = src.SetReadDeadline(idle.deadline())
-		var n int64
-		var serr error
-		rerr := srcRaw.Read(func(fd uintptr) bool {
-			for {
-				n, serr = unix.Splice(int(fd), nil, p.W, nil, maxSpliceChunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-				if serr != unix.EINTR {
-					break
-				}
-			}
-			return serr != unix.EAGAIN // false: wait until readable
-		})
-		if rerr != nil {
-			if errors.Is(rerr, os.ErrDeadlineExceeded) && !idle.expired() {
-				continue
-			}
-			return total, rerr
-		}
-		if serr != nil {
-			return total, serr
-		}
-		if n == 0 {
-			return total, nil // EOF
-		}
-		p.Buffered += int(n)
-		idle.touch()
-		if err := drainPipe(dst, dstRaw, p, idle); err != nil {
-			return total, err
-		}
-		total += n
+// cutAll resets every live relay and every one started later.
+func (r *relays) cutAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cut = true
+	for c := range r.active {
+		abortConn(c)
 	}
 }
 
-// drainPipe writes everything buffered in p to dst.
-func drainPipe(dst *net.TCPConn, dstRaw interface {
-	Write(func(uintptr) bool) error
-}, p *bufpool.Pipe, idle *idleClock) error {
-	for p.Buffered > 0 {
-		_ = dst.SetWriteDeadline(idle.deadline())
-		var m int64
-		var serr error
-		werr := dstRaw.Write(func(fd uintptr) bool {
-			for {
-				m, serr = unix.Splice(p.R, nil, int(fd), nil, p.Buffered, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-				if serr != unix.EINTR {
-					break
-				}
-			}
-			return serr != unix.EAGAIN // false: wait until writable
-		})
-		if werr != nil {
-			if errors.Is(werr, os.ErrDeadlineExceeded) && !idle.expired() {
-				continue
-			}
-			return werr
-		}
-		if serr != nil {
-			return serr
-		}
-		p.Buffered -= int(m)
-		idle.touch()
+// wait returns when every relay started has ended and been audited.
+func (r *relays) wait() { r.live.Wait() }
+
+// closeConn closes both sides after a relay that ended normally.
+func closeConn(c *conn.Conn) {
+	_ = c.Client.Close()
+	if c.Upstream != nil {
+		_ = c.Upstream.Close()
 	}
-	return nil
 }
 
-func copyBuffered(dst, src *net.TCPConn, bufs *bufpool.Buffers, idle *idleClock) (int64, error) {
-	bp := bufs.Get()
-	defer bufs.Put(bp)
-	buf := *bp
-	var total int64
-	for {
-		_ = src.SetReadDeadline(idle.deadline())
-		n, err := src.Read(buf)
-		if n > 0 {
-			idle.touch()
-			_ = dst.SetWriteDeadline(time.Now().Add(idle.timeout))
-			w, werr := dst.Write(buf[:n])
-			total += int64(w)
-			if werr != nil {
-				return total, werr
-			}
+// abortConn resets both sides (SO_LINGER 0): a relay cut by an error on
+// either side or by shutdown must not look like a complete transfer to
+// the other side — a truncated response that ends in a FIN could be taken
+// for a whole one.
+func abortConn(c *conn.Conn) {
+	_ = c.Client.SetLinger(0)
+	if c.Upstream != nil {
+		_ = c.Upstream.SetLinger(0)
+	}
+	closeConn(c)
+}
+
+// relay replays the peeked bytes upstream, then copies both directions
+// until each has seen EOF (propagated as a half-close) or one fails (both
+// are then closed). It returns when both directions are done.
+func (e *Engine) relay(c *conn.Conn) {
+	aborted := false
+	defer func() {
+		if aborted {
+			abortConn(c)
+			return
 		}
+		closeConn(c)
+	}()
+	idle := newIdleClock(e.cfg.IdleTimeout)
+	if len(c.Greeting) > 0 {
+		_ = c.Client.SetWriteDeadline(time.Now().Add(e.cfg.IdleTimeout))
+		if _, err := c.Client.Write(c.Greeting); err != nil {
+			aborted = true
+			return
+		}
+	}
+	// Cleartext HTTP from the transparent front goes through the request
+	// gate, which replays the peeked bytes itself and checks every request
+	// on the connection, not only the first.
+	// Cleartext HTTP/1.x is gated request by request: transparent
+	// connections, and the explicit proxy's absolute-form requests (not its
+	// CONNECT tunnels, which have a greeting and carry TLS).
+	gated := c.Proto == conn.ProtoHTTP &&
+		(c.Front == conn.FrontTransparent || (c.Front == conn.FrontHTTPProxy && c.Greeting == nil))
+	if len(c.Peeked) > 0 && !gated {
+		_ = c.Upstream.SetWriteDeadline(time.Now().Add(e.cfg.IdleTimeout))
+		n, err := c.Upstream.Write(c.Peeked)
+		c.BytesUp += int64(n)
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return total, nil
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) && !idle.expired() {
-				continue
-			}
-			return total, err
+			aborted = true
+			return
 		}
+	}
+	// The server's direction gets a goroutine of its own; the client's
+	// runs here, so the request the upstream waits for is written without
+	// first waiting for a new goroutine to be scheduled.
+	downFailed := make(chan bool, 1)
+	var log *conn.Answers
+	if gated {
+		log = conn.NewAnswers()
+	}
+	go func() {
+		var n int64
+		var err error
+		if gated {
+			n, err = e.answersDown(c, log, idle)
+		} else {
+			n, err = copyHalf(c.Client, c.Upstream, e.pipes, e.bufs, idle)
+		}
+		c.BytesDown += n
+		if err != nil {
+			abortConn(c) // also ends the other direction's copy
+			downFailed <- true
+			return
+		}
+		_ = c.Client.CloseWrite()
+		downFailed <- false
+	}()
+	if gated {
+		aborted = e.gateUp(c, log, idle)
+	} else {
+		n, err := copyHalf(c.Upstream, c.Client, e.pipes, e.bufs, idle)
+		c.BytesUp += n
+		if err != nil {
+			abortConn(c)
+			aborted = true
+		} else {
+			_ = c.Upstream.CloseWrite()
+		}
+	}
+	if <-downFailed {
+		aborted = true
 	}
 }

@@ -365,10 +365,12 @@ func checkAudit(r result, e expect, events []world.Event) (string, bool) {
 		for _, f := range r.Flows {
 			var m []world.Event
 			for _, ev := range events {
-				// An event without a destination (origdst_failed) is
-				// matched by the agent's source port alone.
+				// An event without a destination (origdst_failed), or an
+				// explicit-proxy request (its destination is the one the
+				// request named), is matched by the agent's source port
+				// alone.
 				dstOK := ev.Str("dst_ip") == f.DstIP && num(ev["dst_port"]) == f.DstPort ||
-					ev.Str("dst_ip") == "" && num(ev["dst_port"]) == 0
+					ev.Str("dst_ip") == "" && num(ev["dst_port"]) == 0 || ev.Str("source") == "explicit"
 				if strings.HasPrefix(ev.Msg(), "egress_") && dstOK && num(ev["src_port"]) == f.SrcPort {
 					m = append(m, ev)
 				}

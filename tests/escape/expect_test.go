@@ -30,7 +30,7 @@ type expect struct {
 	audit auditKind
 	// reasons, when set, are the acceptable reasons of the vector's
 	// audit events (the exact vocabulary of policy/verdict.go,
-	// stages/origdst.go and dns/decide.go).
+	// stages/reasons.go and dns/decide.go).
 	reasons []string
 	// anyDNSMsg accepts dns_allowed too (a query answered locally, never
 	// forwarded: ANY gets the RFC 8482 answer).
@@ -108,6 +108,14 @@ var expectations = map[string]expect{
 	"absolute_form_v4":    {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
 	"absolute_form_v6":    {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
 
+	"http_host_mismatch_v4":    {want: b, audit: auditEgress, reasons: []string{"host_mismatch"}},
+	"http_host_mismatch_v6":    {want: b, audit: auditEgress, reasons: []string{"host_mismatch"}},
+	"http_refused_upgrade_ff":  {want: b, audit: auditEgress, reasons: []string{"malformed_http"}},
+	"http_refused_upgrade_vt":  {want: b, audit: auditEgress, reasons: []string{"malformed_http"}},
+	"http_refused_upgrade_nel": {want: b, audit: auditEgress, reasons: []string{"malformed_http"}},
+	"http_cl0_get":             {want: b, audit: auditEgress, reasons: []string{"body_on_bodiless_method"}},
+	"http_cl0_options":         {want: b, audit: auditEgress, reasons: []string{"body_on_bodiless_method"}},
+
 	"tls_split_records_v4":   {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
 	"tls_split_records_v6":   {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
 	"tls_nosni_denied_ip_v4": {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},
@@ -184,9 +192,13 @@ var expectations = map[string]expect{
 	"mcast_ssm_join_v4": {want: b, keys: []string{"224.0.0.22 . igmp"}},
 	"mcast_join_v6":     {want: b, keys: []string{"ff02::16 . ipv6-icmp"}},
 
-	"proxy_port_loopback":    {want: b, audit: auditEgress, reasons: []string{"loop"}},
-	"proxy_port_loopback_v6": {want: b, audit: auditEgress, reasons: []string{"loop"}},
-	"proxy_port_own_ip":      {want: b, audit: auditEgress, reasons: []string{"loop"}},
+	// The proxy's own address serves explicit-proxy requests under the
+	// policy (issue #18); another of the supervisor's ports is a loop.
+	"proxy_port_loopback":    {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"proxy_port_loopback_v6": {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"proxy_port_own_ip":      {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
+	"proxy_port_allowed":     {want: a, audit: auditEgress, reasons: []string{"allowed_domain"}},
+	"health_port_own_ip":     {want: b, audit: auditEgress, reasons: []string{"loop"}},
 	"health_readonly":        {want: b},
 
 	"curl_noproxy":       {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},

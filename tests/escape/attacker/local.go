@@ -22,6 +22,35 @@ const (
 
 // proxyDirect: talk to the transparent proxy's own port, hoping it treats
 // the request as an explicit proxy request and forwards it.
+// proxyAllowed is the control of the proxyDirect vectors: the agent uses
+// the supervisor's own address as its HTTP proxy (HTTPS_PROXY=
+// http://127.0.0.1:15001, as the fallback advertises) for an allowed name,
+// and is served under the policy (issue #18).
+func proxyAllowed(r *Result) {
+	c, err := dialFlow(r, "127.0.0.1", proxyPort)
+	if err != nil {
+		r.Observed = "error"
+		r.note("connect: %v", err)
+		return
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET http://allowed.test/%s HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n", marker(r.Vector))
+	b, err := readAll(c)
+	if !strings.Contains(string(b), "world says hello to allowed.test") {
+		r.Observed = "error"
+		r.note("no answer from allowed.test through the proxy: %q %v", clip(b), err)
+		return
+	}
+	r.Observed = allowed
+	r.note("served through the advertised proxy address")
+}
+
+// selfPort connects to one of the supervisor's own ports on the pod's
+// address: redirected to the proxy, it must be denied as a loop.
+func selfPort(ip string, port int) vectorFunc {
+	return func(r *Result) { send(r, ip, port, []byte(fill(r, "GET /%s HTTP/1.1\r\nHost: %s.evil.test\r\n\r\n"))) }
+}
+
 func proxyDirect(ip string) vectorFunc {
 	return func(r *Result) {
 		head := fmt.Sprintf("GET http://%s.evil.test/ HTTP/1.1\r\nHost: %s.evil.test\r\n\r\n", marker(r.Vector), marker(r.Vector))

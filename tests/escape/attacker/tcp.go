@@ -98,8 +98,10 @@ func dialFlow(r *Result, ip string, port int) (*net.TCPConn, error) {
 }
 
 // readAll reads what the other side sends until EOF, reset or the window.
-func readAll(c net.Conn) ([]byte, error) {
-	_ = c.SetReadDeadline(time.Now().Add(ioWindow))
+func readAll(c io.Reader) ([]byte, error) {
+	if d, ok := c.(interface{ SetReadDeadline(time.Time) error }); ok {
+		_ = d.SetReadDeadline(time.Now().Add(ioWindow))
+	}
 	var buf bytes.Buffer
 	_, err := io.Copy(&buf, io.LimitReader(c, 1<<20))
 	return buf.Bytes(), err

@@ -58,6 +58,15 @@ var vectors = []vector{
 	{"absolute_form_v4", httpRequest(worldV4, 80, "GET http://%s.evil.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n")},
 	{"absolute_form_v6", httpRequest(worldV6, 80, "GET http://%s.evil.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n")},
 
+	// HTTP framing (issue #11 items 4–6).
+	{"http_host_mismatch_v4", httpRequest(worldV4, 80, "GET http://allowed.test/%s HTTP/1.1\r\nHost: %s.evil.test\r\n\r\n")},
+	{"http_host_mismatch_v6", httpRequest(worldV6, 80, "GET http://allowed.test/%s HTTP/1.1\r\nHost: %s.evil.test\r\n\r\n")},
+	{"http_refused_upgrade_ff", refusedUpgrade("\x0c")},
+	{"http_refused_upgrade_vt", refusedUpgrade("\x0b")},
+	{"http_refused_upgrade_nel", refusedUpgrade("\x85")},
+	{"http_cl0_get", cl0("GET")},
+	{"http_cl0_options", cl0("OPTIONS")},
+
 	// ClientHello tricks.
 	{"tls_split_records_v4", splitHello(worldV4)},
 	{"tls_split_records_v6", splitHello(worldV6)},
@@ -130,6 +139,8 @@ var vectors = []vector{
 	{"proxy_port_loopback", proxyDirect("127.0.0.1")},
 	{"proxy_port_loopback_v6", proxyDirect("::1")},
 	{"proxy_port_own_ip", proxyDirect(agentV4)},
+	{"proxy_port_allowed", proxyAllowed},
+	{"health_port_own_ip", selfPort(agentV4, healthPort)},
 	{"health_readonly", healthReadOnly},
 
 	// Processes.
