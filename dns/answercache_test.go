@@ -421,3 +421,30 @@ func TestDryRunWithoutKeyNotCached(t *testing.T) {
 		t.Errorf("%d upstream queries, want 4 (nothing cached)", n)
 	}
 }
+
+// TestAnswerCacheRefusesNamesOverRewrittenBytes: a name read through a
+// pointer whose labels cross a TTL would change as the copy ages (the
+// fuzz crasher in testdata/fuzz/FuzzCachedAnswer); such an answer is not
+// cached. An address that looks like a pointer (192.0.2.1: 0xC0 0x00)
+// does not stop an ordinary answer from being cached.
+func TestAnswerCacheRefusesNamesOverRewrittenBytes(t *testing.T) {
+	qb := packedQuery(t, "www.allowed.test", dns.TypeA, 0x4242)
+	key := answerKey{name: "www.allowed.test", qtype: dns.TypeA}
+	cache := func(raw []byte) bool {
+		var idx [stackRRs]rrRef
+		msg := append([]byte(nil), raw...)
+		a, err := parseAnswer(msg, qb, idx[:])
+		if err != nil {
+			t.Fatalf("walker refuses the answer: %v", err)
+		}
+		_, ok := newCachedAnswer(key, msg, a, nil, time.Unix(5_000_000, 0))
+		return ok
+	}
+	hostile := []byte("BB\x810\x00\x01000000\x03www\aAllowed\x04test\x00\x00\x01\x00\x01\xc0700000000\x00\v00000\x03000\xc0C\xc0100000000\x00\x05\x0200\xc01\xc0100000000\x00\x040000\x000000000\x00\x00\x00")
+	if cache(hostile) {
+		t.Error("an answer whose names read TTL bytes was cached")
+	}
+	if !cache(packedAnswer(t, replyTo(t, qb, "www.allowed.test. 300 IN A 192.0.2.1"), true)) {
+		t.Error("an ordinary answer for 192.0.2.1 was not cached")
+	}
+}

@@ -2,6 +2,7 @@ package dns
 
 import (
 	"encoding/binary"
+	"slices"
 	"strings"
 	"time"
 )
@@ -42,6 +43,7 @@ func newCachedAnswer(key answerKey, msg []byte, a wireAnswer, addrs []learnedAdd
 	e := &cachedAnswer{key: key, rcode: a.rcode, addrs: addrs, stored: now}
 	minTTL, negTTL := ^uint32(0), ^uint32(0)
 	optRdata, records := -1, 0
+	var addrData [][2]int // A and AAAA rdata: addresses, never names
 	for i := range an + ns + ar {
 		if off == len(msg) {
 			break
@@ -67,6 +69,9 @@ func newCachedAnswer(key answerKey, msg []byte, a wireAnswer, addrs []learnedAdd
 		}
 		records++
 		e.ttlOffs = append(e.ttlOffs, uint16(next+4))
+		if rtype == typeA || rtype == typeAAAA {
+			addrData = append(addrData, [2]int{rdata, rdata + rdlen})
+		}
 		minTTL = min(minTTL, ttl)
 		if rtype == typeSOA && i >= an && i < an+ns && rdlen >= soaFixedTail+2 {
 			negTTL = min(negTTL, ttl, binary.BigEndian.Uint32(msg[rdata+rdlen-4:]))
@@ -87,6 +92,9 @@ func newCachedAnswer(key answerKey, msg []byte, a wireAnswer, addrs []learnedAdd
 	if records == 0 || ttl == 0 {
 		return nil, false
 	}
+	if pointsIntoRewritten(msg, e.ttlOffs, optRdata, addrData) {
+		return nil, false
+	}
 	e.expires = now.Add(time.Duration(min(ttl, limit)) * time.Second)
 	if optRdata >= 0 {
 		msg = msg[:optRdata]
@@ -95,6 +103,54 @@ func newCachedAnswer(key answerKey, msg []byte, a wireAnswer, addrs []learnedAdd
 	binary.BigEndian.PutUint16(msg, 0)
 	e.msg = msg
 	return e, true
+}
+
+// pointsIntoRewritten reports whether a name read through a compression
+// pointer of msg would read a byte the cache rewrites: the ID, a TTL, or
+// the OPT record's length and options (optRdata < 0: none). Such a name
+// would change as the copy ages, and clients would get a message that no
+// longer parses; only a hostile or broken upstream writes one, and its
+// answer is not cached. Conservative on purpose: every two bytes that could
+// be a pointer (top bits 11) count, rdata that merely looks like one too
+// (but for addrData, the A and AAAA addresses, which hold no name), at the
+// cost of a cache miss; the labels read from a pointer's target are
+// followed up to their end (a zero byte or the next pointer, which is
+// itself one of the pairs checked).
+func pointsIntoRewritten(msg []byte, ttlOffs []uint16, optRdata int, addrData [][2]int) bool {
+	rewritten := func(lo, hi int) bool { // [lo, hi) meets a rewritten byte
+		if lo < 2 || (optRdata >= 0 && hi > optRdata-2) {
+			return true
+		}
+		for _, off := range ttlOffs {
+			if lo < int(off)+4 && hi > int(off) {
+				return true
+			}
+		}
+		return false
+	}
+	for i := headerLen; i+1 < len(msg); i++ {
+		if msg[i]&0xC0 != 0xC0 {
+			continue
+		}
+		if k := slices.IndexFunc(addrData, func(r [2]int) bool { return i >= r[0] && i < r[1] }); k >= 0 {
+			i = addrData[k][1] - 1
+			continue
+		}
+		start := int(binary.BigEndian.Uint16(msg[i:]) & 0x3FFF)
+		end := start
+		for end < len(msg) {
+			b := msg[end]
+			if b == 0 || b&0xC0 != 0 {
+				end += 2 // the root label or a pointer (two bytes; one more is harmless)
+				break
+			}
+			end += 1 + int(b)
+		}
+		if start < len(msg) && rewritten(start, min(end, len(msg))) {
+			return true
+		}
+	}
+	return false
 }
 
 // copyAnswer writes the cached answer, aged by elapsed, into dst (which
