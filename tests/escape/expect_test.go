@@ -198,8 +198,12 @@ var expectations = map[string]expect{
 	"proxy_port_loopback_v6": {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
 	"proxy_port_own_ip":      {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
 	"proxy_port_allowed":     {want: a, audit: auditEgress, reasons: []string{"allowed_domain"}},
-	"health_port_own_ip":     {want: b, audit: auditEgress, reasons: []string{"loop"}},
-	"health_readonly":        {want: b},
+	// The health port is one of the ports meant for the agent (nft's
+	// @supervisor_ports): reached directly on any local address, never
+	// through the proxy, and as read-only on the pod's address as on
+	// loopback.
+	"health_port_own_ip": {want: b},
+	"health_readonly":    {want: b},
 
 	"curl_noproxy":       {want: b, audit: auditEgress, reasons: []string{"not_in_allowlist"}},
 	"static_binary":      {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},

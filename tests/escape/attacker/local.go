@@ -60,8 +60,16 @@ func proxyDirect(ip string) vectorFunc {
 
 // healthReadOnly: the health server is reachable from the agent; it must
 // only answer GETs and must not reveal what the agent sent beyond names.
-func healthReadOnly(r *Result) {
-	base := "http://127.0.0.1:" + strconv.Itoa(healthPort)
+func healthReadOnly(r *Result) { healthReadOnlyAt("127.0.0.1")(r) }
+
+// healthReadOnlyAt is healthReadOnly on another local address (the pod's
+// own): nft lets the agent reach the health port directly on any local
+// address, so it must be as read-only there.
+func healthReadOnlyAt(ip string) vectorFunc {
+	return func(r *Result) { checkHealthReadOnly(r, "http://"+net.JoinHostPort(ip, strconv.Itoa(healthPort))) }
+}
+
+func checkHealthReadOnly(r *Result, base string) {
 	client := &http.Client{Timeout: 3 * time.Second}
 	get := func(path string) (int, string) {
 		resp, err := client.Get(base + path)

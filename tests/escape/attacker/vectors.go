@@ -140,7 +140,7 @@ var vectors = []vector{
 	{"proxy_port_loopback_v6", proxyDirect("::1")},
 	{"proxy_port_own_ip", proxyDirect(agentV4)},
 	{"proxy_port_allowed", proxyAllowed},
-	{"health_port_own_ip", selfPort(agentV4, healthPort)},
+	{"health_port_own_ip", healthReadOnlyAt(agentV4)},
 	{"health_readonly", healthReadOnly},
 
 	// Processes.
