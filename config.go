@@ -107,6 +107,14 @@ type Config struct {
 	// AllowMulticast lets the agent join multicast groups and IGMP/MLD
 	// reports leave the pod.
 	AllowMulticast bool
+	// AgentOutput is how the agent's stdout/stderr are relayed: "json"
+	// (agent_output records) or "raw" (verbatim lines).
+	AgentOutput string
+	// ForwardSIGHUP: SIGHUP (which reloads the policy) is also sent to the
+	// agent's process group.
+	ForwardSIGHUP bool
+	// WatchPolicy reloads the policy when its file changes (inotify).
+	WatchPolicy bool
 }
 
 // setting is one configuration knob: its flag, its environment variable,
@@ -227,6 +235,15 @@ func settings() []setting {
 		{flag: "allow-multicast", env: "FORGE_SUPERVISOR_ALLOW_MULTICAST", def: "false", isBool: true,
 			usage: "let the agent join multicast groups and IGMP/MLD reports leave the pod (a covert channel, off by default)",
 			parse: func(c *Config, v string) (err error) { c.AllowMulticast, err = parseBool(v); return }},
+		{flag: "agent-output", env: "FORGE_SUPERVISOR_AGENT_OUTPUT", def: "json",
+			usage: "json: each line the agent prints becomes an agent_output log record (it can never pass for an audit line); raw: lines copied verbatim (the agent can print lines that look like audit events)",
+			parse: func(c *Config, v string) (err error) { c.AgentOutput, err = parseAgentOutput(v); return }},
+		{flag: "forward-sighup", env: "FORGE_SUPERVISOR_FORWARD_SIGHUP", def: "true", isBool: true,
+			usage: "also send SIGHUP (which reloads the policy) to the agent; false keeps an agent that does not handle HUP alive across reloads",
+			parse: func(c *Config, v string) (err error) { c.ForwardSIGHUP, err = parseBool(v); return }},
+		{flag: "watch-policy", env: "FORGE_SUPERVISOR_WATCH_POLICY", def: "true", isBool: true,
+			usage: "reload the policy when its file changes (inotify on its directory, so a Kubernetes ConfigMap update is seen)",
+			parse: func(c *Config, v string) (err error) { c.WatchPolicy, err = parseBool(v); return }},
 	}
 }
 
@@ -523,6 +540,14 @@ func parseInt(v string, lo, hi int) (int, error) {
 	return n, nil
 }
 
+func parseAgentOutput(v string) (string, error) {
+	switch m := strings.ToLower(v); m {
+	case "json", "raw":
+		return m, nil
+	}
+	return "", errors.New("must be json or raw")
+}
+
 func parseRcode(v string) (string, error) {
 	switch r := strings.ToLower(v); r {
 	case "refused", "nxdomain":
@@ -620,6 +645,9 @@ type configJSON struct {
 	AuditProcess    bool     `json:"audit_process"`
 	FastPath        bool     `json:"fast_path"`
 	AllowMulticast  bool     `json:"allow_multicast"`
+	AgentOutput     string   `json:"agent_output"`
+	ForwardSIGHUP   bool     `json:"forward_sighup"`
+	WatchPolicy     bool     `json:"watch_policy"`
 }
 
 // JSON returns the effective configuration, indented, for
@@ -645,6 +673,7 @@ func (c Config) JSON() ([]byte, error) {
 		AuditProcess:   c.AuditProcess,
 		FastPath:       c.FastPath,
 		AllowMulticast: c.AllowMulticast,
+		AgentOutput:    c.AgentOutput, ForwardSIGHUP: c.ForwardSIGHUP, WatchPolicy: c.WatchPolicy,
 	}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("config: encode: %w", err)

@@ -27,7 +27,8 @@ func defaultConfig() Config {
 		DNSAnswerCacheBytes: 8 << 20,
 		DNSWildcardBudget:   4096,
 		ClassifyTimeout:     time.Second, DialTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute,
-		FastPath: true,
+		FastPath:    true,
+		AgentOutput: "json", ForwardSIGHUP: true, WatchPolicy: true,
 	}
 }
 
@@ -78,6 +79,9 @@ var everyEnv = map[string]string{
 	"FORGE_SUPERVISOR_AUDIT_PROCESS":              "1",
 	"FORGE_SUPERVISOR_FAST_PATH":                  "0",
 	"FORGE_SUPERVISOR_ALLOW_MULTICAST":            "true",
+	"FORGE_SUPERVISOR_AGENT_OUTPUT":               "RAW",
+	"FORGE_SUPERVISOR_FORWARD_SIGHUP":             "false",
+	"FORGE_SUPERVISOR_WATCH_POLICY":               "off",
 }
 
 func everyEnvConfig() Config {
@@ -91,6 +95,7 @@ func everyEnvConfig() Config {
 		DNSWildcardBudget: 1000, DNSWildcardMaxLabels: 4, DNSWildcardMaxLabelLen: 20, StrictPolicy: true,
 		LogSample: true, ClassifyTimeout: 250 * time.Millisecond, DialTimeout: 2 * time.Second,
 		IdleTimeout: time.Hour, InboundPorts: []uint16{8080, 9090}, AllowedLocalPorts: []uint16{5432}, AuditProcess: true, AllowMulticast: true,
+		AgentOutput: "raw",
 	}
 }
 
@@ -141,6 +146,7 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		"-classify-timeout", "2s", "-dial-timeout", "3s", "-idle-timeout", "30m",
 		"-inbound-ports", "81", "-allowed-local-ports", "82,83",
 		"-audit-process=false", "-allow-multicast=false",
+		"-agent-output", "json", "-forward-sighup", "-watch-policy=on",
 		"--", "/agent",
 	}
 	cfg, _, argv, err := ParseConfig(args, env(everyEnv))
@@ -155,6 +161,7 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		DNSWildcardMaxLabels: 8, DNSWildcardMaxLabelLen: 40,
 		ClassifyTimeout: 2 * time.Second, DialTimeout: 3 * time.Second, IdleTimeout: 30 * time.Minute,
 		InboundPorts: []uint16{81}, AllowedLocalPorts: []uint16{82, 83},
+		AgentOutput: "json", ForwardSIGHUP: true, WatchPolicy: true,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("flags over env:\n got %+v\nwant %+v", cfg, want)
@@ -400,6 +407,7 @@ func TestConfigJSON(t *testing.T) {
 		"audit_process":   false,
 		"fast_path":       true,
 		"allow_multicast": false,
+		"agent_output":    "json", "forward_sighup": true, "watch_policy": true,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config JSON:\n got %v\nwant %v", got, want)

@@ -38,6 +38,10 @@ func main() {
 // agent never ran.
 const exitStartup = 1
 
+// sinkCloseTimeout is how long the exiting supervisor waits for its last
+// log lines to be read; past it they are counted as dropped and it exits.
+const sinkCloseTimeout = 5 * time.Second
+
 func run(args []string) int {
 	cfg, sub, argv, err := ParseConfig(args, os.Getenv)
 	if errors.Is(err, flag.ErrHelp) {
@@ -65,12 +69,15 @@ func run(args []string) int {
 		fmt.Println(string(b))
 		return 0
 	}
-	log, err := obs.NewLogger(os.Stdout, cfg.LogLevel)
+	// One writer owns stdout: whole lines, EAGAIN waited out, bounded.
+	sink := obs.NewSink(os.Stdout, 0, os.Stderr)
+	defer sink.Close(sinkCloseTimeout)
+	log, err := obs.NewLogger(sink, cfg.LogLevel)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "forge-supervisor: %v\n", err)
 		return 2
 	}
-	code, err := supervise(cfg, argv, log)
+	code, err := supervise(cfg, argv, log, sink)
 	if err != nil {
 		// One clear line: on stderr for humans, as an event for pipelines.
 		log.Error("supervisor_failed", zap.Error(err))
@@ -83,12 +90,13 @@ func run(args []string) int {
 // supervise starts everything in order — policy → nft → DNS and proxy →
 // health → agent — and stops it in reverse. It returns the agent's exit
 // status, or an error when the supervisor could not start.
-func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
+func supervise(cfg Config, argv []string, log *zap.Logger, sink *obs.Sink) (int, error) {
 	if len(argv) == 0 {
 		return 0, errors.New("no agent command: usage: forge-supervisor [flags] [--] COMMAND [ARGS...]")
 	}
 	start := time.Now()
 	metrics := obs.NewMetrics()
+	metrics.WatchSink(sink)
 	denials := obs.NewDenials(cfg.DenialsSize)
 	pathMetrics := kverdict.NewMetrics(metrics.Registry)
 	audit := obs.NewAuditor(log, metrics, denials, obs.WithSampling(cfg.LogSample), countProxyPath(pathMetrics))
@@ -249,19 +257,16 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	if explicit {
 		env = append(env, proxyEnv(cfg.ProxyPort)...)
 	}
-	reload := func() error {
-		t := time.Now()
-		p, err := loadPolicyLogged(cfg, log)
-		if err != nil {
-			audit.PolicyReloadFailed(cfg.PolicyPath, err)
-			return err
-		}
-		current.Store(p)
-		if fast != nil {
-			fast.Reload()
-		}
-		audit.PolicyReloaded(obs.PolicyReload{Path: cfg.PolicyPath, Rules: p.RuleCount(), Mode: string(p.Mode()), Duration: time.Since(t)})
-		return nil
+	// A reload that swapped the policy also refreshes the fast-path sets.
+	var onSwap func()
+	if fast != nil {
+		onSwap = fast.Reload
+	}
+	load := func(string) (*policy.Policy, error) { return loadPolicyLogged(cfg, log) }
+	reload := policyReload(cfg.PolicyPath, load, &current, audit, health, onSwap)
+	reloads := make(chan struct{}, 1)
+	if cfg.WatchPolicy {
+		servers.Go("watch", watchFiles(cfg, reloads, audit, log))
 	}
 	audit.SupervisorStarted(obs.SupervisorStarted{
 		Version: version, PolicyPath: cfg.PolicyPath, PolicyMode: string(pol.Mode()), Rules: pol.RuleCount(),
@@ -273,9 +278,12 @@ func supervise(cfg Config, argv []string, log *zap.Logger) (int, error) {
 	code, err := actors.RunAgent(serversCtx, actors.AgentConfig{
 		Spec: jail.Spec{UID: cfg.AgentUID, GID: cfg.AgentGID, Argv: argv, Env: env,
 			SeccompPath: cfg.SeccompPath, SeccompLog: cfg.SeccompLog, AllowMulticast: cfg.AllowMulticast},
-		Grace:  cfg.Grace,
-		Reload: reload,
-		Log:    log,
+		Grace:          cfg.Grace,
+		Reload:         reload,
+		ReloadRequests: reloads,
+		KeepSIGHUP:     !cfg.ForwardSIGHUP,
+		Output:         agentOutput(cfg.AgentOutput, sink),
+		Log:            log,
 		OnStart: func(pid int) {
 			agentPID, agentStart = pid, time.Now()
 			id.setRoot(pid)

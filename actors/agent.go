@@ -53,6 +53,18 @@ type AgentConfig struct {
 	// OnStart is called with the agent's pid once it is started (e.g. to
 	// report readiness). It runs on the signal loop: keep it short. May be nil.
 	OnStart func(pid int)
+	// ReloadRequests asks for a Reload as SIGHUP does (e.g. from a file
+	// watcher), through the same one-at-a-time reloader. May be nil.
+	ReloadRequests <-chan struct{}
+	// KeepSIGHUP: a SIGHUP that requests a Reload is not forwarded to the
+	// agent (one that does not handle HUP would die on every reload). The
+	// zero value forwards it, as the other signals are. Without Reload,
+	// SIGHUP is always forwarded.
+	KeepSIGHUP bool
+	// Output says how the agent's stdout and stderr are relayed; the zero
+	// value wraps each line in an agent_output record in Log. The agent
+	// never inherits the supervisor's own stdout or stderr.
+	Output Output
 }
 
 // RunAgent starts the jailed agent and runs the PID-1 loop until the agent
@@ -60,8 +72,12 @@ type AgentConfig struct {
 //
 // One goroutine — the caller's — owns signals and reaping:
 //   - SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH are
-//     forwarded to the agent's process group; SIGHUP also requests Reload;
-//     after SIGTERM or SIGINT the group gets Grace, then SIGKILL.
+//     forwarded to the agent's process group; SIGHUP also requests Reload
+//     (and is kept from the agent with KeepSIGHUP), as does a value on
+//     ReloadRequests; after SIGTERM or SIGINT the group gets Grace, then
+//     SIGKILL.
+//   - The agent's stdout and stderr are pipes relayed as Output says; its
+//     last lines are relayed before RunAgent returns.
 //   - ctx cancelled (the supervisor is stopping) terminates the agent the same
 //     way: SIGTERM, Grace, SIGKILL.
 //   - Every terminated child is reaped with wait4(-1): the agent and any
@@ -94,10 +110,17 @@ func RunAgent(ctx context.Context, cfg AgentConfig) (exitCode int, err error) {
 	signal.Notify(sigs, append([]os.Signal{syscall.SIGCHLD}, forwardedSignals...)...)
 	defer signal.Stop(sigs)
 
-	pid, err := startAgent(cfg.Spec)
+	out := cfg.Output
+	if out.Log == nil {
+		out.Log = log
+	}
+	pid, relay, err := startAgent(cfg.Spec, out)
 	if err != nil {
 		return exitStartFailed, err
 	}
+	// After the loop: the agent's last lines are relayed before RunAgent
+	// returns (and the caller logs agent_exited).
+	defer relay.stop()
 	// The agent_started audit event is the caller's (OnStart): it owns the
 	// schema, and argv may carry secrets that must not reach the log.
 	if cfg.OnStart != nil {
@@ -106,42 +129,58 @@ func RunAgent(ctx context.Context, cfg AgentConfig) (exitCode int, err error) {
 
 	r := newReloader(cfg.Reload, log)
 	defer r.stop()
-	l := &agentLoop{pid: pid, grace: grace, log: log, reload: r}
-	return l.run(ctx, sigs), nil
+	l := &agentLoop{pid: pid, grace: grace, log: log, reload: r, keepHUP: cfg.KeepSIGHUP && cfg.Reload != nil}
+	return l.run(ctx, sigs, cfg.ReloadRequests), nil
 }
 
-// startAgent starts the jail child and gives up os/exec's handle on it: the
-// reaper alone collects its status.
-func startAgent(spec jail.Spec) (int, error) {
+// startAgent starts the jail child with its stdout and stderr on the
+// relay's pipes, and gives up os/exec's handle on it: the reaper alone
+// collects its status.
+func startAgent(spec jail.Spec, out Output) (int, *relay, error) {
 	cmd, err := jail.Command(spec)
 	if err != nil {
-		return 0, fmt.Errorf("agent: %w", err)
+		return 0, nil, fmt.Errorf("agent: %w", err)
 	}
+	stdoutW, stderrW, relay, err := startRelay(out)
+	if err != nil {
+		for _, f := range cmd.ExtraFiles {
+			f.Close()
+		}
+		return 0, nil, fmt.Errorf("agent: %w", err)
+	}
+	// Not the supervisor's own: an agent sharing the log's file
+	// description could forge, split or (O_NONBLOCK) suppress audit lines.
+	cmd.Stdout, cmd.Stderr = stdoutW, stderrW
 	err = cmd.Start()
 	for _, f := range cmd.ExtraFiles {
 		f.Close() // the child holds its own copy of the jail config
 	}
+	stdoutW.Close() // the child holds its own copies of the write ends
+	stderrW.Close()
 	if err != nil {
-		return 0, fmt.Errorf("agent: start jail: %w", err)
+		relay.stop()
+		return 0, nil, fmt.Errorf("agent: start jail: %w", err)
 	}
 	pid := cmd.Process.Pid
 	if err := cmd.Process.Release(); err != nil {
-		return 0, fmt.Errorf("agent: release process handle: %w", err)
+		relay.stop()
+		return 0, nil, fmt.Errorf("agent: release process handle: %w", err)
 	}
-	return pid, nil
+	return pid, relay, nil
 }
 
 // agentLoop is the state owned by the signal-and-reap goroutine.
 type agentLoop struct {
-	pid    int // also the process group id: the jail child calls setsid
-	grace  time.Duration
-	log    *zap.Logger
-	reload *reloader
+	pid     int // also the process group id: the jail child calls setsid
+	grace   time.Duration
+	log     *zap.Logger
+	reload  *reloader
+	keepHUP bool // SIGHUP reloads only
 
 	killTimer *time.Timer // non-nil once termination has begun
 }
 
-func (l *agentLoop) run(ctx context.Context, sigs <-chan os.Signal) int {
+func (l *agentLoop) run(ctx context.Context, sigs <-chan os.Signal, reloads <-chan struct{}) int {
 	done := ctx.Done()
 	backstop := time.NewTicker(reapBackstop)
 	defer backstop.Stop()
@@ -160,13 +199,18 @@ func (l *agentLoop) run(ctx context.Context, sigs <-chan os.Signal) int {
 				}
 				continue
 			}
-			l.signalGroup(sig.(syscall.Signal))
-			switch sig {
-			case syscall.SIGHUP:
+			if sig == syscall.SIGHUP {
 				l.reload.request()
-			case syscall.SIGTERM, syscall.SIGINT:
+				if l.keepHUP {
+					continue
+				}
+			}
+			l.signalGroup(sig.(syscall.Signal))
+			if sig == syscall.SIGTERM || sig == syscall.SIGINT {
 				killC = l.startGrace(killC)
 			}
+		case <-reloads:
+			l.reload.request()
 		case <-backstop.C:
 			if code, exited := l.reap(); exited {
 				return code

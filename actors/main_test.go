@@ -27,6 +27,7 @@ type supervisorConfig struct {
 	GraceMS     int      `json:"grace_ms"`
 	CancelAfter int      `json:"cancel_after_ms"` // cancel RunAgent's ctx after this long; 0 = never
 	ReloadFails bool     `json:"reload_fails"`
+	KeepSIGHUP  bool     `json:"keep_sighup"`
 }
 
 func TestMain(m *testing.M) {
@@ -77,8 +78,9 @@ func superviseForTest(raw string) int {
 			}
 			return nil
 		},
-		Log:     log,
-		OnStart: func(pid int) { fmt.Fprintf(os.Stderr, "MARK started pid=%d\n", pid) },
+		KeepSIGHUP: c.KeepSIGHUP,
+		Log:        log,
+		OnStart:    func(pid int) { fmt.Fprintf(os.Stderr, "MARK started pid=%d\n", pid) },
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "supervisor: %v\n", err)

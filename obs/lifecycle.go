@@ -91,6 +91,7 @@ type PolicyReload struct {
 func (a *Auditor) PolicyReloaded(r PolicyReload) {
 	if a.m != nil {
 		a.m.PolicyReloads.WithLabelValues(ReloadOK).Inc()
+		a.m.PolicyReloadOK.Set(1)
 	}
 	a.log.Info(MsgPolicyReloaded,
 		zap.String("policy_path", r.Path),
@@ -105,10 +106,12 @@ func (a *Auditor) PolicyReloaded(r PolicyReload) {
 func (a *Auditor) PolicyReloadFailed(path string, err error) {
 	if a.m != nil {
 		a.m.PolicyReloads.WithLabelValues(ReloadError).Inc()
+		a.m.PolicyReloadOK.Set(0)
 	}
 	a.log.Error(MsgPolicyReloadFailed,
 		zap.String("policy_path", path),
 		zap.String("error", errString(err)),
+		zap.Bool("previous_policy_kept", true),
 	)
 }
 

@@ -52,6 +52,9 @@ type Metrics struct {
 
 	// PolicyReloads counts reload attempts by result ("ok", "error").
 	PolicyReloads *prometheus.CounterVec
+	// PolicyReloadOK is 1 when the last reload succeeded (or none was
+	// tried), 0 while the file on disk is broken and the old policy serves.
+	PolicyReloadOK prometheus.Gauge
 	// AgentRestarts counts agent starts after the first.
 	AgentRestarts prometheus.Counter
 	// AgentExitCode is the agent's last exit status (128+N for signal N).
@@ -129,6 +132,10 @@ func NewMetrics() *Metrics {
 			Name: name("policy_reloads_total"),
 			Help: "Policy reload attempts by result.",
 		}, []string{"result"}),
+		PolicyReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: name("policy_last_reload_successful"),
+			Help: "1 when the last policy reload succeeded or none was tried; 0 when the file on disk is broken and the previous policy stays in force.",
+		}),
 		AgentRestarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: name("agent_restarts_total"),
 			Help: "Times the agent was started again after exiting.",
@@ -151,13 +158,14 @@ func NewMetrics() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Connections, m.Active, m.Bytes, m.StageLatency, m.QueueDepth,
 		m.DNSQueries, m.DNSMalformed, m.DNSRateLimited, m.LearnedNames,
-		m.PolicyReloads, m.AgentRestarts, m.AgentExitCode, m.Interception,
+		m.PolicyReloads, m.PolicyReloadOK, m.AgentRestarts, m.AgentExitCode, m.Interception,
 		m.AuditSampledOut,
 	)
 	// Both result series exist from the start so rate() works before the
 	// first reload.
 	m.PolicyReloads.WithLabelValues(ReloadOK)
 	m.PolicyReloads.WithLabelValues(ReloadError)
+	m.PolicyReloadOK.Set(1)
 	m.Bytes.WithLabelValues(DirectionUp)
 	m.Bytes.WithLabelValues(DirectionDown)
 	return m

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/forge/forge-supervisor/tests/world"
 )
 
 // Names and addresses of the test's podman objects. They are fixed so a
@@ -216,8 +218,8 @@ func auditEvents(out string) []map[string]any {
 }
 
 // runAgent runs the image with flags (and argv instead of its CMD) and
-// returns stdout+stderr, prefixed by a newline so lines can be matched
-// with "\n...", and the exit status.
+// returns stdout+stderr, then the agent's own lines unwrapped, prefixed by
+// a newline so lines can be matched with "\n...", and the exit status.
 func runAgent(t *testing.T, ctx context.Context, flags []string, argv ...string) (string, int) {
 	t.Helper()
 	args := append(append(append(append([]string{}, runtimeFlags...), "run"), runFlags...), flags...)
@@ -228,7 +230,10 @@ func runAgent(t *testing.T, ctx context.Context, flags []string, argv ...string)
 	if err != nil && code < 0 {
 		t.Fatalf("podman run: %v\n%s", err, out)
 	}
-	return "\n" + string(out), code
+	// The agent's own lines arrive as agent_output records: append them
+	// unwrapped, so its report can be matched line by line.
+	agent := append(world.AgentLines(string(out), "stdout"), world.AgentLines(string(out), "stderr")...)
+	return "\n" + string(out) + "\n" + strings.Join(agent, "\n") + "\n", code
 }
 
 func podman(t *testing.T, ctx context.Context, args ...string) {

@@ -30,6 +30,7 @@ done
 
 echo "== building the demo world"
 go build -o "$TMP/worldd" ./tests/demo/worldd
+go build -o "$TMP/agentlines" ./tests/demo/agentlines
 ip netns add "$W"; ip netns add "$A"
 ip link add "vw$ID" type veth peer name "va$ID"
 ip link set "vw$ID" netns "$W"; ip link set "va$ID" netns "$A"
@@ -71,8 +72,10 @@ code=$?
 set -e
 echo
 echo "== what the agent saw"
-# The agent's stdout is inherited: lines that are not JSON are its table.
-grep -v '^{' "$TMP/supervisor.log" || true
+# The agent never writes to the log itself: each line it printed is an
+# agent_output record ({"msg":"agent_output","stream":"stdout","line":...}),
+# so it cannot pass for an audit event. Unwrapped here for reading.
+"$TMP/agentlines" < "$TMP/supervisor.log"
 echo
 echo "== denials (NDJSON audit events)"
 grep -E '"msg":"(egress_denied|dns_denied)"' "$TMP/supervisor.log" || true

@@ -67,9 +67,17 @@ func TestEscape(t *testing.T) {
 	bin, suid := buildAttacker(t)
 	pol := w.WritePolicy(t, "egress_allowlist.json", suitePolicy)
 	secret := randomHex(16)
+	// ESCAPE_VECTORS=a,b runs only those vectors (while working on them).
+	args, only := []string{"all"}, map[string]bool{}
+	if v := os.Getenv("ESCAPE_VECTORS"); v != "" {
+		args = strings.Split(v, ",")
+		for _, n := range args {
+			only[n] = true
+		}
+	}
 	s := w.StartSupervisor(t, pol, []string{
 		"ESCAPE_CA=" + w.CAFile, "ESCAPE_SUID=" + suid, "ESCAPE_SECRET=" + secret,
-	}, bin, "all")
+	}, append([]string{bin}, args...)...)
 	start := time.Now()
 	code, done := s.Wait(runTimeout)
 	if !done {
@@ -88,7 +96,7 @@ func TestEscape(t *testing.T) {
 		rows = append(rows, judgeVector(r, events, gt))
 	}
 	for name := range expectations {
-		if !seen[name] {
+		if !seen[name] && (len(only) == 0 || only[name]) {
 			rows = append(rows, row{vector: name, want: expectations[name].want, observed: "missing", audit: "-", evidence: "the attacker printed no result"})
 		}
 	}
@@ -137,8 +145,10 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// splitOutput separates the attacker's result lines from the
-// supervisor's log on their shared stdout.
+// splitOutput separates the supervisor's log events from the attacker's
+// result lines, which arrive wrapped in agent_output records (the agent
+// never writes to the log itself). Events are the log's own lines only:
+// an agent_output record is never taken for an audit event.
 func splitOutput(t *testing.T, s *world.Supervisor) ([]result, []world.Event, []string) {
 	t.Helper()
 	var (
@@ -146,6 +156,13 @@ func splitOutput(t *testing.T, s *world.Supervisor) ([]result, []world.Event, []
 		events  []world.Event
 		logs    []string
 	)
+	for _, line := range s.AgentStdout() {
+		var r result
+		if json.Unmarshal([]byte(line), &r) != nil || r.Vector == "" {
+			continue // the agent's other output (e.g. the flood of stdout_nonblock_full)
+		}
+		results = append(results, r)
+	}
 	sc := bufio.NewScanner(strings.NewReader(s.Out.String()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -156,16 +173,19 @@ func splitOutput(t *testing.T, s *world.Supervisor) ([]result, []world.Event, []
 			continue
 		}
 		if _, ok := probe["vector"]; ok {
+			// A result line printed straight into the log: the agent
+			// shares the supervisor's stdout (raw output, or old code).
 			var r result
-			if err := json.Unmarshal(line, &r); err != nil {
-				t.Errorf("attacker line %q: %v", line, err)
-				continue
+			if err := json.Unmarshal(line, &r); err == nil {
+				results = append(results, r)
 			}
-			results = append(results, r)
 			continue
 		}
-		events = append(events, world.Event(probe))
-		logs = append(logs, string(line))
+		e := world.Event(probe)
+		events = append(events, e)
+		if e.Msg() != "agent_output" { // the agent may print its own secret
+			logs = append(logs, string(line))
+		}
 	}
 	return results, events, logs
 }
@@ -358,6 +378,8 @@ func checkAudit(r result, e expect, events []world.Event) (string, bool) {
 		return "n/a (kernel/local)", true
 	case auditRateLimited:
 		return checkRateLimited(events)
+	case auditForged:
+		return checkForged(r, events)
 	case auditEgress:
 		if len(r.Flows) == 0 && len(r.SNIs) == 0 {
 			return "no flow reported", false
@@ -401,6 +423,26 @@ func checkAudit(r result, e expect, events []world.Event) (string, bool) {
 		}
 	}
 	return summarize(parts), ok
+}
+
+// checkForged: the forged lines arrive only inside agent_output records;
+// no event of the log's own carries the vector's marker.
+func checkForged(r result, events []world.Event) (string, bool) {
+	m := marker(r.Vector)
+	forged, wrapped := 0, 0
+	for _, ev := range events {
+		b, _ := json.Marshal(ev)
+		if !strings.Contains(string(b), m) {
+			continue
+		}
+		if ev.Msg() == "agent_output" {
+			wrapped++
+		} else {
+			forged++
+		}
+	}
+	text := fmt.Sprintf("%d forged events, %d agent_output records", forged, wrapped)
+	return text, forged == 0 && wrapped > 0
 }
 
 // summarize folds the per-flow audit texts of a vector with many flows.

@@ -22,6 +22,9 @@ const (
 	// auditRateLimited: a flood of questions, answered by at least one
 	// dns_rate_limited event (one per window, not one per question).
 	auditRateLimited
+	// auditForged: the vector printed lines shaped like audit events; no
+	// event of the log may carry its marker except an agent_output record.
+	auditForged
 )
 
 // expect is what the suite requires of one vector.
@@ -212,6 +215,11 @@ var expectations = map[string]expect{
 	"vhost_keepalive_switch": {want: b, audit: auditEgress},
 	"vhost_h2c_learned_ip":   {want: b, audit: auditEgress},
 	"vhost_opaque_prefix":    {want: b, audit: auditEgress},
+
+	// The log: the agent prints to its own pipes, never to the log.
+	"stdout_forged_denial": {want: b, audit: auditForged},
+	"stdout_partial_line":  {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},
+	"stdout_nonblock_full": {want: b, audit: auditEgress, reasons: []string{"no_name_for_ip"}},
 
 	"setuid_binary":     {want: b},
 	"su":                {want: b},

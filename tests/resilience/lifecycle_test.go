@@ -32,8 +32,8 @@ exit 4`
 	if code != agentExitCode {
 		t.Fatalf("supervisor exit status %d, want the script's %d\nstdout:\n%s\nstderr:\n%s", code, agentExitCode, s.Out.String(), s.Err.String())
 	}
-	if n := strings.Count(s.Err.String(), ": 139"); n != 3 {
-		t.Errorf("the script saw %d crashes with status 139 (SIGSEGV), want 3; stderr:\n%s", n, s.Err.String())
+	if n := strings.Count(s.AgentStderr(), ": 139"); n != 3 {
+		t.Errorf("the script saw %d crashes with status 139 (SIGSEGV), want 3; agent stderr:\n%s", n, s.AgentStderr())
 	}
 	e := s.WaitEvent(func(e world.Event) bool {
 		return e.Msg() == "egress_allowed" && e["dst_port"] == float64(80)

@@ -157,6 +157,11 @@ var vectors = []vector{
 	{"dns_spray_sources", dnsSpraySources},
 	{"sni_flood_wildcard", sniFlood(otherV4)},
 
+	// The log: the agent's own stdout/stderr (see stdio.go).
+	{"stdout_forged_denial", forgedLogLines},
+	{"stdout_partial_line", partialLines},
+	{"stdout_nonblock_full", nonblockFull},
+
 	// The jail.
 	{"setuid_binary", setuidBinary},
 	{"su", su},

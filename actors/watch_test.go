@@ -1,0 +1,150 @@
+package actors
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// configMap lays out a directory as kubelet mounts a ConfigMap: the data
+// in a timestamped directory, ..data a symlink to it, and each key a
+// symlink to ..data/KEY.
+type configMap struct {
+	t   *testing.T
+	dir string
+	gen int
+}
+
+func newConfigMap(t *testing.T, key, body string) (*configMap, string) {
+	t.Helper()
+	c := &configMap{t: t, dir: t.TempDir()}
+	c.update(key, body)
+	if err := os.Symlink(filepath.Join("..data", key), filepath.Join(c.dir, key)); err != nil {
+		t.Fatal(err)
+	}
+	return c, filepath.Join(c.dir, key)
+}
+
+// update swaps in new data as kubelet's AtomicWriter does: write a new
+// timestamped directory, point ..data_tmp at it, rename ..data_tmp over
+// ..data (the one atomic step), remove the old directory.
+func (c *configMap) update(key, body string) {
+	c.t.Helper()
+	c.gen++
+	ts := filepath.Join(c.dir, "..2026_12_01_00_00_0"+string(rune('0'+c.gen)))
+	if err := os.Mkdir(ts, 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ts, key), []byte(body), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	old, _ := os.Readlink(filepath.Join(c.dir, "..data"))
+	tmp := filepath.Join(c.dir, "..data_tmp")
+	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(c.dir, "..data")); err != nil {
+		c.t.Fatal(err)
+	}
+	if old != "" {
+		if err := os.RemoveAll(filepath.Join(c.dir, old)); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// startWatch runs a Watch over paths and returns its change notices.
+func startWatch(t *testing.T, paths ...string) <-chan string {
+	t.Helper()
+	changes := make(chan string, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = Watch{Paths: paths, OnChange: func(p string) { changes <- p }}.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	// Let Run read the initial state and add its watches.
+	time.Sleep(100 * time.Millisecond)
+	return changes
+}
+
+func expectChange(t *testing.T, changes <-chan string, want string) {
+	t.Helper()
+	select {
+	case got := <-changes:
+		if got != want {
+			t.Fatalf("change of %s, want %s", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no change of %s reported", want)
+	}
+}
+
+func expectQuiet(t *testing.T, changes <-chan string) {
+	t.Helper()
+	select {
+	case got := <-changes:
+		t.Fatalf("unexpected change of %s", got)
+	case <-time.After(4 * watchSettle):
+	}
+}
+
+// TestWatchConfigMapSwap: the ..data swap of a ConfigMap update is one
+// change of the key's file, though the file's own name never changed.
+func TestWatchConfigMapSwap(t *testing.T) {
+	cm, path := newConfigMap(t, "egress_allowlist.json", `{"v":1}`)
+	changes := startWatch(t, path)
+	cm.update("egress_allowlist.json", `{"v":2}`)
+	expectChange(t, changes, path)
+	expectQuiet(t, changes) // one swap, one change
+	cm.update("egress_allowlist.json", `{"v":3}`)
+	expectChange(t, changes, path)
+	// The same content again (kubelet resyncs): no change.
+	cm.update("egress_allowlist.json", `{"v":3}`)
+	expectQuiet(t, changes)
+}
+
+// TestWatchPlainFile: a file replaced by rename (editors, `kubectl cp`) or
+// written in place; and a second watched file in another directory.
+func TestWatchPlainFile(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	path, prof := filepath.Join(dir, "policy.json"), filepath.Join(other, "seccomp.json")
+	for _, p := range []string{path, prof} {
+		if err := os.WriteFile(p, []byte("a"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	changes := startWatch(t, path, prof)
+
+	tmp := filepath.Join(dir, ".policy.json.swp")
+	if err := os.WriteFile(tmp, []byte("b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	expectChange(t, changes, path)
+
+	if err := os.WriteFile(path, []byte("c"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expectChange(t, changes, path)
+
+	if err := os.WriteFile(prof, []byte("b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expectChange(t, changes, prof)
+
+	// Deleted, then back: two changes (unreadable is a state too).
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	expectChange(t, changes, path)
+	if err := os.WriteFile(path, []byte("d"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expectChange(t, changes, path)
+}
