@@ -6,9 +6,17 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -linkmode external -extldflags "-static"
 FUZZTIME ?=
 
-.PHONY: build test unit fuzz vet demo bench clean
+.PHONY: deps build test unit fuzz vet demo bench clean
 
-build:
+# The Debian packages (.ci/packages) and Go modules that building, testing
+# and the demo need, installed only when missing; see .ci/deps. SKIP_DEPS=1
+# skips the step (a machine that is not Debian-like, set up by hand).
+deps:
+ifeq ($(SKIP_DEPS),)
+	@./.ci/deps
+endif
+
+build: | $(if $(SKIP_DEPS),,deps)
 	CGO_ENABLED=1 $(GO) build -trimpath -tags osusergo,netgo -ldflags '$(LDFLAGS)' -o $(BIN) .
 
 vet:
@@ -16,7 +24,7 @@ vet:
 	$(GO) vet ./...
 
 # Every test: unit, namespace end-to-end (root), escape suite, short fuzz.
-test: build vet unit fuzz
+test: deps build vet unit fuzz
 
 unit:
 	FORGE_SUPERVISOR_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m ./...
@@ -36,7 +44,8 @@ FUZZ_TARGETS := ./conn:FuzzParseClientHello:100000x ./conn:FuzzParseHTTPRequest:
 	./forgeyaml:FuzzParse:5000x \
 	./sockdiag:FuzzReadMessages:50000x ./ops:FuzzSuggest:3000x ./procid:FuzzParseStat:50000x \
 	./kverdict:FuzzParseSegment:100000x ./kverdict:FuzzParseNetlink:100000x \
-	./nft:FuzzParseLogMessage:100000x
+	./nft:FuzzParseLogMessage:100000x \
+	./actors:FuzzRelayLines:10000x
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -46,7 +55,7 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$$budget $$pkg; \
 	done
 
-demo: build
+demo: deps build
 	FORGE_SUPERVISOR_BIN=$(CURDIR)/$(BIN) ./tests/demo/demo.sh
 
 # Every benchmark, each path measured side by side in one run; the output

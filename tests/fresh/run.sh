@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# tests/fresh/run.sh: the README's commands on a fresh machine. Builds a
+# Debian 12 root file system with debootstrap, imports it as a podman
+# image, and in a privileged container from it (as root, nothing but the
+# minimal base system and the Go toolchain the README asks for) runs:
+#
+#   apt-get install git make     (what `git clone` and `make` themselves need)
+#   git clone <this repository at HEAD>
+#   make demo
+#   make test
+#
+# It is not part of `make test`: debootstrap downloads ~60 MB and `make
+# deps` then ~400 MB of packages, and the run takes 15-25 minutes on two
+# cores on top of a normal `make test`. CI proves the same step cheaper:
+# .ci/run runs .ci/deps (the one `make deps` runs) on a fresh CI machine,
+# and tests/setup checks that .ci/run installs nothing by itself.
+#
+# Needs root, podman (with runc), network access to deb.debian.org, and Go
+# at /usr/local/go (bind-mounted read-only: the Go the README names).
+# Usage: tests/fresh/run.sh [-k]   (-k keeps the rootfs and the image)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO="$PWD"
+KEEP=0; [ "${1:-}" = -k ] && KEEP=1
+MIRROR="${FRESH_MIRROR:-http://deb.debian.org/debian}"
+IMAGE="localhost/forge-supervisor-fresh:bookworm"
+ROOTFS="$(mktemp -d /tmp/forge-fresh.XXXXXX)"
+NAME="forge-fresh-$$"
+
+[ "$(id -u)" = 0 ] || { echo "tests/fresh/run.sh needs root"; exit 1; }
+[ -x /usr/local/go/bin/go ] || { echo "tests/fresh/run.sh needs Go at /usr/local/go"; exit 1; }
+command -v podman >/dev/null || { echo "tests/fresh/run.sh needs podman"; exit 1; }
+command -v debootstrap >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends debootstrap; }
+
+cleanup() {
+	podman --runtime runc rm -f "$NAME" >/dev/null 2>&1 || true
+	if [ "$KEEP" = 0 ]; then
+		podman rmi -f "$IMAGE" >/dev/null 2>&1 || true
+		rm -rf "$ROOTFS" "$ROOTFS.bundle"
+	else
+		echo "kept $ROOTFS and $IMAGE"
+	fi
+}
+trap cleanup EXIT
+
+echo "== debootstrap bookworm (minbase) into $ROOTFS"
+debootstrap --variant=minbase bookworm "$ROOTFS" "$MIRROR" >/dev/null
+tar -C "$ROOTFS" -c . | podman import - "$IMAGE" >/dev/null
+
+# The clone is of HEAD through git itself (a bundle of it), as a user
+# would clone: nothing of this worktree's build outputs or caches comes
+# along.
+git -C "$REPO" bundle create -q "$ROOTFS.bundle" HEAD
+echo "== in a fresh container: git clone, make demo, make test"
+start=$(date +%s)
+podman --runtime runc run --name "$NAME" --privileged --cgroupns=host \
+	--ulimit nofile=65536:65536 --ulimit nproc=65536:65536 \
+	-v /usr/local/go:/usr/local/go:ro -v "$ROOTFS.bundle:/origin.bundle:ro" \
+	-e PATH=/usr/local/go/bin:/usr/sbin:/usr/bin:/sbin:/bin -e HOME=/root \
+	"$IMAGE" bash -euxc '
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -q
+		apt-get install -y -q --no-install-recommends git make ca-certificates
+		git -c advice.detachedHead=false clone -q /origin.bundle /src
+		cd /src
+		make demo
+		make test
+	'
+echo "== green: README commands from a clean clone in $(( $(date +%s) - start ))s"
