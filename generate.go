@@ -37,6 +37,9 @@ const generateUsage = `usage: forge-supervisor [flags] generate allowlist|docker
               forge.yaml's requirements (skills' requires.bins,
               supervisor.seccomp)
   rego        the policy (-policy-path) rewritten as a Rego module
+  dashboard   a Grafana dashboard (JSON) of the supervisor's metrics
+  alerts      a PrometheusRule: denial spikes, degraded interception, reload
+              failures, lost audit lines (-name, -namespace)
 
 The supervisor's flags before "generate" (or their FORGE_SUPERVISOR_*
 variables, or the forge.yaml's supervisor: section, in that order of
@@ -142,6 +145,10 @@ func generate(cfg Config, args []string) ([]byte, error) {
 			return nil, fmt.Errorf("seccomp takes no agent command, got %q", fs.Args())
 		}
 		return src.seccomp()
+	case "dashboard": // Grafana dashboard JSON (deploy/dashboard.go)
+		return deploy.Dashboard()
+	case "alerts": // PrometheusRule (deploy/alerts.go)
+		return deploy.Alerts(o.Name, o.Namespace)
 	case genRego:
 		if len(fs.Args()) > 0 {
 			return nil, fmt.Errorf("rego takes no agent command, got %q", fs.Args())

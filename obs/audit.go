@@ -186,6 +186,7 @@ func (a *Auditor) Egress(f Flow) {
 		if f.BytesDown > 0 {
 			m.Bytes.WithLabelValues(DirectionDown).Add(float64(f.BytesDown))
 		}
+		m.ops.flow(f)
 	}
 	keep := !f.Allowed || f.WouldDeny
 	lg := a.allowed
@@ -260,6 +261,9 @@ func (a *Auditor) dnsEvent(msg, decision string, q DNSQuery, keep bool) {
 	q.QName = truncateName(q.QName)
 	if a.m != nil {
 		a.m.DNSQueries.WithLabelValues(decision, qtypeLabel(q.QType)).Inc()
+		if keep {
+			a.m.ops.dnsDenied(q)
+		}
 	}
 	lg := a.allowed
 	if keep {

@@ -66,6 +66,8 @@ type Metrics struct {
 	// AuditSampledOut counts allowed-decision log lines dropped by sampling
 	// (the flows are still counted in Connections / DNSQueries).
 	AuditSampledOut prometheus.Counter
+
+	ops *opsMetrics // the dashboard's extra series (ops_metrics.go)
 }
 
 // Label values of the metrics above, shared with the auditor.
@@ -161,6 +163,8 @@ func NewMetrics() *Metrics {
 		m.PolicyReloads, m.PolicyReloadOK, m.AgentRestarts, m.AgentExitCode, m.Interception,
 		m.AuditSampledOut,
 	)
+	m.ops = newOpsMetrics(name)
+	m.Registry.MustRegister(m.ops.collectors()...)
 	// Both result series exist from the start so rate() works before the
 	// first reload.
 	m.PolicyReloads.WithLabelValues(ReloadOK)
