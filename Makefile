@@ -59,17 +59,23 @@ demo: deps build
 	FORGE_SUPERVISOR_BIN=$(CURDIR)/$(BIN) ./tests/demo/demo.sh
 
 # Every benchmark, each path measured side by side in one run; the output
-# is what docs/benchmarks.md quotes. Takes a few minutes; needs root.
+# is what docs/benchmarks.md quotes, and the figures of the engine and DNS
+# comparisons are drawn into docs/bench.png (bench/plot). Takes a few
+# minutes; needs root.
+BENCH_RESULTS := bin/bench-results.jsonl
 bench: build
-	$(GO) test -run='^$$' -bench='ConnectFirstByte' -benchtime=2000x ./bench/
-	$(GO) test -run='^$$' -bench='BulkThroughput' -benchtime=20x ./bench/
+	@mkdir -p bin; rm -f $(BENCH_RESULTS)
+	FORGE_BENCH_RESULTS=$(CURDIR)/$(BENCH_RESULTS) $(GO) test -run='^$$' -bench='ConnectFirstByte' -benchtime=2000x ./bench/
+	FORGE_BENCH_RESULTS=$(CURDIR)/$(BENCH_RESULTS) $(GO) test -run='^$$' -bench='ConnectConcurrency' -benchtime=200x ./bench/
+	FORGE_BENCH_RESULTS=$(CURDIR)/$(BENCH_RESULTS) $(GO) test -run='^$$' -bench='BulkThroughput' -benchtime=20x ./bench/
 	$(GO) test -run='^$$' -bench='FastPathConnectFirstByte' -benchtime=1000x ./bench/
 	$(GO) test -run='^$$' -bench='FastPath(Concurrent|Bulk|CPU|IdleMemory)' -benchtime=10x ./bench/
-	$(GO) test -run='^$$' -bench='DNSComparison' -benchtime=2000x ./bench/
+	FORGE_BENCH_RESULTS=$(CURDIR)/$(BENCH_RESULTS) $(GO) test -run='^$$' -bench='DNSComparison' -benchtime=2000x ./bench/
 	$(GO) test -run='^$$' -bench='Policy|Rego' -benchmem ./bench/
 	$(GO) test -run='^$$' -bench='Install' -benchtime=300x ./nft/
 	$(GO) test -run='^$$' -bench='StartToExec' -benchtime=200x ./actors/
 	$(GO) test -run='^$$' -bench='ParseClientHello|Sniff' -benchmem ./conn/
+	$(GO) run ./bench/plot -in $(BENCH_RESULTS) -out docs/bench.png
 
 clean:
 	rm -rf bin

@@ -215,7 +215,7 @@ func BenchmarkConnectFirstByte(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	reportLatency(b, "direct", lat, others(paths))
+	reportLatency(b, "direct", lat, others(paths), 1)
 }
 
 // BenchmarkBulkThroughput streams 64 MiB per op and reports MB/s per path
@@ -254,9 +254,11 @@ func BenchmarkBulkThroughput(b *testing.B) {
 	for _, p := range paths {
 		b.ReportMetric(mbps(total[p.name]), p.name+"_MB/s")
 	}
-	b.ReportMetric(mbps(total["bare"])/mbps(total["direct"]), "bare/direct")
-	b.ReportMetric(mbps(total["engine"])/mbps(total["direct"]), "engine/direct")
-	b.ReportMetric(mbps(total["haproxy"])/mbps(total["direct"]), "haproxy/direct")
+	for _, name := range []string{"bare", "engine", "haproxy"} {
+		ratio := mbps(total[name]) / mbps(total["direct"])
+		b.ReportMetric(ratio, name+"/direct")
+		recordPoint(b, point{Kind: pointThroughput, Path: name, Concurrency: 1, Value: ratio})
+	}
 	if _, ok := total["baseline"]; ok {
 		b.ReportMetric(mbps(total["baseline"])/mbps(total["direct"]), "baseline/direct")
 	}
@@ -308,11 +310,12 @@ func BenchmarkConnectFirstBytePlain(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	reportLatency(b, paths[0].name, lat, others(paths))
+	reportLatency(b, paths[0].name, lat, others(paths), 1)
 }
 
-// reportLatency reports p50/p99 per path and the added latency over base.
-func reportLatency(b *testing.B, base string, lat map[string][]time.Duration, others []string) {
+// reportLatency reports p50/p99 per path and the added latency over base,
+// and records the added latency at concurrency conc for docs/bench.png.
+func reportLatency(b *testing.B, base string, lat map[string][]time.Duration, others []string, conc int) {
 	d50, d99 := pct(lat[base], 50), pct(lat[base], 99)
 	b.ReportMetric(float64(d50.Microseconds()), base+"_p50_us")
 	b.ReportMetric(float64(d99.Microseconds()), base+"_p99_us")
@@ -322,6 +325,8 @@ func reportLatency(b *testing.B, base string, lat map[string][]time.Duration, ot
 		b.ReportMetric(float64(p99.Microseconds()), name+"_p99_us")
 		b.ReportMetric(float64((p50 - d50).Microseconds()), name+"_added_p50_us")
 		b.ReportMetric(float64((p99 - d99).Microseconds()), name+"_added_p99_us")
+		recordPoint(b, point{Kind: pointAddedP50, Path: name, Concurrency: conc, Value: float64((p50 - d50).Microseconds())})
+		recordPoint(b, point{Kind: pointAddedP99, Path: name, Concurrency: conc, Value: float64((p99 - d99).Microseconds())})
 	}
 }
 

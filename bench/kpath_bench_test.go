@@ -261,7 +261,7 @@ func BenchmarkFastPathConnectFirstByte(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	reportLatency(b, "direct", lat, []string{"fast", "haproxy", "engine"})
+	reportLatency(b, "direct", lat, []string{"fast", "haproxy", "engine"}, 1)
 }
 
 // BenchmarkFastPathConcurrent: the same with 64 connections at once per
@@ -298,7 +298,7 @@ func BenchmarkFastPathConcurrent(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	reportLatency(b, "direct", lat, []string{"fast", "haproxy", "engine"})
+	reportLatency(b, "direct", lat, []string{"fast", "haproxy", "engine"}, c)
 	for _, name := range []string{"fast", "haproxy", "engine"} {
 		b.ReportMetric(float64(pct(lat[name], 50))/float64(pct(lat["direct"], 50)), name+"/direct_p50")
 	}
