@@ -221,29 +221,32 @@ func tlsPlot(pts []point) (*plot.Plot, error) {
 	return p, nil
 }
 
-// throughputPlot draws one bar per path: bulk TCP throughput and DNS
-// queries per second, each as a ratio to direct in the same run.
+// throughputPlot draws one bar per path: bulk TCP throughput as a ratio
+// to direct, DNS queries per second as a ratio to the dnsmasq forwarder
+// (each without a cache, and each with its answer cache), all from the
+// same run.
 func throughputPlot(pts []point) (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = "Throughput relative to direct (1.0 = no cost)"
-	p.Y.Label.Text = "path / direct"
+	p.Title.Text = "Throughput: TCP relative to direct, DNS relative to dnsmasq"
+	p.Y.Label.Text = "ratio (1.0 = as fast as the reference)"
 	var names []string
 	var vals plotter.Values
 	var colors []color.Color
 	for _, want := range []struct{ path, label string }{
 		{"bare", "TCP bulk:\nbare floor"}, {"engine", "TCP bulk:\nengine"}, {"haproxy", "TCP bulk:\nHAProxy"},
-		{"dns bare", "DNS qps:\nbare floor"}, {"dns proxy", "DNS qps:\nDNS proxy"}, {"dns dnsmasq", "DNS qps:\ndnsmasq"},
+		{"dns bare/dnsmasq", "DNS qps: floor\n/ dnsmasq"}, {"dns proxy_nocache/dnsmasq", "DNS qps: proxy\n/ dnsmasq"},
+		{"dns proxy/dnsmasq_cache", "DNS qps: proxy+cache\n/ dnsmasq+cache"},
 	} {
 		for _, pt := range pts {
 			if pt.Kind == "throughput_ratio" && pt.Path == want.path {
 				names = append(names, want.label)
 				vals = append(vals, pt.Value)
-				c := pathColors[strings.TrimPrefix(want.path, "dns ")]
-				if c == nil {
+				c := pathColors[want.path]
+				switch want.path {
+				case "dns bare/dnsmasq":
+					c = pathColors["bare"]
+				case "dns proxy_nocache/dnsmasq", "dns proxy/dnsmasq_cache":
 					c = pathColors["engine"]
-					if want.path == "dns dnsmasq" {
-						c = pathColors["haproxy"]
-					}
 				}
 				colors = append(colors, c)
 			}

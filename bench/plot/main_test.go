@@ -25,7 +25,7 @@ func TestPlotFromFigures(t *testing.T) {
 			}
 		}
 	}
-	for _, p := range []string{"bare", "engine", "haproxy", "dns bare", "dns proxy", "dns dnsmasq"} {
+	for _, p := range []string{"bare", "engine", "haproxy", "dns bare/dnsmasq", "dns proxy_nocache/dnsmasq", "dns proxy/dnsmasq_cache"} {
 		fmt.Fprintf(&b, `{"bench":"x","kind":"throughput_ratio","path":%q,"concurrency":1,"value":0.7}`+"\n", p)
 	}
 	dir := t.TempDir()
