@@ -695,7 +695,7 @@ func configUsage(w io.Writer) {
 	fmt.Fprintf(w, "usage: forge-supervisor [flags] [--] COMMAND [ARGS...]\n")
 	fmt.Fprintf(w, "       forge-supervisor [flags] config    print the effective configuration as JSON\n")
 	fmt.Fprintf(w, "       forge-supervisor version           print the version\n")
-	fmt.Fprintf(w, "       forge-supervisor [flags] generate allowlist|dockerfile|k8s|seccomp|rego [options] [-- AGENT...]\n")
+	fmt.Fprintf(w, "       forge-supervisor [flags] generate allowlist|dockerfile|k8s|seccomp|rego|dashboard|alerts [options] [-- AGENT...]\n")
 	fmt.Fprintf(w, "                                          print what a deployment needs (generate -h for options)\n")
 	fmt.Fprintf(w, "       forge-supervisor [flags] check|lint|suggest [options]\n")
 	fmt.Fprintf(w, "                                          the operator's tools (check -h for options)\n\n")

@@ -22,7 +22,7 @@ const (
 )
 
 // generateUsage is printed for -h and for a missing or unknown target.
-const generateUsage = `usage: forge-supervisor [flags] generate allowlist|dockerfile|k8s|seccomp|rego [generate flags] [--] [AGENT COMMAND...]
+const generateUsage = `usage: forge-supervisor [flags] generate allowlist|dockerfile|k8s|seccomp|rego|dashboard|alerts [generate flags] [--] [AGENT COMMAND...]
 
   allowlist   the effective egress_allowlist.json of a forge.yaml (-forge-yaml):
               Forge's five keys plus allowed_tcp, allowed_private_cidrs and
