@@ -192,13 +192,27 @@ func (in *inotify) stop() {
 }
 
 // readState hashes the file's content (following symlinks), or records why
-// it cannot be read.
+// it cannot be read. Only regular files are read: a FIFO or a device in
+// their place is recorded by its kind, never opened for reading — the
+// watcher must not consume what the supervisor itself reads.
 func readState(path string) fileState {
-	f, err := os.Open(path)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileState{err: err.Error()}
+	}
+	if !fi.Mode().IsRegular() {
+		return fileState{err: "not a regular file: " + fi.Mode().Type().String()}
+	}
+	// O_NONBLOCK: should it have become a FIFO since the Stat, open does
+	// not wait for a writer.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return fileState{err: err.Error()}
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return fileState{err: "not a regular file"}
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.LimitReader(f, maxWatchedFile)); err != nil {
 		return fileState{err: err.Error()}

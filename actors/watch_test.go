@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -147,4 +148,39 @@ func TestWatchPlainFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectChange(t, changes, path)
+}
+
+// TestWatchNeverReadsAFIFO: a FIFO in a watched file's place is not
+// opened for reading, so the watcher takes nothing a writer meant for the
+// supervisor (and never blocks on it).
+func TestWatchNeverReadsAFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seccomp.json")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	changes := startWatch(t, path)
+	// A reader opening the FIFO now would unblock this writer: no one
+	// must, for the length of a settle period and more.
+	opened := make(chan struct{})
+	go func() {
+		if f, err := os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+			close(opened)
+			f.Close()
+		}
+	}()
+	if err := os.Chmod(path, 0o644); err != nil { // an event in the directory
+		t.Fatal(err)
+	}
+	select {
+	case <-opened:
+		t.Fatal("the watcher opened the FIFO for reading")
+	case <-changes:
+		t.Fatal("a FIFO's mode change counted as a content change")
+	case <-time.After(4 * watchSettle):
+	}
+	// Release the writer.
+	if f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+		<-opened
+		f.Close()
+	}
 }
