@@ -50,10 +50,14 @@ type Sink struct {
 	limit  int
 	errOut io.Writer
 
-	mu      sync.Mutex
-	cond    *sync.Cond // signalled when bytes are queued, written or on close
-	queue   [][]byte
-	queued  int // bytes in queue
+	mu   sync.Mutex
+	cond *sync.Cond // signalled when bytes are queued, written or on close
+	// queue holds the waiting lines back to back, and spare the buffer
+	// of the writer's last batch: the two swap, so a line costs no
+	// allocation once they have grown.
+	queue   []byte
+	qlines  int // lines in queue
+	spare   []byte
 	writing int // bytes taken by the writer, not yet written
 	// writingLines are the lines of writing; whoever zeroes it under mu
 	// (the writer when done, Close when it gives up) counts them.
@@ -100,7 +104,7 @@ func (s *Sink) Write(p []byte) (int, error) { return s.WriteClass(ClassAudit, p)
 func (s *Sink) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for (s.queued > 0 || s.writing > 0) && !s.closed {
+	for (len(s.queue) > 0 || s.writing > 0) && !s.closed {
 		s.cond.Wait()
 	}
 	return nil
@@ -114,11 +118,10 @@ func (s *Sink) WriteClass(c SinkClass, p []byte) (int, error) {
 	if c == ClassAgent {
 		limit = s.limit / 2
 	}
-	line := append([]byte(nil), p...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	waited := false
-	for !s.closed && s.queued+s.writing > 0 && s.queued+s.writing+len(line) > limit {
+	for !s.closed && len(s.queue)+s.writing > 0 && len(s.queue)+s.writing+len(p) > limit {
 		if !waited {
 			waited = true
 			s.waits.Add(1)
@@ -128,8 +131,8 @@ func (s *Sink) WriteClass(c SinkClass, p []byte) (int, error) {
 	if s.closed {
 		return 0, os.ErrClosed
 	}
-	s.queue = append(s.queue, line)
-	s.queued += len(line)
+	s.queue = append(s.queue, p...)
+	s.qlines++
 	s.cond.Broadcast()
 	return len(p), nil
 }
@@ -137,7 +140,7 @@ func (s *Sink) WriteClass(c SinkClass, p []byte) (int, error) {
 // Stats returns the counters.
 func (s *Sink) Stats() SinkStats {
 	s.mu.Lock()
-	q := s.queued + s.writing
+	q := len(s.queue) + s.writing
 	s.mu.Unlock()
 	return SinkStats{Written: s.written.Load(), Dropped: s.dropped.Load(), Waits: s.waits.Load(), Queued: q}
 }
@@ -163,8 +166,8 @@ func (s *Sink) Close(timeout time.Duration) error {
 	case <-time.After(2 * pollRetry):
 	}
 	s.mu.Lock()
-	n := len(s.queue) + s.writingLines
-	s.queue, s.queued, s.writingLines = nil, 0, 0
+	n := s.qlines + s.writingLines
+	s.queue, s.qlines, s.writingLines = nil, 0, 0
 	s.mu.Unlock()
 	if n > 0 {
 		s.dropped.Add(uint64(n))
@@ -177,7 +180,6 @@ func (s *Sink) Close(timeout time.Duration) error {
 // and drained.
 func (s *Sink) writeLoop() {
 	defer close(s.done)
-	var batch []byte
 	for {
 		s.mu.Lock()
 		for len(s.queue) == 0 && !s.closed {
@@ -187,20 +189,17 @@ func (s *Sink) writeLoop() {
 			s.mu.Unlock()
 			return
 		}
-		lines := s.queue
-		s.queue = nil
-		s.writing, s.queued, s.writingLines = s.queued, 0, len(lines)
+		batch := s.queue
+		s.queue, s.spare = s.spare[:0], nil
+		s.writing, s.writingLines, s.qlines = len(batch), s.qlines, 0
 		s.mu.Unlock()
 
-		batch = batch[:0]
-		for _, l := range lines {
-			batch = append(batch, l...)
-		}
 		err := s.writeAll(batch)
 
 		s.mu.Lock()
 		n := s.writingLines
 		s.writing, s.writingLines = 0, 0
+		s.spare = batch[:0]
 		s.cond.Broadcast()
 		s.mu.Unlock()
 		if err != nil {
