@@ -60,16 +60,24 @@ tar -C "$ROOTFS" -c . | podman import - "$IMAGE" >/dev/null
 # would clone: nothing of this worktree's build outputs or caches comes
 # along.
 git -C "$REPO" bundle create -q "$ROOTFS.bundle" HEAD
+# The network may need the host's local CA certificates (a proxy that
+# intercepts TLS): they are trusted in the container too. They are the
+# network's, not the machine's set-up.
+CAS=()
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+	CAS=(-v /usr/local/share/ca-certificates:/usr/local/share/ca-certificates:ro)
+fi
 echo "== in a fresh container: git clone, make demo, make test"
 start=$(date +%s)
 podman --runtime runc run --name "$NAME" --privileged --cgroupns=host \
-	--ulimit nofile=65536:65536 --ulimit nproc=65536:65536 \
-	-v /usr/local/go:/usr/local/go:ro -v "$ROOTFS.bundle:/origin.bundle:ro" \
+	--ulimit nofile="$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=32768:32768 \
+	-v /usr/local/go:/usr/local/go:ro -v "$ROOTFS.bundle:/origin.bundle:ro" "${CAS[@]}" \
 	-e PATH=/usr/local/go/bin:/usr/sbin:/usr/bin:/sbin:/bin -e HOME=/root -e DEMO_ONLY="$DEMO_ONLY" \
 	"$IMAGE" bash -euxc '
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -q
 		apt-get install -y -q --no-install-recommends git make ca-certificates
+		update-ca-certificates >/dev/null
 		git -c advice.detachedHead=false clone -q /origin.bundle /src
 		cd /src
 		make demo
