@@ -15,6 +15,9 @@
 # .ci/run runs .ci/deps (the one `make deps` runs) on a fresh CI machine,
 # and tests/setup checks that .ci/run installs nothing by itself.
 #
+# The container test runs podman inside this container: its storage is
+# vfs (STORAGE_DRIVER), since overlay cannot stack on the container's own.
+#
 # Needs root, podman (with runc), network access to deb.debian.org, and Go
 # at /usr/local/go (bind-mounted read-only: the Go the README names).
 # Usage: tests/fresh/run.sh [-k] [-d]
@@ -73,6 +76,7 @@ podman --runtime runc run --name "$NAME" --privileged --cgroupns=host \
 	--ulimit nofile="$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=32768:32768 \
 	-v /usr/local/go:/usr/local/go:ro -v "$ROOTFS.bundle:/origin.bundle:ro" "${CAS[@]}" \
 	-e PATH=/usr/local/go/bin:/usr/sbin:/usr/bin:/sbin:/bin -e HOME=/root -e DEMO_ONLY="$DEMO_ONLY" \
+	-e STORAGE_DRIVER=vfs \
 	"$IMAGE" bash -euxc '
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -q
