@@ -80,6 +80,12 @@ func (c Config) settingText(flag string) string {
 		return b(c.FastPath)
 	case "allow-multicast":
 		return b(c.AllowMulticast)
+	case "agent-output":
+		return c.AgentOutput
+	case "forward-sighup":
+		return b(c.ForwardSIGHUP)
+	case "watch-policy":
+		return b(c.WatchPolicy)
 	}
 	return "" // a setting without a case: TestSettingTextRoundTrip fails
 }
