@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/forge/forge-supervisor/tests/world"
 )
 
 // The forge.yaml test's podman objects: a network of their own (another
@@ -172,7 +174,9 @@ func TestForgeYAMLContainer(t *testing.T) {
 
 	code := waitExit(t, ctx, fyAgent)
 	logs, _ := exec.CommandContext(ctx, "podman", "logs", fyAgent).CombinedOutput()
-	out := "\n" + string(logs)
+	// The agent's lines arrive as agent_output records: appended unwrapped.
+	agent := append(world.AgentLines(string(logs), "stdout"), world.AgentLines(string(logs), "stderr")...)
+	out := "\n" + string(logs) + "\n" + strings.Join(agent, "\n") + "\n"
 	if code != fyExit {
 		t.Errorf("exit %d, want %d (every check passed, status propagated)", code, fyExit)
 	}
