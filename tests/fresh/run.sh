@@ -16,7 +16,8 @@
 # and tests/setup checks that .ci/run installs nothing by itself.
 #
 # The container test runs podman inside this container: its storage is
-# vfs (STORAGE_DRIVER), since overlay cannot stack on the container's own.
+# vfs (/etc/containers/storage.conf), since overlay cannot stack on the
+# container's own overlayfs.
 #
 # Needs root, podman (with runc), network access to deb.debian.org, and Go
 # at /usr/local/go (bind-mounted read-only: the Go the README names).
@@ -76,12 +77,13 @@ podman --runtime runc run --name "$NAME" --privileged --cgroupns=host \
 	--ulimit nofile="$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=32768:32768 \
 	-v /usr/local/go:/usr/local/go:ro -v "$ROOTFS.bundle:/origin.bundle:ro" "${CAS[@]}" \
 	-e PATH=/usr/local/go/bin:/usr/sbin:/usr/bin:/sbin:/bin -e HOME=/root -e DEMO_ONLY="$DEMO_ONLY" \
-	-e STORAGE_DRIVER=vfs \
 	"$IMAGE" bash -euxc '
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -q
 		apt-get install -y -q --no-install-recommends git make ca-certificates
 		update-ca-certificates >/dev/null
+		mkdir -p /etc/containers
+		printf "[storage]\ndriver = \"vfs\"\n" > /etc/containers/storage.conf
 		git -c advice.detachedHead=false clone -q /origin.bundle /src
 		cd /src
 		make demo
