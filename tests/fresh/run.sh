@@ -83,7 +83,7 @@ podman --runtime runc run --name "$NAME" --privileged --cgroupns=host \
 		apt-get install -y -q --no-install-recommends git make ca-certificates
 		update-ca-certificates >/dev/null
 		mkdir -p /etc/containers
-		printf "[storage]\ndriver = \"vfs\"\n" > /etc/containers/storage.conf
+		printf "[storage]\ndriver = \"vfs\"\nrunroot = \"/run/containers/storage\"\ngraphroot = \"/var/lib/containers/storage\"\n" > /etc/containers/storage.conf
 		git -c advice.detachedHead=false clone -q /origin.bundle /src
 		cd /src
 		make demo
