@@ -38,6 +38,7 @@ type World struct {
 	*netenv.Pair
 	Dir    string // world-readable scratch directory
 	CAFile string // PEM of the CA that signed the world's TLS certificates
+	routes routes // added by HandleHTTPS
 }
 
 // Ports of the world's servers.
@@ -134,6 +135,10 @@ func (w *World) startServers(t *testing.T) {
 		return ln
 	}
 	handler := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if h := w.route(r); h != nil {
+			h.ServeHTTP(rw, r)
+			return
+		}
 		fmt.Fprintf(rw, "world says hello to %s via %s\n", r.Host, r.Proto)
 	})
 	https := &http.Server{Handler: handler, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, ReadHeaderTimeout: 5 * time.Second}
