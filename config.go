@@ -18,16 +18,6 @@ import (
 // version is set at build time: -ldflags "-X main.version=...".
 var version = "dev"
 
-// Subcommands recognised as the first non-flag argument (unless it follows
-// "--", which always starts the agent's command).
-const (
-	subConfig  = "config"
-	subVersion = "version"
-	// subGenerate takes its own arguments, returned unparsed as agentArgv
-	// (see generate.go).
-	subGenerate = "generate"
-)
-
 // Limits of the settings. Each says why that bound.
 const (
 	// maxDuration catches unit typos ("10000h") in every duration setting;
@@ -290,7 +280,7 @@ func ParseConfig(args []string, getenv func(string) string) (cfg Config, sub str
 	rest := fs.Args()
 	if len(rest) > 0 && !followsTerminator(args, rest, fs) && takesOwnArgs(rest[0]) {
 		sub, rest = rest[0], rest[1:]
-	} else if len(rest) > 0 && !followsTerminator(args, rest, fs) && (rest[0] == subConfig || rest[0] == subVersion) {
+	} else if len(rest) > 0 && !followsTerminator(args, rest, fs) && (takesNoArgs(rest[0])) {
 		sub = rest[0]
 		// Flags may follow the subcommand too: `forge-supervisor config -dns-port 53`.
 		if err := fs.Parse(rest[1:]); err != nil {
@@ -351,17 +341,6 @@ func effectivePolicyPath(all []setting, raws []*rawValue, getenv func(string) st
 		return s.def
 	}
 	return ""
-}
-
-// takesOwnArgs reports whether sub is a subcommand whose arguments are
-// its own, returned unparsed as agentArgv: generate and the operator's
-// tools (tools.go).
-func takesOwnArgs(sub string) bool {
-	switch sub {
-	case subGenerate, subCheck, subLint, subSuggest:
-		return true
-	}
-	return false
 }
 
 // flagError rewords the flag package's errors; flag.ErrHelp passes through

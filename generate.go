@@ -19,6 +19,8 @@ const (
 	genK8s        = "k8s"
 	genSeccomp    = "seccomp"
 	genRego       = "rego"
+	genDashboard  = "dashboard" // Grafana dashboard JSON (deploy/dashboard.go)
+	genAlerts     = "alerts"    // PrometheusRule (deploy/alerts.go)
 )
 
 // generateUsage is printed for -h and for a missing or unknown target.
@@ -71,7 +73,7 @@ func runGenerate(cfg Config, args []string, stdout, stderr io.Writer) int {
 
 // generateFlags binds the generate flags to o, with defaults from cfg.
 func generateFlags(cfg Config, o *deploy.Options) *flag.FlagSet {
-	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	fs := flag.NewFlagSet(subGenerate, flag.ContinueOnError)
 	fs.StringVar(&o.PolicyPath, "policy-path", cfg.PolicyPath, "policy file to embed (k8s), copy (dockerfile) or convert (rego)")
 	fs.StringVar(&o.Image, "image", "", "image reference the Deployment runs (k8s)")
 	fs.StringVar(&o.Name, "name", deploy.DefaultName, "name of the Kubernetes objects and the container")
@@ -145,9 +147,9 @@ func generate(cfg Config, args []string) ([]byte, error) {
 			return nil, fmt.Errorf("seccomp takes no agent command, got %q", fs.Args())
 		}
 		return src.seccomp()
-	case "dashboard": // Grafana dashboard JSON (deploy/dashboard.go)
+	case genDashboard:
 		return deploy.Dashboard()
-	case "alerts": // PrometheusRule (deploy/alerts.go)
+	case genAlerts:
 		return deploy.Alerts(o.Name, o.Namespace)
 	case genRego:
 		if len(fs.Args()) > 0 {

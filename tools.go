@@ -14,14 +14,6 @@ import (
 	"github.com/forge/forge-supervisor/policy"
 )
 
-// The operator's tools (see package ops). Like generate, each takes its
-// own arguments after its name.
-const (
-	subCheck   = "check"
-	subLint    = "lint"
-	subSuggest = "suggest"
-)
-
 const toolsUsage = `usage: forge-supervisor [flags] check [-policy P] -name NAME [-port N] [-ip ADDR] [-exe PATH] [-ancestors A,B] [-dns] [-json]
          the decision, reason and rule for a hypothetical connection or DNS
          query; exit status 0 allow, 1 deny
