@@ -39,7 +39,7 @@ FUZZ_TARGETS := ./conn:FuzzParseClientHello:100000x ./conn:FuzzParseHTTPRequest:
 	./conn:FuzzSniff:50000x ./conn:FuzzSOCKS5:100000x ./stages:FuzzProxyHead:20000x \
 	./conn:FuzzHTTPGate:40000x ./conn:FuzzAnswerTracker:40000x ./policy:FuzzParse:20000x ./policy:FuzzNormalizeName:50000x \
 	./policy:FuzzRegoDifferential:1500x ./dns:FuzzHandler:20000x ./dns:FuzzParseAnswer:30000x \
-	./dns:FuzzCachedAnswer:30000x \
+	./dns:FuzzCachedAnswer:30000x ./dns:FuzzParseUpstreams:30000x \
 	./jail:FuzzParseProfile:50000x .:FuzzParseConfig:8000x ./deploy:FuzzKubernetesPolicy:10000x \
 	./forgeyaml:FuzzParse:5000x \
 	./sockdiag:FuzzReadMessages:50000x ./ops:FuzzSuggest:3000x ./procid:FuzzParseStat:50000x \

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
+	fdns "github.com/forge/forge-supervisor/dns"
 	"github.com/forge/forge-supervisor/obs"
 )
 
@@ -32,15 +32,10 @@ const (
 	// maxDNSRate: one supervisor cannot usefully forward more than a
 	// million queries per second; higher is a typo.
 	maxDNSRate = 1e6
-	// maxDNSUpstreams: resolv.conf honours 3 nameservers; 8 leaves room
-	// for IPv4+IPv6 pairs without letting a list grow without bound.
-	maxDNSUpstreams = 8
 	// maxWildcardBudget: 1 MiB of agent-chosen names a minute per rule is
 	// already a wide channel; more is a typo, or a wish to turn the guard
 	// off, which 0 says plainly.
 	maxWildcardBudget = 1 << 20
-	// defaultDNSPort is the port of an upstream given without one.
-	defaultDNSPort = 53
 	// invalidID is (uid_t)-1: setresuid/setresgid read it as "leave
 	// unchanged", so it must never be the agent's identity.
 	invalidID = math.MaxUint32
@@ -158,7 +153,7 @@ func settings() []setting {
 			parse: func(c *Config, v string) (err error) { c.SeccompLog, err = parseBool(v); return }},
 		{flag: "dns-upstream", env: "FORGE_SUPERVISOR_DNS_UPSTREAM", def: "",
 			usage: "comma-separated upstream resolvers ip[:port] ([ipv6]:port); empty: the nameservers of /etc/resolv.conf",
-			parse: func(c *Config, v string) (err error) { c.DNSUpstreams, err = parseUpstreams(v); return }},
+			parse: func(c *Config, v string) (err error) { c.DNSUpstreams, err = fdns.ParseUpstreams(v); return }},
 		{flag: "grace", env: "FORGE_SUPERVISOR_GRACE", def: "10s",
 			usage: "time the agent gets between SIGTERM and SIGKILL",
 			parse: func(c *Config, v string) (err error) { c.Grace, err = parseDuration(v); return }},
@@ -541,51 +536,6 @@ func parseRate(v string) (float64, error) {
 		return 0, fmt.Errorf("must be a number of queries per second, > 0 and ≤ %g", maxDNSRate)
 	}
 	return r, nil
-}
-
-// parseUpstreams parses "ip[:port],..." into "ip:port" strings. Names are
-// refused: resolving the resolver would need a resolver.
-func parseUpstreams(v string) ([]string, error) {
-	if strings.TrimSpace(v) == "" {
-		return nil, nil
-	}
-	parts := strings.Split(v, ",")
-	if len(parts) > maxDNSUpstreams {
-		return nil, fmt.Errorf("at most %d upstreams, got %d", maxDNSUpstreams, len(parts))
-	}
-	out := make([]string, 0, len(parts))
-	seen := make(map[netip.AddrPort]bool, len(parts))
-	for _, p := range parts {
-		ap, err := parseUpstream(strings.TrimSpace(p))
-		if err != nil {
-			return nil, fmt.Errorf("upstream %q: %w", p, err)
-		}
-		if seen[ap] {
-			return nil, fmt.Errorf("upstream %q: listed twice", p)
-		}
-		seen[ap] = true
-		out = append(out, ap.String())
-	}
-	return out, nil
-}
-
-func parseUpstream(s string) (netip.AddrPort, error) {
-	var ap netip.AddrPort
-	if addr, err := netip.ParseAddr(s); err == nil {
-		ap = netip.AddrPortFrom(addr, defaultDNSPort) // bare IPv4 or IPv6
-	} else if ap, err = netip.ParseAddrPort(s); err != nil {
-		return netip.AddrPort{}, errors.New("must be an IP address with an optional port: 192.0.2.53, 192.0.2.53:5353, 2001:db8::53 or [2001:db8::53]:5353")
-	}
-	addr := ap.Addr()
-	switch {
-	case ap.Port() == 0:
-		return netip.AddrPort{}, errors.New("port must be 1..65535")
-	case addr.Zone() != "":
-		return netip.AddrPort{}, errors.New("IPv6 zones are not supported")
-	case addr.IsUnspecified(), addr.IsMulticast():
-		return netip.AddrPort{}, errors.New("must be a unicast address")
-	}
-	return netip.AddrPortFrom(addr.Unmap(), ap.Port()), nil
 }
 
 // configJSON is the shape of `forge-supervisor config`: every setting under

@@ -3,6 +3,8 @@ package deploy
 import (
 	"fmt"
 	"strings"
+
+	fdns "github.com/forge/forge-supervisor/dns"
 )
 
 // Egress is what a NetworkPolicy can express of an allowlist: ports and
@@ -29,7 +31,7 @@ const forgeDomainsAnnotation = "ai.initializ.forge/allowed-domains"
 
 // dnsPort is where the pod's resolver (kube-dns) listens; the supervisor's
 // DNS proxy forwards allowed questions there.
-const dnsPort = 53
+const dnsPort = fdns.StandardPort
 
 // networkPolicy renders the NetworkPolicy equivalent to Forge's (egress on
 // 80/443 in allowlist and dev-open, nothing in deny-all) plus what the
