@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -10,9 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	fdns "github.com/forge/forge-supervisor/dns"
-	"github.com/forge/forge-supervisor/obs"
 )
 
 // version is set at build time: -ldflags "-X main.version=...".
@@ -100,136 +98,6 @@ type Config struct {
 	ForwardSIGHUP bool
 	// WatchPolicy reloads the policy when its file changes (inotify).
 	WatchPolicy bool
-}
-
-// setting is one configuration knob: its flag, its environment variable,
-// its default (in the same text form a user types) and how to parse it into
-// a Config. parse returns an error that says what a valid value looks like;
-// the caller adds which flag or variable carried it.
-type setting struct {
-	flag   string
-	env    string
-	def    string
-	isBool bool
-	usage  string
-	parse  func(c *Config, v string) error
-}
-
-// settings lists every knob in the order `-h` shows them.
-func settings() []setting {
-	return []setting{
-		{flag: "policy-path", env: "FORGE_SUPERVISOR_POLICY_PATH", def: "/etc/forge/egress_allowlist.json",
-			usage: "policy file: Forge egress_allowlist.json, or a .rego policy",
-			parse: func(c *Config, v string) (err error) { c.PolicyPath, err = parsePath(v); return }},
-		{flag: "strict-policy", env: "FORGE_SUPERVISOR_STRICT_POLICY", def: "false", isBool: true,
-			usage: "refuse a policy file with anything it would warn about: unknown fields, entries skipped or allowing nothing (by default warnings, so a field a newer Forge adds, or an entry Forge writes verbatim, does not stop the agent)",
-			parse: func(c *Config, v string) (err error) { c.StrictPolicy, err = parseBool(v); return }},
-		{flag: "proxy-port", env: "FORGE_SUPERVISOR_PROXY_PORT", def: "15001",
-			usage: "port of the transparent proxy the agent's TCP is redirected to",
-			parse: func(c *Config, v string) (err error) { c.ProxyPort, err = parsePort(v); return }},
-		{flag: "dns-port", env: "FORGE_SUPERVISOR_DNS_PORT", def: "15002",
-			usage: "port of the DNS proxy the agent's port-53 traffic is redirected to",
-			parse: func(c *Config, v string) (err error) { c.DNSPort, err = parsePort(v); return }},
-		{flag: "health-port", env: "FORGE_SUPERVISOR_HEALTH_PORT", def: "15000",
-			usage: "port of /healthz, /readyz, /denials and /metrics",
-			parse: func(c *Config, v string) (err error) { c.HealthPort, err = parsePort(v); return }},
-		{flag: "log-level", env: "FORGE_SUPERVISOR_LOG_LEVEL", def: "info",
-			usage: "debug, info, warn or error",
-			parse: func(c *Config, v string) (err error) { c.LogLevel, err = parseLogLevel(v); return }},
-		{flag: "dry-run", env: "FORGE_SUPERVISOR_DRY_RUN", def: "false", isBool: true,
-			usage: "log what the policy would deny but let it through",
-			parse: func(c *Config, v string) (err error) { c.DryRun, err = parseBool(v); return }},
-		{flag: "agent-uid", env: "FORGE_SUPERVISOR_AGENT_UID", def: "1000",
-			usage: "UID the agent runs as (not 0)",
-			parse: func(c *Config, v string) (err error) { c.AgentUID, err = parseID(v); return }},
-		{flag: "agent-gid", env: "FORGE_SUPERVISOR_AGENT_GID", def: "1000",
-			usage: "GID the agent runs as (not 0)",
-			parse: func(c *Config, v string) (err error) { c.AgentGID, err = parseID(v); return }},
-		{flag: "seccomp-path", env: "FORGE_SUPERVISOR_SECCOMP_PATH", def: "/etc/forge/seccomp.json",
-			usage: "seccomp profile (OCI JSON) loaded into the agent",
-			parse: func(c *Config, v string) (err error) { c.SeccompPath, err = parsePath(v); return }},
-		{flag: "seccomp-log", env: "FORGE_SUPERVISOR_SECCOMP_LOG", def: "false", isBool: true,
-			usage: "also log (SECCOMP_FILTER_FLAG_LOG) the syscalls the profile denies",
-			parse: func(c *Config, v string) (err error) { c.SeccompLog, err = parseBool(v); return }},
-		{flag: "dns-upstream", env: "FORGE_SUPERVISOR_DNS_UPSTREAM", def: "",
-			usage: "comma-separated upstream resolvers ip[:port] ([ipv6]:port); empty: the nameservers of /etc/resolv.conf",
-			parse: func(c *Config, v string) (err error) { c.DNSUpstreams, err = fdns.ParseUpstreams(v); return }},
-		{flag: "grace", env: "FORGE_SUPERVISOR_GRACE", def: "10s",
-			usage: "time the agent gets between SIGTERM and SIGKILL",
-			parse: func(c *Config, v string) (err error) { c.Grace, err = parseDuration(v); return }},
-		{flag: "require-kernel", env: "FORGE_SUPERVISOR_REQUIRE_KERNEL", def: "false", isBool: true,
-			usage: "refuse to start when kernel interception (nftables) is unavailable instead of falling back to an explicit proxy",
-			parse: func(c *Config, v string) (err error) { c.RequireKernel, err = parseBool(v); return }},
-		{flag: "denials-size", env: "FORGE_SUPERVISOR_DENIALS_SIZE", def: "256",
-			usage: fmt.Sprintf("number of recent denials kept for /denials (1..%d)", obs.MaxDenialsSize),
-			parse: func(c *Config, v string) (err error) { c.DenialsSize, err = parseInt(v, 1, obs.MaxDenialsSize); return }},
-		{flag: "dns-min-ttl", env: "FORGE_SUPERVISOR_DNS_MIN_TTL", def: "60s",
-			usage: "shortest time a learned name→IP answer stays valid for the proxy",
-			parse: func(c *Config, v string) (err error) { c.DNSMinTTL, err = parseDuration(v); return }},
-		{flag: "dns-cache-size", env: "FORGE_SUPERVISOR_DNS_CACHE_SIZE", def: "65536",
-			usage: fmt.Sprintf("entries of the learned name→IP cache (1..%d)", maxDNSCacheSize),
-			parse: func(c *Config, v string) (err error) { c.DNSCacheSize, err = parseInt(v, 1, maxDNSCacheSize); return }},
-		{flag: "dns-answer-cache-bytes", env: "FORGE_SUPERVISOR_DNS_ANSWER_CACHE_BYTES", def: "8388608",
-			usage: fmt.Sprintf("memory of the DNS answer cache in bytes (0 turns it off; at most %d)", maxDNSAnswerCacheBytes),
-			parse: func(c *Config, v string) (err error) {
-				c.DNSAnswerCacheBytes, err = parseInt(v, 0, maxDNSAnswerCacheBytes)
-				return
-			}},
-		{flag: "dns-deny-rcode", env: "FORGE_SUPERVISOR_DNS_DENY_RCODE", def: "refused",
-			usage: "answer to a denied DNS query: refused or nxdomain",
-			parse: func(c *Config, v string) (err error) { c.DNSDenyRcode, err = parseRcode(v); return }},
-		{flag: "dns-rate", env: "FORGE_SUPERVISOR_DNS_RATE", def: "200",
-			usage: "DNS queries per second the agent may send; above it queries are refused",
-			parse: func(c *Config, v string) (err error) { c.DNSRate, err = parseRate(v); return }},
-		{flag: "dns-wildcard-budget", env: "FORGE_SUPERVISOR_DNS_WILDCARD_BUDGET", def: "4096",
-			usage: fmt.Sprintf("bytes of new names per minute the agent may resolve under each *.suffix rule, DNS queries and the supervisor's own lookups together (DNS exfiltration guard; 0 turns it off; at most %d)", maxWildcardBudget),
-			parse: func(c *Config, v string) (err error) {
-				c.DNSWildcardBudget, err = parseInt(v, 0, maxWildcardBudget)
-				return
-			}},
-		{flag: "dns-wildcard-max-labels", env: "FORGE_SUPERVISOR_DNS_WILDCARD_MAX_LABELS", def: "0",
-			usage: "deprecated (dns-wildcard-budget replaces it): most labels in a name allowed only by a *.suffix rule; 0 is off",
-			parse: func(c *Config, v string) (err error) { c.DNSWildcardMaxLabels, err = parseInt(v, 0, 127); return }},
-		{flag: "dns-wildcard-max-label-len", env: "FORGE_SUPERVISOR_DNS_WILDCARD_MAX_LABEL_LEN", def: "0",
-			usage: "deprecated (dns-wildcard-budget replaces it): longest label in a name allowed only by a *.suffix rule; 0 is off",
-			parse: func(c *Config, v string) (err error) { c.DNSWildcardMaxLabelLen, err = parseInt(v, 0, 63); return }},
-		{flag: "log-sample", env: "FORGE_SUPERVISOR_LOG_SAMPLE", def: "false", isBool: true,
-			usage: "sample allowed-decision log lines under load (denials are never sampled)",
-			parse: func(c *Config, v string) (err error) { c.LogSample, err = parseBool(v); return }},
-		{flag: "classify-timeout", env: "FORGE_SUPERVISOR_CLASSIFY_TIMEOUT", def: "1s",
-			usage: "how long to wait for a client's first bytes (TLS ClientHello / HTTP request)",
-			parse: func(c *Config, v string) (err error) { c.ClassifyTimeout, err = parseDuration(v); return }},
-		{flag: "dial-timeout", env: "FORGE_SUPERVISOR_DIAL_TIMEOUT", def: "5s",
-			usage: "timeout of connecting to an allowed destination",
-			parse: func(c *Config, v string) (err error) { c.DialTimeout, err = parseDuration(v); return }},
-		{flag: "idle-timeout", env: "FORGE_SUPERVISOR_IDLE_TIMEOUT", def: "10m",
-			usage: "a relayed connection with no traffic either way for this long is closed",
-			parse: func(c *Config, v string) (err error) { c.IdleTimeout, err = parseDuration(v); return }},
-		{flag: "inbound-ports", env: "FORGE_SUPERVISOR_INBOUND_PORTS", def: "",
-			usage: "comma-separated TCP ports the agent listens on for connections from outside; connections to any other port are dropped and counted",
-			parse: func(c *Config, v string) (err error) { c.InboundPorts, err = parsePortList(v); return }},
-		{flag: "allowed-local-ports", env: "FORGE_SUPERVISOR_ALLOWED_LOCAL_PORTS", def: "",
-			usage: "comma-separated ports on loopback and the pod's addresses the agent may reach whoever listens (TCP and UDP); without them only its own listeners, the DNS proxy and the health port",
-			parse: func(c *Config, v string) (err error) { c.AllowedLocalPorts, err = parsePortList(v); return }},
-		{flag: "audit-process", env: "FORGE_SUPERVISOR_AUDIT_PROCESS", def: "false", isBool: true,
-			usage: "look up the agent process behind every connection and DNS query and audit its pid and exe (always on when a Rego policy reads input.process)",
-			parse: func(c *Config, v string) (err error) { c.AuditProcess, err = parseBool(v); return }},
-		{flag: "fast-path", env: "FORGE_SUPERVISOR_FAST_PATH", def: "true", isBool: true,
-			usage: "kernel verdict path: connections to learned or listed destinations skip the proxy, their first bytes judged in place (where the kernel supports it)",
-			parse: func(c *Config, v string) (err error) { c.FastPath, err = parseBool(v); return }},
-		{flag: "allow-multicast", env: "FORGE_SUPERVISOR_ALLOW_MULTICAST", def: "false", isBool: true,
-			usage: "let the agent join multicast groups and IGMP/MLD reports leave the pod (a covert channel, off by default)",
-			parse: func(c *Config, v string) (err error) { c.AllowMulticast, err = parseBool(v); return }},
-		{flag: "agent-output", env: "FORGE_SUPERVISOR_AGENT_OUTPUT", def: "json",
-			usage: "json: each line the agent prints becomes an agent_output log record (it can never pass for an audit line); raw: lines copied verbatim (the agent can print lines that look like audit events)",
-			parse: func(c *Config, v string) (err error) { c.AgentOutput, err = parseAgentOutput(v); return }},
-		{flag: "forward-sighup", env: "FORGE_SUPERVISOR_FORWARD_SIGHUP", def: "true", isBool: true,
-			usage: "also send SIGHUP (which reloads the policy) to the agent; false keeps an agent that does not handle HUP alive across reloads",
-			parse: func(c *Config, v string) (err error) { c.ForwardSIGHUP, err = parseBool(v); return }},
-		{flag: "watch-policy", env: "FORGE_SUPERVISOR_WATCH_POLICY", def: "true", isBool: true,
-			usage: "reload the policy when its file changes (inotify on its directory, so a Kubernetes ConfigMap update is seen)",
-			parse: func(c *Config, v string) (err error) { c.WatchPolicy, err = parseBool(v); return }},
-	}
 }
 
 // rawValue records a flag's text as given; parsing happens once, after the
@@ -538,84 +406,39 @@ func parseRate(v string) (float64, error) {
 	return r, nil
 }
 
-// configJSON is the shape of `forge-supervisor config`: every setting under
-// its flag name, durations in Go syntax.
-type configJSON struct {
-	Version         string   `json:"version"`
-	PolicyPath      string   `json:"policy_path"`
-	StrictPolicy    bool     `json:"strict_policy"`
-	ProxyPort       uint16   `json:"proxy_port"`
-	DNSPort         uint16   `json:"dns_port"`
-	HealthPort      uint16   `json:"health_port"`
-	LogLevel        string   `json:"log_level"`
-	DryRun          bool     `json:"dry_run"`
-	AgentUID        uint32   `json:"agent_uid"`
-	AgentGID        uint32   `json:"agent_gid"`
-	SeccompPath     string   `json:"seccomp_path"`
-	SeccompLog      bool     `json:"seccomp_log"`
-	DNSUpstreams    []string `json:"dns_upstream"` // [] means: from /etc/resolv.conf
-	Grace           string   `json:"grace"`
-	RequireKernel   bool     `json:"require_kernel"`
-	DenialsSize     int      `json:"denials_size"`
-	DNSMinTTL       string   `json:"dns_min_ttl"`
-	DNSCacheSize    int      `json:"dns_cache_size"`
-	AnswerCache     int      `json:"dns_answer_cache_bytes"`
-	DNSDenyRcode    string   `json:"dns_deny_rcode"`
-	DNSRate         float64  `json:"dns_rate"`
-	WildcardBudget  int      `json:"dns_wildcard_budget"`
-	WildcardLabels  int      `json:"dns_wildcard_max_labels"`
-	WildcardLabLen  int      `json:"dns_wildcard_max_label_len"`
-	LogSample       bool     `json:"log_sample"`
-	ClassifyTimeout string   `json:"classify_timeout"`
-	DialTimeout     string   `json:"dial_timeout"`
-	IdleTimeout     string   `json:"idle_timeout"`
-	InboundPorts    []uint16 `json:"inbound_ports"`
-	LocalPorts      []uint16 `json:"allowed_local_ports"`
-	AuditProcess    bool     `json:"audit_process"`
-	FastPath        bool     `json:"fast_path"`
-	AllowMulticast  bool     `json:"allow_multicast"`
-	AgentOutput     string   `json:"agent_output"`
-	ForwardSIGHUP   bool     `json:"forward_sighup"`
-	WatchPolicy     bool     `json:"watch_policy"`
-}
-
 // JSON returns the effective configuration, indented, for
-// `forge-supervisor config`. It holds no secrets: paths, not contents.
+// `forge-supervisor config`: the version, then every setting under its
+// flag name with "_" for "-" (settingKey), in the table's order. It holds
+// no secrets: paths, not contents.
 func (c Config) JSON() ([]byte, error) {
-	ups := c.DNSUpstreams
-	if ups == nil {
-		ups = []string{}
+	var compact bytes.Buffer
+	field := func(key string, v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("config: encode %s: %w", key, err)
+		}
+		k, _ := json.Marshal(key)
+		compact.Write(k)
+		compact.WriteByte(':')
+		compact.Write(b)
+		return nil
 	}
-	b, err := json.MarshalIndent(configJSON{
-		Version: version, PolicyPath: c.PolicyPath, StrictPolicy: c.StrictPolicy,
-		ProxyPort: c.ProxyPort, DNSPort: c.DNSPort, HealthPort: c.HealthPort,
-		LogLevel: c.LogLevel, DryRun: c.DryRun, AgentUID: c.AgentUID, AgentGID: c.AgentGID,
-		SeccompPath: c.SeccompPath, SeccompLog: c.SeccompLog, DNSUpstreams: ups,
-		Grace: c.Grace.String(), RequireKernel: c.RequireKernel, DenialsSize: c.DenialsSize,
-		DNSMinTTL: c.DNSMinTTL.String(), DNSCacheSize: c.DNSCacheSize, DNSDenyRcode: c.DNSDenyRcode,
-		DNSRate: c.DNSRate, LogSample: c.LogSample, AnswerCache: c.DNSAnswerCacheBytes,
-		WildcardBudget: c.DNSWildcardBudget,
-		WildcardLabels: c.DNSWildcardMaxLabels, WildcardLabLen: c.DNSWildcardMaxLabelLen,
-		ClassifyTimeout: c.ClassifyTimeout.String(), DialTimeout: c.DialTimeout.String(),
-		IdleTimeout:  c.IdleTimeout.String(),
-		InboundPorts: nonNil(c.InboundPorts), LocalPorts: nonNil(c.AllowedLocalPorts),
-		AuditProcess:   c.AuditProcess,
-		FastPath:       c.FastPath,
-		AllowMulticast: c.AllowMulticast,
-		AgentOutput:    c.AgentOutput, ForwardSIGHUP: c.ForwardSIGHUP, WatchPolicy: c.WatchPolicy,
-	}, "", "  ")
-	if err != nil {
+	compact.WriteByte('{')
+	if err := field("version", version); err != nil {
+		return nil, err
+	}
+	for _, s := range settings() {
+		compact.WriteByte(',')
+		if err := field(settingKey(s.flag), s.json(c)); err != nil {
+			return nil, err
+		}
+	}
+	compact.WriteByte('}')
+	var out bytes.Buffer
+	if err := json.Indent(&out, compact.Bytes(), "", "  "); err != nil {
 		return nil, fmt.Errorf("config: encode: %w", err)
 	}
-	return b, nil
-}
-
-// nonNil makes an empty list encode as [].
-func nonNil(p []uint16) []uint16 {
-	if p == nil {
-		return []uint16{}
-	}
-	return p
+	return out.Bytes(), nil
 }
 
 // configUsage writes the command line and every setting with its flag,
