@@ -249,9 +249,9 @@ func (c Config) crossCheck() []error {
 		name string
 		port uint16
 	}{
-		{"-proxy-port / FORGE_SUPERVISOR_PROXY_PORT", c.ProxyPort},
-		{"-dns-port / FORGE_SUPERVISOR_DNS_PORT", c.DNSPort},
-		{"-health-port / FORGE_SUPERVISOR_HEALTH_PORT", c.HealthPort},
+		{settingNames("proxy-port"), c.ProxyPort},
+		{settingNames("dns-port"), c.DNSPort},
+		{settingNames("health-port"), c.HealthPort},
 	}
 	for i := range ports {
 		for j := i + 1; j < len(ports); j++ {
@@ -265,8 +265,8 @@ func (c Config) crossCheck() []error {
 		name  string
 		ports []uint16
 	}{
-		{"-inbound-ports / FORGE_SUPERVISOR_INBOUND_PORTS", c.InboundPorts},
-		{"-allowed-local-ports / FORGE_SUPERVISOR_ALLOWED_LOCAL_PORTS", c.AllowedLocalPorts},
+		{settingNames("inbound-ports"), c.InboundPorts},
+		{settingNames("allowed-local-ports"), c.AllowedLocalPorts},
 	} {
 		for _, p := range l.ports {
 			for _, own := range ports {

@@ -176,3 +176,10 @@ func settingByFlag(flag string) (setting, bool) {
 	}
 	return setting{}, false
 }
+
+// settingNames is how an error names the setting with this flag:
+// "-proxy-port / FORGE_SUPERVISOR_PROXY_PORT".
+func settingNames(flag string) string {
+	s, _ := settingByFlag(flag)
+	return "-" + s.flag + " / " + s.env
+}
