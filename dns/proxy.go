@@ -18,6 +18,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/forge/forge-supervisor/bufpool"
+	"github.com/forge/forge-supervisor/localaddr"
 	"github.com/forge/forge-supervisor/obs"
 	"github.com/forge/forge-supervisor/policy"
 )
@@ -128,7 +129,7 @@ type Proxy struct {
 	cache    *Cache
 	fwd      *forwarder
 	limiter  *rateLimiter // nil when unlimited
-	local    *localAddrs
+	local    *localaddr.Set
 	answers  *answerCache // nil when off
 	flights  flights
 	inflight chan struct{}
@@ -220,7 +221,7 @@ func newProxy(cfg Config, current func() decider) (*Proxy, error) {
 		inflight: make(chan struct{}, maxInFlight),
 		qbufs:    bufpool.NewBuffers(maxQuerySize),
 		abufs:    bufpool.NewBuffers(maxUpstreamMsg),
-		local:    newLocalAddrs(cfg.Now, cfg.LocalAddrs),
+		local:    localaddr.NewFrom(cfg.LocalAddrs, cfg.Now),
 		life:     life,
 		endLife:  end,
 	}

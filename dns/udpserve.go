@@ -96,7 +96,7 @@ func (p *Proxy) udpReader(conn *net.UDPConn) error {
 			continue
 		}
 		failed = 0
-		if !p.local.has(from.Addr()) {
+		if !p.local.Contains(from.Addr()) {
 			p.nonLocal(from)
 			continue
 		}

@@ -36,6 +36,18 @@ type Set struct {
 // New returns a Set over the calling process's network namespace.
 func New() *Set { return newSet(interfaceAddrs, time.Now) }
 
+// NewFrom returns a Set whose addresses come from list and whose clock is
+// now (for tests); nil means the namespace's interfaces and time.Now.
+func NewFrom(list func() ([]netip.Addr, error), now func() time.Time) *Set {
+	if list == nil {
+		list = interfaceAddrs
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return newSet(list, now)
+}
+
 func newSet(list func() ([]netip.Addr, error), now func() time.Time) *Set {
 	return &Set{list: list, now: now}
 }
