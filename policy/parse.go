@@ -290,7 +290,7 @@ func unknownField(key string) error {
 		if strings.EqualFold(f, key) {
 			return &unknownFieldError{fmt.Sprintf("%s: unknown field; field names are lowercase: did you mean %q?", key, f)}
 		}
-		if d := editDistance(key, f); d < bestDist {
+		if d := EditDistance(key, f); d < bestDist {
 			best, bestDist = f, d
 		}
 	}
@@ -300,8 +300,10 @@ func unknownField(key string) error {
 	return &unknownFieldError{fmt.Sprintf("%s: unknown field; known fields are %s", key, strings.Join(knownFields, ", "))}
 }
 
-// editDistance is the Levenshtein distance, for typo hints on short keys.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance, for typo hints on short keys
+// (here and in forge.yaml's reader). Strings over 64 bytes are no typo of
+// a key: they get 64 at once, so a hostile key costs nothing quadratic.
+func EditDistance(a, b string) int {
 	const maxLen = 64 // field names are short; a long key is no typo of one
 	if len(a) > maxLen || len(b) > maxLen {
 		return maxLen
