@@ -203,7 +203,7 @@ func setQuestionSpelling(msg []byte, qname string) {
 				return
 			}
 			label := msg[off+1 : off+1+n]
-			if pass == 0 && !equalFoldString(label, qname[i:i+n]) {
+			if pass == 0 && !equalFoldASCII(label, qname[i:i+n]) {
 				return
 			}
 			if pass == 1 {
@@ -219,24 +219,4 @@ func setQuestionSpelling(msg []byte, qname string) {
 			return
 		}
 	}
-}
-
-// equalFoldString is equalFoldASCII for a byte string and a string.
-func equalFoldString(a []byte, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if x >= 'A' && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if y >= 'A' && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

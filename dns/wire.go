@@ -239,12 +239,13 @@ func checkRdata(msg []byte, r rrRef, scratch []byte) error {
 	return nil
 }
 
-// equalFoldASCII compares two byte strings, ignoring ASCII case.
-func equalFoldASCII(a, b []byte) bool {
+// equalFoldASCII compares two byte strings (either may be a string),
+// ignoring ASCII case.
+func equalFoldASCII[A, B ~string | ~[]byte](a A, b B) bool {
 	if len(a) != len(b) {
 		return false
 	}
-	for i := range a {
+	for i := range len(a) {
 		x, y := a[i], b[i]
 		if x >= 'A' && x <= 'Z' {
 			x += 'a' - 'A'
