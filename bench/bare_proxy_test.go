@@ -4,6 +4,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/forge/forge-supervisor/internal/testkit"
 )
 
 // serveBare is the least a proxy that decides before it connects must do,
@@ -15,7 +17,7 @@ import (
 // and what the floor adds over direct is the price of any such proxy on
 // this machine. It serves until ln is closed.
 func serveBare(ln net.Listener, upstream string) {
-	acceptEach(ln, func(c net.Conn) { bareRelay(c, upstream) })
+	testkit.AcceptEach(ln, func(c net.Conn) { bareRelay(c, upstream) })
 }
 
 func bareRelay(c net.Conn, upstream string) {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forge/forge-supervisor/internal/testkit"
 	"github.com/forge/forge-supervisor/tests/testpki"
 )
 
@@ -138,23 +139,8 @@ func bulkUpstream(b *testing.B, size int) string {
 // after; ln is closed when the benchmark ends.
 func serveEach(b *testing.B, ln net.Listener, handle func(net.Conn)) string {
 	b.Cleanup(func() { ln.Close() })
-	go acceptEach(ln, handle)
+	go testkit.AcceptEach(ln, handle)
 	return ln.Addr().String()
-}
-
-// acceptEach runs handle in a goroutine for every connection ln accepts,
-// closing each after, until ln is closed.
-func acceptEach(ln net.Listener, handle func(net.Conn)) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			handle(c)
-		}()
-	}
 }
 
 // skipRequestHead reads up to the blank line that ends a request head.

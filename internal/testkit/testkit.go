@@ -88,11 +88,13 @@ func Listen(t testing.TB, handle func(net.Conn)) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go acceptLoop(ln, handle)
+	go AcceptEach(ln, handle)
 	return ln.Addr().String()
 }
 
-func acceptLoop(ln net.Listener, handle func(net.Conn)) {
+// AcceptEach runs handle in a goroutine for every connection ln accepts,
+// closing each after, until ln is closed.
+func AcceptEach(ln net.Listener, handle func(net.Conn)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
