@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 	"time"
 
 	"go.uber.org/zap"
@@ -90,14 +89,37 @@ func enableAccounting() error {
 	return errors.Join(errs...)
 }
 
+// run reads the event socket through Go's poller, not in a blocking
+// recvfrom on a thread of its own: a goroutine parked in a system call
+// holds its P, and the runtime's sysmon wakes every 20 µs to take such Ps
+// back while all of them are held — with the worker's queue read that is
+// every P of a small container, and the retakes cost more CPU than the
+// events themselves.
 func (a *auditor) run(ctx context.Context) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	ev, err := ctSocket(1<<(nfnlgrpCtUpdate-1) | 1<<(nfnlgrpCtDestroy-1))
 	if err != nil {
 		return err
 	}
-	defer unix.Close(ev)
+	if err := attachCtEventFilter(ev); err != nil {
+		// Unfiltered, the auditor reads every flow's events and keeps
+		// what it needs: correct, only dearer.
+		a.cfg.Log.Warn("kverdict_event_filter_unavailable", zap.Error(err))
+	}
+	if err := unix.SetNonblock(ev, true); err != nil {
+		unix.Close(ev)
+		return fmt.Errorf("kverdict: conntrack events: %w", err)
+	}
+	events := os.NewFile(uintptr(ev), "conntrack-events")
+	defer events.Close()
+	raw, err := events.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("kverdict: conntrack events: %w", err)
+	}
+	// The poller's deadline ends a read in progress when ctx ends.
+	if err := events.SetReadDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("kverdict: conntrack events are not pollable: %w", err)
+	}
+	defer context.AfterFunc(ctx, func() { _ = events.SetReadDeadline(time.Unix(1, 0)) })()
 	get, err := ctSocket(0)
 	if err != nil {
 		return err
@@ -106,14 +128,23 @@ func (a *auditor) run(ctx context.Context) error {
 	buf := make([]byte, 1<<16)
 	sweep := time.Now()
 	for ctx.Err() == nil {
-		n, _, err := unix.Recvfrom(ev, buf, 0)
+		var n int
+		var rerr error
+		err := raw.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
+			return !errors.Is(rerr, unix.EAGAIN)
+		})
 		switch {
-		case errors.Is(err, unix.ENOBUFS):
-			a.m.eventsLost.Inc()
-			continue
-		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+		case err != nil && ctx.Err() != nil:
+			return nil
 		case err != nil:
 			return fmt.Errorf("kverdict: conntrack events: %w", err)
+		case errors.Is(rerr, unix.ENOBUFS):
+			a.m.eventsLost.Inc()
+			continue
+		case errors.Is(rerr, unix.EINTR):
+		case rerr != nil:
+			return fmt.Errorf("kverdict: conntrack events: %w", rerr)
 		default:
 			forEachNlmsg(buf[:n], func(typ uint16, body []byte) {
 				if e, ok := parseCtMsg(typ, body); ok {

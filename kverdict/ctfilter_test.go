@@ -1,0 +1,89 @@
+package kverdict
+
+import (
+	"encoding/binary"
+	"errors"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/forge/forge-supervisor/nft"
+)
+
+// ctMsg builds a conntrack event as ctnetlink sends it: the original
+// tuple, then (when non-zero) the mark, then (when non-zero) the TCP state.
+func ctMsg(typ uint8, mark uint32, state uint8) []byte {
+	ip := join(attr(ctaIPv4Src, []byte{198, 51, 100, 2}), attr(ctaIPv4Dst, []byte{198, 51, 100, 1}))
+	proto := join(attr(ctaProtoNum, []byte{unix.IPPROTO_TCP}),
+		attr(ctaProtoSrc, binary.BigEndian.AppendUint16(nil, 40000)), attr(ctaProtoDst, binary.BigEndian.AppendUint16(nil, 443)))
+	attrs := [][]byte{attr(ctaTupleOrig|nlaFNested, join(attr(ctaTupleIP|nlaFNested, ip), attr(ctaTupleProto|nlaFNested, proto)))}
+	if state != 0 {
+		tcp := attr(ctaProtoinfoTCP|nlaFNested, join(attr(ctaProtoinfoTCPState, []byte{state}), attr(2, []byte{7})))
+		attrs = append(attrs, attr(ctaProtoinfo|nlaFNested, tcp))
+	}
+	if mark != 0 {
+		attrs = append(attrs, attr(ctaMark, binary.BigEndian.AppendUint32(nil, mark)))
+	}
+	msg := nlmsg(nfnlSubsysCtnetlink<<8|uint16(typ), 0, 0, 0, attrs...)
+	msg[16] = unix.AF_INET
+	return msg
+}
+
+// TestCtEventFilterKeepsOnlyFastPathEnds runs the filter in the kernel, on
+// a datagram socket pair (the program only reads the message bytes), over
+// messages built as ctnetlink builds them.
+func TestCtEventFilterKeepsOnlyFastPathEnds(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if err := attachCtEventFilter(fds[1]); err != nil {
+		t.Fatal(err)
+	}
+	tv := unix.NsecToTimeval((50 * time.Millisecond).Nanoseconds())
+	if err := unix.SetsockoptTimeval(fds[1], unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	const established = 3
+	for _, c := range []struct {
+		name string
+		msg  []byte
+		keep bool
+	}{
+		{"allowed flow at TIME_WAIT", ctMsg(ipctnlMsgCtNew, nft.CtAllowed, tcpCtTimeWait), true},
+		{"allowed flow at CLOSE", ctMsg(ipctnlMsgCtNew, nft.CtAllowed, tcpCtClose), true},
+		{"pending flow at CLOSE", ctMsg(ipctnlMsgCtNew, nft.CtPending, tcpCtClose), true},
+		{"allowed flow destroyed", ctMsg(ipctnlMsgCtDelete, nft.CtAllowed, 0), true},
+		{"denied flow destroyed", ctMsg(ipctnlMsgCtDelete, nft.CtDenied, 0), true},
+		{"allowed flow established", ctMsg(ipctnlMsgCtNew, nft.CtAllowed, established), false},
+		{"allowed flow, update without state (a mark change)", ctMsg(ipctnlMsgCtNew, nft.CtAllowed, 0), false},
+		{"unmarked flow at TIME_WAIT", ctMsg(ipctnlMsgCtNew, 0, tcpCtTimeWait), false},
+		{"unmarked flow destroyed", ctMsg(ipctnlMsgCtDelete, 0, 0), false},
+		{"another owner's mark at TIME_WAIT", ctMsg(ipctnlMsgCtNew, 0x4000, tcpCtTimeWait), false},
+		{"another owner's mark destroyed", ctMsg(ipctnlMsgCtDelete, 0x46524800, 0), false},
+	} {
+		if _, err := unix.Write(fds[0], c.msg); err != nil {
+			t.Fatalf("%s: send: %v", c.name, err)
+		}
+		buf := make([]byte, 4096)
+		n, err := unix.Read(fds[1], buf)
+		for errors.Is(err, unix.EINTR) { // the runtime's preemption signal
+			n, err = unix.Read(fds[1], buf)
+		}
+		got := err == nil
+		if err != nil && !errors.Is(err, unix.EAGAIN) {
+			t.Fatalf("%s: recv: %v", c.name, err)
+		}
+		if got != c.keep {
+			t.Errorf("%s: kept %v, want %v", c.name, got, c.keep)
+		}
+		if got {
+			if e, ok := parseCtMsg(binary.NativeEndian.Uint16(buf[4:6]), buf[nlmsgHdr:n]); !ok || e.key.dst.Port() != 443 {
+				t.Errorf("%s: the kept message does not parse: %+v %v", c.name, e, ok)
+			}
+		}
+	}
+}
