@@ -15,8 +15,10 @@ type Metrics struct {
 	connections *prometheus.CounterVec
 	// decisions counts the worker's verdicts on first payloads.
 	decisions *prometheus.CounterVec
-	// packets counts queued packets by what the worker did with them.
-	packets *prometheus.CounterVec
+	// packets counts queued packets by what the worker did with them;
+	// the per-packet series are looked up once, not per packet.
+	packets                                   *prometheus.CounterVec
+	held, stragglers, overloaded, unparseable prometheus.Counter
 	// decideLatency is the time from a flow's first payload to its verdict.
 	decideLatency prometheus.Histogram
 	// learned counts fast-set elements written, by set kind.
@@ -45,6 +47,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		eventsLost: prometheus.NewCounter(prometheus.CounterOpts{Name: name("fast_path_conntrack_overruns_total"),
 			Help: "Conntrack event socket overruns: kernel-path audit lines may be missing."}),
 	}
+	m.held, m.stragglers = m.packets.WithLabelValues("held"), m.packets.WithLabelValues("straggler")
+	m.overloaded, m.unparseable = m.packets.WithLabelValues("overloaded"), m.packets.WithLabelValues("unparseable")
 	if reg != nil {
 		reg.MustRegister(m.available, m.connections, m.decisions, m.packets, m.decideLatency, m.learned, m.eventsLost)
 	}

@@ -97,9 +97,8 @@ func (q *queue) setup(wake time.Duration) error {
 	// An overrun drops packets (TCP retransmits them); it must not turn
 	// every later recv into ENOBUFS.
 	_ = unix.SetsockoptInt(q.fd, unix.SOL_NETLINK, unix.NETLINK_NO_ENOBUFS, 1)
-	tv := unix.NsecToTimeval(wake.Nanoseconds())
-	if err := unix.SetsockoptTimeval(q.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return fmt.Errorf("kverdict: nfqueue SO_RCVTIMEO: %w", err)
+	if err := q.setTimeout(wake); err != nil {
+		return err
 	}
 	cmd := []byte{nfqnlCfgCmdBind, 0, 0, 0} // command, pad, pf (unused since 3.8)
 	if err := q.config(attr(nfqaCfgCmd, cmd)); err != nil {
@@ -113,6 +112,15 @@ func (q *queue) setup(wake time.Duration) error {
 	if err := q.config(attr(nfqaCfgParams, params), attr(nfqaCfgQueueMaxlen, maxlen),
 		attr(nfqaCfgFlags, flags), attr(nfqaCfgMask, flags)); err != nil {
 		return fmt.Errorf("kverdict: nfqueue configure queue %d: %w", q.num, err)
+	}
+	return nil
+}
+
+// setTimeout bounds how long recv waits for a packet.
+func (q *queue) setTimeout(d time.Duration) error {
+	tv := unix.NsecToTimeval(d.Nanoseconds())
+	if err := unix.SetsockoptTimeval(q.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fmt.Errorf("kverdict: nfqueue SO_RCVTIMEO: %w", err)
 	}
 	return nil
 }
@@ -215,15 +223,32 @@ func parsePacketMsg(b []byte) (packet, bool) {
 
 // verdict queues a verdict for packet id, with a new packet mark when mark
 // is non-zero. flush sends the batch.
+// The message is written straight into the batch: one verdict per queued
+// packet must cost no allocation.
 func (q *queue) verdict(id, verdict, mark uint32) {
-	hdr := binary.BigEndian.AppendUint32(nil, verdict)
-	hdr = binary.BigEndian.AppendUint32(hdr, id)
-	attrs := [][]byte{attr(nfqaVerdictHdr, hdr)}
+	size := nlmsgHdr + nfgenHdr + 4 + 8 // header, nfgenmsg, the verdict attribute
 	if mark != 0 {
-		attrs = append(attrs, attr(nfqaMark, binary.BigEndian.AppendUint32(nil, mark)))
+		size += 4 + 4
 	}
 	q.seq++
-	q.out = append(q.out, nlmsg(nfnlSubsysQueue<<8|nfqnlMsgVerdict, unix.NLM_F_REQUEST, q.seq, q.num, attrs...)...)
+	b := q.out
+	b = binary.NativeEndian.AppendUint32(b, uint32(size))
+	b = binary.NativeEndian.AppendUint16(b, nfnlSubsysQueue<<8|nfqnlMsgVerdict)
+	b = binary.NativeEndian.AppendUint16(b, unix.NLM_F_REQUEST)
+	b = binary.NativeEndian.AppendUint32(b, q.seq)
+	b = binary.NativeEndian.AppendUint32(b, 0) // port id: the kernel
+	b = append(b, unix.AF_UNSPEC, 0)           // family, NFNETLINK_V0
+	b = binary.BigEndian.AppendUint16(b, q.num)
+	b = binary.NativeEndian.AppendUint16(b, 4+8)
+	b = binary.NativeEndian.AppendUint16(b, nfqaVerdictHdr)
+	b = binary.BigEndian.AppendUint32(b, verdict)
+	b = binary.BigEndian.AppendUint32(b, id)
+	if mark != 0 {
+		b = binary.NativeEndian.AppendUint16(b, 4+4)
+		b = binary.NativeEndian.AppendUint16(b, nfqaMark)
+		b = binary.BigEndian.AppendUint32(b, mark)
+	}
+	q.out = b
 }
 
 // flush sends the verdicts batched since the last flush in one sendmsg; the

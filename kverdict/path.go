@@ -132,7 +132,7 @@ func (p *Path) Run(ctx context.Context) error {
 	p.cfg.Metrics.available.Set(1)
 	defer p.cfg.Metrics.available.Set(0)
 	rec := newRecords()
-	w := &worker{cfg: &p.cfg, q: p.q, rst: p.rst, rec: rec, m: p.cfg.Metrics, flows: make(map[flowKey]*flow),
+	w := &worker{cfg: &p.cfg, q: p.q, rst: p.rst, rec: rec, m: p.cfg.Metrics, flows: make(map[flowKey]*flow), pending: make(map[flowKey]*flow),
 		beat: &p.beat, async: make(chan asyncResult, maxAsync), slots: make(chan struct{}, maxAsync)}
 	a := &auditor{cfg: &p.cfg, rec: rec, m: p.cfg.Metrics, ended: make(map[flowKey]time.Time)}
 	g, gctx := errgroup.WithContext(ctx)

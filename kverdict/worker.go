@@ -19,9 +19,15 @@ import (
 
 // Timing of the worker loop.
 const (
-	// wakeEvery bounds how long the loop sleeps in recv when nothing is
-	// queued: deadlines and async decisions are looked at this often.
-	wakeEvery = 10 * time.Millisecond
+	// wakeEvery bounds how long the loop sleeps in recv while a flow is
+	// being judged: deadlines and async decisions are looked at this often.
+	wakeEvery = 5 * time.Millisecond
+	// idleWake is the bound while no flow is being judged: only the
+	// heartbeat's evidence of life (stallAfter) and the forgetting of
+	// decided flows wait on it. A short bound there would wake an idle
+	// supervisor hundreds of times a second, and a blocking read longer
+	// than sysmon's 10 ms lets the runtime hand the worker's P to others.
+	idleWake = 500 * time.Millisecond
 	// strayGrace is how long a decided flow is remembered: packets queued
 	// before its verdict landed (stragglers) arrive within it.
 	strayGrace = 2 * time.Second
@@ -38,19 +44,30 @@ const (
 // worker owns the queue socket and every flow; one goroutine runs it, on a
 // locked OS thread (the socket lives in the thread's network namespace).
 type worker struct {
-	cfg   *Config
-	q     *queue
-	rst   *resetter
-	rec   *records
-	m     *Metrics
-	flows map[flowKey]*flow
-	gen   uint64
-	beat  *atomic.Int64 // unix nanos of the last loop turn: the heartbeat's evidence of life
+	cfg     *Config
+	q       *queue
+	rst     *resetter
+	rec     *records
+	m       *Metrics
+	flows   map[flowKey]*flow // judged now, or decided within strayGrace
+	pending map[flowKey]*flow // the undecided ones among them
+	grace   []graceEntry      // decided flows in verdict order, to forget after strayGrace
+	gen     uint64
+	beat    *atomic.Int64 // unix nanos of the last loop turn: the heartbeat's evidence of life
+	wake    time.Duration // the receive timeout now set
 
 	async   chan asyncResult
 	asyncWG sync.WaitGroup
 	slots   chan struct{}
 	sweep   time.Time
+}
+
+// graceEntry is one decided flow's place in the forgetting order; gen
+// tells it from a later flow on the same tuple.
+type graceEntry struct {
+	key     flowKey
+	gen     uint64
+	expires time.Time
 }
 
 type asyncResult struct {
@@ -66,14 +83,25 @@ func (w *worker) run(ctx context.Context) error {
 	buf := make([]byte, 256<<10)
 	defer w.asyncWG.Wait()
 	for ctx.Err() == nil {
-		now := time.Now()
-		w.beat.Store(now.UnixNano())
-		if err := w.q.recv(buf, func(p packet) { w.handle(ctx, p, now) }); err != nil {
+		w.beat.Store(time.Now().UnixNano())
+		w.setWake()
+		// The clock is read after the packets arrive, not before the
+		// wait: a flow's deadline runs from its first packet.
+		var now time.Time
+		if err := w.q.recv(buf, func(p packet) {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			w.handle(ctx, p, now)
+		}); err != nil {
 			w.cfg.Log.Error("kverdict_queue_failed", zap.Error(err))
 			w.shutdown()
 			return err
 		}
 		w.drainAsync()
+		if now.IsZero() {
+			now = time.Now()
+		}
 		if now.Sub(w.sweep) >= wakeEvery {
 			w.expire(now)
 			w.sweep = now
@@ -86,12 +114,28 @@ func (w *worker) run(ctx context.Context) error {
 	return nil
 }
 
+// setWake sets the receive timeout for what the loop waits on now: short
+// while a flow is being judged, long while none is. It costs a system
+// call only when that changes.
+func (w *worker) setWake() {
+	want := idleWake
+	if len(w.pending) > 0 {
+		want = wakeEvery
+	}
+	if want == w.wake {
+		return
+	}
+	if err := w.q.setTimeout(want); err != nil {
+		w.cfg.Log.Warn("kverdict_wake_failed", zap.Error(err))
+		return
+	}
+	w.wake = want
+}
+
 // shutdown denies every held flow: nothing is let through unjudged.
 func (w *worker) shutdown() {
-	for _, f := range w.flows {
-		if !f.decided {
-			w.finish(f, judgement{verdict: policy.Verdict{Reason: ReasonShutdown}}, time.Now())
-		}
+	for _, f := range w.pending {
+		w.finish(f, judgement{verdict: policy.Verdict{Reason: ReasonShutdown}}, time.Now())
 	}
 	_ = w.q.flush()
 }
@@ -101,7 +145,7 @@ func (w *worker) handle(ctx context.Context, p packet, now time.Time) {
 	seg, err := parseSegment(p.data)
 	if err != nil {
 		// Nothing to judge it by: the connection is denied.
-		w.m.packets.WithLabelValues("unparseable").Inc()
+		w.m.unparseable.Inc()
 		w.q.verdict(p.id, nfRepeat, nft.MarkProposeDeny)
 		return
 	}
@@ -114,14 +158,14 @@ func (w *worker) handle(ctx context.Context, p packet, now time.Time) {
 		// A straggler sent back found the connection still pending: the
 		// tuple was reused by a new connection after our verdict. Judge it
 		// afresh.
-		delete(w.flows, seg.key)
+		w.forget(seg.key)
 		f = nil
 	}
 	if f != nil && f.decided {
 		// Queued before the verdict landed (or the tuple's next
 		// connection): send it back through the rules once, so the
 		// connection's ct mark decides, not a guess made here.
-		w.m.packets.WithLabelValues("straggler").Inc()
+		w.m.stragglers.Inc()
 		w.q.verdict(p.id, nfRepeat, nft.MarkRepeat)
 		return
 	}
@@ -134,13 +178,14 @@ func (w *worker) handle(ctx context.Context, p packet, now time.Time) {
 	}
 	if f == nil {
 		if len(w.flows) >= maxFlows {
-			w.m.packets.WithLabelValues("overloaded").Inc()
+			w.m.overloaded.Inc()
 			w.q.verdict(p.id, nfRepeat, nft.MarkProposeDeny)
 			return
 		}
 		w.gen++
 		f = &flow{key: seg.key, gen: w.gen, base: seg.seq, started: now, deadline: now.Add(w.cfg.ClassifyTimeout)}
 		w.flows[seg.key] = f
+		w.pending[seg.key] = f
 		w.rec.put(seg.key, record{state: recJudging})
 	}
 	f.held = append(f.held, p.id)
@@ -150,7 +195,7 @@ func (w *worker) handle(ctx context.Context, p packet, now time.Time) {
 	if e := seg.seq + uint32(len(seg.payload)); int32(e-f.end) > 0 || f.end == 0 {
 		f.end = e
 	}
-	w.m.packets.WithLabelValues("held").Inc()
+	w.m.held.Inc()
 	if f.waiting {
 		return
 	}
@@ -235,16 +280,32 @@ func (w *worker) drainAsync() {
 }
 
 // expire denies flows past their classification deadline and forgets
-// decided ones past their grace.
+// decided ones past their grace. Decided flows are visited in verdict
+// order and only while they are due: the map of the last strayGrace's
+// flows is never walked.
 func (w *worker) expire(now time.Time) {
-	for k, f := range w.flows {
-		switch {
-		case f.decided && now.After(f.expires):
-			delete(w.flows, k)
-		case !f.decided && !f.waiting && now.After(f.deadline):
+	for _, f := range w.pending {
+		if !f.waiting && now.After(f.deadline) {
 			w.finish(f, w.partial(f, ReasonClassifyTimout), now)
 		}
 	}
+	i := 0
+	for ; i < len(w.grace) && now.After(w.grace[i].expires); i++ {
+		g := w.grace[i]
+		if f := w.flows[g.key]; f != nil && f.gen == g.gen {
+			delete(w.flows, g.key)
+		}
+	}
+	w.grace = w.grace[i:]
+	if len(w.grace) == 0 {
+		w.grace = w.grace[:0:0] // let the drained backing array go
+	}
+}
+
+// forget drops the flow on k now (its tuple was reused).
+func (w *worker) forget(k flowKey) {
+	delete(w.flows, k)
+	delete(w.pending, k)
 }
 
 // finish gives the verdict to every held packet, in order. Allowed: the
@@ -284,7 +345,9 @@ func (w *worker) finish(f *flow, j judgement, now time.Time) {
 		}
 	}
 	f.decided, f.waiting, f.expires = true, false, now.Add(strayGrace)
-	defer func() { f.held, f.data, f.ooo = nil, nil, nil }()
+	delete(w.pending, f.key)
+	w.grace = append(w.grace, graceEntry{key: f.key, gen: f.gen, expires: f.expires})
+	defer func() { f.held, f.data, f.ooo, f.sniffer = nil, nil, nil, conn.Sniffer{} }()
 
 	rec := record{
 		flow: obs.Flow{
