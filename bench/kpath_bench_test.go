@@ -66,7 +66,7 @@ func newKpathBed(b *testing.B) *kpathBed {
 	bed := &kpathBed{pair: pair}
 	var tlsLn, bulkLn net.Listener
 	if err := pair.World.Do(func() (err error) {
-		if tlsLn, err = tls.Listen("tcp", kpathTLS, &tls.Config{Certificates: []tls.Certificate{testpki.Cert(b, "allowed.test")}}); err != nil {
+		if tlsLn, err = net.Listen("tcp", kpathTLS); err != nil {
 			return err
 		}
 		bulkLn, err = net.Listen("tcp", kpathBulk)
@@ -74,9 +74,15 @@ func newKpathBed(b *testing.B) *kpathBed {
 	}); err != nil {
 		b.Fatal(err)
 	}
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{testpki.Cert(b, "allowed.test")}}
 	serveEach(b, tlsLn, func(c net.Conn) {
-		if skipRequestHead(c) == nil {
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+		c, probe := answerProbe(c)
+		if probe {
+			return
+		}
+		tc := tls.Server(c, serverTLS)
+		if skipRequestHead(tc) == nil {
+			io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 		}
 	})
 	chunk := make([]byte, 256<<10)
@@ -345,13 +351,26 @@ func BenchmarkFastPathBulk(b *testing.B) {
 // BenchmarkFastPathCPU: CPU per connection of the processes involved —
 // this one (clients and servers, in whose system calls the output hook
 // and its nft rules run) plus the path's own process (the verdict worker,
-// HAProxy, the engine) — over interleaved blocks of connections. The
+// HAProxy, the engine) — over interleaved blocks of connections, each a
+// ClientHello probe (kpath_probe_test.go): a full handshake's ~1.5 ms of
+// crypto is the same on every path and would bury the differences. The
 // machine is shared, so machine-wide counters would measure the
 // neighbours; the direct path's figure is the floor all paths share.
+// BenchmarkFastPathCPUTLS is the same with full handshakes.
 func BenchmarkFastPathCPU(b *testing.B) {
 	bed := newKpathBed(b)
+	hello := recordClientHello(b, &tls.Config{ServerName: "allowed.test", NextProtos: []string{probeALPN}, RootCAs: testpki.Pool(b)})
+	benchCPU(b, bed, func(d agentDialer, addr string) error { _, err := d.probeOnce(addr, hello); return err })
+}
+
+func BenchmarkFastPathCPUTLS(b *testing.B) {
+	bed := newKpathBed(b)
 	cfg := &tls.Config{ServerName: "allowed.test", RootCAs: testpki.Pool(b)}
-	const block = 100
+	benchCPU(b, bed, func(d agentDialer, addr string) error { _, err := d.connectOnce(addr, cfg); return err })
+}
+
+func benchCPU(b *testing.B, bed *kpathBed, op func(agentDialer, string) error) {
+	const block = 200
 	pidOf := map[string]int{"fast": bed.worker, "haproxy": bed.haproxyPID, "engine": bed.enginePID}
 	spent := map[string]time.Duration{}
 	var workerSpent time.Duration
@@ -361,7 +380,7 @@ func BenchmarkFastPathCPU(b *testing.B) {
 		for _, p := range bed.paths() {
 			self0, other0 := selfCPU(b), procCPU(b, pidOf[p.name])
 			for range block {
-				if _, err := p.d.connectOnce(p.addr, cfg); err != nil {
+				if err := op(p.d, p.addr); err != nil {
 					b.Fatalf("%s: %v", p.name, err)
 				}
 			}
