@@ -29,9 +29,10 @@ func (c Config) fastPathRuledOut() string {
 // given NET_RAW exactly when its supervisor would use it.
 func (c Config) fastPathOn() bool { return c.FastPath && c.fastPathRuledOut() == "" }
 
-// fastPath decides whether the kernel verdict path runs: asked for, and the
-// kernel takes its rules. A kernel that cannot is said loudly and costs
-// only the fast path: every connection then takes the proxy.
+// fastPath decides whether the kernel verdict path runs: asked for, the
+// raw sockets allowed, and the kernel takes its rules. What cannot is said
+// loudly and costs only the fast path: every connection then takes the
+// proxy.
 func fastPath(cfg Config, nftCfg nft.Config, m *kverdict.Metrics, log *zap.Logger) *nft.FastPath {
 	m.Unavailable()
 	if !cfg.FastPath {
@@ -39,6 +40,12 @@ func fastPath(cfg Config, nftCfg nft.Config, m *kverdict.Metrics, log *zap.Logge
 	}
 	if off := cfg.fastPathRuledOut(); off != "" {
 		log.Warn("fast_path_unavailable", zap.String("error", off), zap.String("effect", "every agent TCP connection takes the proxy"))
+		return nil
+	}
+	// Checked before the probe so the operator reads which capability is
+	// missing, not the raw socket's EPERM after the table was installed.
+	if err := netRawEffective(); err != nil {
+		log.Warn("fast_path_unavailable", zap.Error(err), zap.String("effect", "every agent TCP connection takes the proxy"))
 		return nil
 	}
 	fp, err := nft.ProbeFastPath(nftCfg, kverdict.DefaultQueueNum)
