@@ -37,7 +37,10 @@ const privilegedPortLimit = 1024
 //     (TLS alert, 403) and to acknowledge the segments it holds. Without it
 //     kverdict.Open fails, the supervisor logs fast_path_unavailable and
 //     every connection takes the proxy. The agent never has it: the jail
-//     empties the bounding set (step 2) before it drops to the agent's uid.
+//     empties the bounding set (step 2), and leaving uid 0 (step 5) and
+//     capset (step 6) clear the other sets (jail TestCredentials as root;
+//     tests/container's capabilities and raw-socket checks with these
+//     capabilities).
 //   - NET_BIND_SERVICE, only when one of the ports is below 1024: the
 //     proxy, DNS and health listeners bind them.
 //
