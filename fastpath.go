@@ -13,19 +13,39 @@ import (
 	"github.com/forge/forge-supervisor/policy"
 )
 
-// fastPath decides whether the kernel verdict path runs: asked for, and the
-// kernel takes its rules. A kernel that cannot is said loudly and costs
-// only the fast path: every connection then takes the proxy.
+// fastPathRuledOut says why the settings rule the kernel verdict path out
+// although FastPath asks for it, "" when nothing does.
+func (c Config) fastPathRuledOut() string {
+	if c.AuditProcess {
+		// The process behind each connection is looked up by the proxy,
+		// per connection; the kernel path has no such lookup yet.
+		return "FORGE_SUPERVISOR_AUDIT_PROCESS asks for the process of every connection, which only the proxy looks up"
+	}
+	return ""
+}
+
+// fastPathOn: the settings ask for the kernel verdict path and nothing in
+// them rules it out. generate reads it too, so a generated container is
+// given NET_RAW exactly when its supervisor would use it.
+func (c Config) fastPathOn() bool { return c.FastPath && c.fastPathRuledOut() == "" }
+
+// fastPath decides whether the kernel verdict path runs: asked for, the
+// raw sockets allowed, and the kernel takes its rules. What cannot is said
+// loudly and costs only the fast path: every connection then takes the
+// proxy.
 func fastPath(cfg Config, nftCfg nft.Config, m *kverdict.Metrics, log *zap.Logger) *nft.FastPath {
 	m.Unavailable()
 	if !cfg.FastPath {
 		return nil
 	}
-	if cfg.AuditProcess {
-		// The process behind each connection is looked up by the proxy,
-		// per connection; the kernel path has no such lookup yet.
-		log.Warn("fast_path_unavailable", zap.String("error", "FORGE_SUPERVISOR_AUDIT_PROCESS asks for the process of every connection, which only the proxy looks up"),
-			zap.String("effect", "every agent TCP connection takes the proxy"))
+	if off := cfg.fastPathRuledOut(); off != "" {
+		log.Warn("fast_path_unavailable", zap.String("error", off), zap.String("effect", "every agent TCP connection takes the proxy"))
+		return nil
+	}
+	// Checked before the probe so the operator reads which capability is
+	// missing, not the raw socket's EPERM after the table was installed.
+	if err := netRawEffective(); err != nil {
+		log.Warn("fast_path_unavailable", zap.Error(err), zap.String("effect", "every agent TCP connection takes the proxy"))
 		return nil
 	}
 	fp, err := nft.ProbeFastPath(nftCfg, kverdict.DefaultQueueNum)

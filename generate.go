@@ -102,7 +102,7 @@ func generate(cfg Config, args []string) ([]byte, error) {
 		AgentUID: cfg.AgentUID, AgentGID: cfg.AgentGID,
 		ProxyPort: cfg.ProxyPort, DNSPort: cfg.DNSPort, HealthPort: cfg.HealthPort,
 		Grace: cfg.Grace, SeccompPath: cfg.SeccompPath, Settings: cfg.deploySettings(),
-		InboundPorts: cfg.InboundPorts,
+		InboundPorts: cfg.InboundPorts, NoFastPath: !cfg.fastPathOn(),
 	}
 	fs := generateFlags(cfg, &o)
 	fs.SetOutput(io.Discard) // errors are returned; -h prints the usage

@@ -59,7 +59,7 @@ func TestSecurityContext(t *testing.T) {
 			t.Errorf("manifest lacks:\n%s", want)
 		}
 	}
-	// Exactly the five capabilities, in order, and nothing that widens the
+	// Exactly the six capabilities, in order, and nothing that widens the
 	// container.
 	var added []string
 	for _, l := range strings.Split(y, "\n") {
@@ -67,10 +67,10 @@ func TestSecurityContext(t *testing.T) {
 			added = append(added, strings.Trim(strings.Fields(l)[1], `"`))
 		}
 	}
-	if want := []string{"NET_ADMIN", "SETUID", "SETGID", "SETPCAP", "KILL"}; !reflect.DeepEqual(added, want) {
+	if want := []string{"NET_ADMIN", "SETUID", "SETGID", "SETPCAP", "KILL", "NET_RAW"}; !reflect.DeepEqual(added, want) {
 		t.Errorf("capabilities added = %v, want %v", added, want)
 	}
-	for _, bad := range []string{"SYS_ADMIN", "NET_RAW", "DAC_OVERRIDE", "privileged: true", "hostNetwork: true", "Unconfined"} {
+	for _, bad := range []string{"SYS_ADMIN", "DAC_OVERRIDE", "privileged: true", "hostNetwork: true", "Unconfined"} {
 		if strings.Contains(y, bad) {
 			t.Errorf("manifest contains %q", bad)
 		}
@@ -88,13 +88,21 @@ func TestCapabilities(t *testing.T) {
 		}
 		return n
 	}
-	if got, want := names(deploy.Options{}), []string{"NET_ADMIN", "SETUID", "SETGID", "SETPCAP", "KILL"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("default ports: %v, want %v", got, want)
+	five := []string{"NET_ADMIN", "SETUID", "SETGID", "SETPCAP", "KILL"}
+	withRaw := append(append([]string(nil), five...), "NET_RAW")
+	if got := names(deploy.Options{}); !reflect.DeepEqual(got, withRaw) {
+		t.Errorf("defaults (fast path on): %v, want %v", got, withRaw)
+	}
+	// The kernel verdict path off: no raw sockets, no NET_RAW.
+	if got := names(deploy.Options{NoFastPath: true}); !reflect.DeepEqual(got, five) {
+		t.Errorf("fast path off: %v, want %v", got, five)
 	}
 	// A privileged port adds exactly NET_BIND_SERVICE.
-	got := names(deploy.Options{DNSPort: 53})
-	if len(got) != 6 || got[5] != "NET_BIND_SERVICE" {
-		t.Errorf("dns port 53: %v, want the five plus NET_BIND_SERVICE", got)
+	if got, want := names(deploy.Options{DNSPort: 53}), append(withRaw, "NET_BIND_SERVICE"); !reflect.DeepEqual(got, want) {
+		t.Errorf("dns port 53: %v, want %v", got, want)
+	}
+	if got, want := names(deploy.Options{DNSPort: 53, NoFastPath: true}), append(five, "NET_BIND_SERVICE"); !reflect.DeepEqual(got, want) {
+		t.Errorf("dns port 53, fast path off: %v, want %v", got, want)
 	}
 }
 
@@ -187,7 +195,7 @@ func checkWithPyYAML(t *testing.T, manifest []byte, policy string, args []string
 	wantSC := map[string]any{
 		"runAsUser": 0.0, "runAsGroup": 0.0, "runAsNonRoot": false, "privileged": false,
 		"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-		"capabilities": map[string]any{"drop": []any{"ALL"}, "add": []any{"NET_ADMIN", "SETUID", "SETGID", "SETPCAP", "KILL"}},
+		"capabilities": map[string]any{"drop": []any{"ALL"}, "add": []any{"NET_ADMIN", "SETUID", "SETGID", "SETPCAP", "KILL", "NET_RAW"}},
 	}
 	if !reflect.DeepEqual(got.SC, wantSC) {
 		t.Errorf("securityContext read back as %v, want %v", got.SC, wantSC)

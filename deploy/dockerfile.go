@@ -85,6 +85,8 @@ func (o Options) runInstructions(b *bytes.Buffer, imagePolicy string) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
+	// An image cannot grant capabilities; the runtime does. Say which.
+	fmt.Fprintf(b, "# Run it with exactly the capabilities \"generate k8s\" grants:\n#   podman run --cap-drop ALL --cap-add %s ...\n", o.capabilityList())
 	if o.BaseImage != "" {
 		b.WriteString("# This ENTRYPOINT replaces the agent image's ENTRYPOINT and CMD: the agent's\n# command is the CMD below.\n")
 	}

@@ -53,6 +53,10 @@ func customOptions() deploy.Options {
 		Grace: 30 * time.Second,
 		Resources: deploy.Resources{CPURequest: "500m", MemoryRequest: "1Gi", CPULimit: "4",
 			MemoryLimit: "8Gi", TmpSize: "10Gi"},
+		// The fast path off, as generate passes it: the setting, and no
+		// NET_RAW.
+		Settings:   []deploy.Setting{{Env: "FORGE_SUPERVISOR_FAST_PATH", Value: "false"}},
+		NoFastPath: true,
 	}
 }
 

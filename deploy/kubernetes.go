@@ -46,8 +46,9 @@ proxy, and drop the rest of the agent's traffic. That holds whatever the
 CNI plugin is, and decides on names (SNI, Host, DNS), which a NetworkPolicy
 cannot. "generate k8s -network-policy" adds one as defence in depth.
 
-The namespace must admit NET_ADMIN (Pod Security Standard "privileged"; the
-"baseline" level allows SETUID, SETGID, SETPCAP and KILL but not NET_ADMIN).
+The namespace must admit NET_ADMIN and, while the kernel verdict path is on
+(FORGE_SUPERVISOR_FAST_PATH), NET_RAW: Pod Security Standard "privileged"; the
+"baseline" level allows SETUID, SETGID, SETPCAP and KILL but neither of those.
 `
 
 // Kubernetes renders a ConfigMap holding policy (the policy file's bytes),

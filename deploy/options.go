@@ -135,6 +135,12 @@ type Options struct {
 	Settings []Setting
 	// InboundPorts are ports the agent listens on (containerPorts).
 	InboundPorts []uint16
+	// NoFastPath: the supervisor's settings keep the kernel verdict path
+	// (kverdict/) off (FORGE_SUPERVISOR_FAST_PATH=0, or a setting that rules
+	// it out), so the container is not given NET_RAW. It is a negative so
+	// that the zero value, like every other field's, is the supervisor's
+	// default: the fast path on.
+	NoFastPath bool
 	// NetworkPolicy, when set, adds a NetworkPolicy for these egress rules.
 	NetworkPolicy *Egress
 }

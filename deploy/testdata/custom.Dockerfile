@@ -38,10 +38,13 @@ ENV FORGE_SUPERVISOR_HEALTH_PORT=80
 ENV FORGE_SUPERVISOR_AGENT_UID=2000
 ENV FORGE_SUPERVISOR_AGENT_GID=3000
 ENV FORGE_SUPERVISOR_GRACE=30s
+ENV FORGE_SUPERVISOR_FAST_PATH=false
 # /healthz, /readyz, /metrics, /denials.
 EXPOSE 80/tcp
 # The supervisor forwards SIGTERM to the agent's process group and exits with
 # the agent's status.
 STOPSIGNAL SIGTERM
+# Run it with exactly the capabilities "generate k8s" grants:
+#   podman run --cap-drop ALL --cap-add NET_ADMIN,SETUID,SETGID,SETPCAP,KILL,NET_BIND_SERVICE ...
 ENTRYPOINT ["/forge-supervisor", "--"]
 CMD ["/usr/local/bin/agent", "--task", "say \"hi\"; rm -rf /"]

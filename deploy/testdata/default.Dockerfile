@@ -36,5 +36,7 @@ EXPOSE 15000/tcp
 # The supervisor forwards SIGTERM to the agent's process group and exits with
 # the agent's status.
 STOPSIGNAL SIGTERM
+# Run it with exactly the capabilities "generate k8s" grants:
+#   podman run --cap-drop ALL --cap-add NET_ADMIN,SETUID,SETGID,SETPCAP,KILL,NET_RAW ...
 ENTRYPOINT ["/forge-supervisor", "--"]
 CMD ["/agent"]

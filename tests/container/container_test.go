@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,8 +42,17 @@ const (
 	exitLeftChild = 7
 )
 
-// minimalCaps is the set the generated manifest adds (deploy.Capabilities).
-var minimalCaps = []string{"NET_ADMIN", "SETUID", "SETGID", "SETPCAP", "KILL"}
+// minimalCaps is the set the generated manifest adds (deploy.Capabilities,
+// the fast path on); TestContainer checks it against the binary's own
+// "generate k8s".
+var minimalCaps = []string{"NET_ADMIN", "SETUID", "SETGID", "SETPCAP", "KILL", "NET_RAW"}
+
+// The fast-path gauge as the agent's fast-path check reports it (when it is
+// 1 the check has fetched the world once more, on the kernel path).
+const (
+	fastPathOn  = "\nok fast-path: forge_supervisor_fast_path_available 1 (then fetched " + worldAddr + " again)\n"
+	fastPathOff = "\nok fast-path: forge_supervisor_fast_path_available 0\n"
+)
 
 // runtimeFlags are what podman needs on these machines (TESTING.md): runc,
 // since crun fails on hybrid cgroups, and explicit rlimits.
@@ -75,6 +85,13 @@ func TestContainer(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "egress_allowlist.json"), policy)
 	writeFile(t, filepath.Join(dir, "seccomp.json"), string(run(t, ctx, bin, "generate", "seccomp")))
 	dockerfile := run(t, ctx, bin, "generate", "dockerfile", "--", "/agent", "check", worldAddr, deniedAddr, worldIP)
+	manifest := run(t, ctx, bin, "generate", "k8s", "-policy-path", filepath.Join(dir, "egress_allowlist.json"), "-image", image)
+	if got := manifestCaps(t, manifest); !slices.Equal(got, minimalCaps) {
+		t.Fatalf("generate k8s adds %v; this test drops each of %v", got, minimalCaps)
+	}
+	if want := "--cap-add " + strings.Join(minimalCaps, ",") + " "; !bytes.Contains(dockerfile, []byte(want)) {
+		t.Fatalf("generated Dockerfile does not say to run it with %q:\n%s", want, dockerfile)
+	}
 	for _, want := range []string{"\nFROM scratch\n", "\nENTRYPOINT [\"/forge-supervisor\", \"--\"]\n"} {
 		if !bytes.Contains(dockerfile, []byte(want)) {
 			t.Fatalf("generated Dockerfile lacks %q:\n%s", want, dockerfile)
@@ -107,29 +124,50 @@ func TestContainer(t *testing.T) {
 		expectChecks(t, out, code)
 	})
 
-	// As the generated manifest runs it: only the five capabilities,
-	// read-only root, no_new_privs, and the generated seccomp profile on
-	// the whole container (the same file serves podman and the supervisor).
+	// As the generated manifest runs it: only its capabilities, read-only
+	// root, no_new_privs, and the generated seccomp profile on the whole
+	// container (the same file serves podman and the supervisor). With
+	// NET_RAW the kernel verdict path runs: the allowed connection never
+	// passes the proxy (source "kernel"), and the agent still has no
+	// capability at all (its capabilities and raw-socket checks).
 	minimal := append(append([]string(nil), agentNet...), "--cap-drop", "ALL", "--cap-add", strings.Join(minimalCaps, ","),
 		"--read-only", "--security-opt", "no-new-privileges", "--security-opt", "seccomp="+filepath.Join(dir, "seccomp.json"))
 	t.Run("minimal capabilities", func(t *testing.T) {
 		out, code := runAgent(t, ctx, minimal)
 		expectChecks(t, out, code)
+		if !strings.Contains(out, `"msg":"fast_path_enabled"`) || strings.Contains(out, `"msg":"fast_path_unavailable"`) || !strings.Contains(out, fastPathOn) {
+			t.Errorf("the fast path did not run with %v; output:\n%s", minimalCaps, out)
+		}
+		// The connections made before the fast path was up (it starts
+		// alongside the agent) took the proxy; the one after, the kernel.
+		if src := worldSources(out); !slices.Contains(src, "kernel") {
+			t.Errorf("the allowed connections' sources are %q, want one kernel (the fast path)", src)
+		}
 	})
 
-	// Each capability is necessary: without it, a named step fails.
-	for _, tc := range []struct {
+	// Each capability is necessary: without it, a named step fails. Only
+	// NET_RAW costs no function: the supervisor says so and runs
+	// proxy-only, every check passing through the proxy.
+	type capDrop struct {
 		drop     string
 		argv     []string
 		wantCode int
 		wantLine string
-	}{
+	}
+	drops := []capDrop{
 		{"NET_ADMIN", nil, 1, "nft: probe: CAP_NET_ADMIN is not in the effective capability set"},
 		{"SETUID", nil, 126, "jail: step 5 setresuid(1000): operation not permitted"},
 		{"SETGID", nil, 126, "jail: step 1 setgroups([1000]): operation not permitted"},
 		{"SETPCAP", nil, 126, "jail: step 2 prctl(PR_CAPBSET_DROP, 0): operation not permitted"},
 		{"KILL", []string{"/agent", "leave-child"}, exitLeftChild, `"msg":"signal_forward_failed","signal":"SIGKILL"`},
-	} {
+		{"NET_RAW", nil, exitAllPassed, `"msg":"fast_path_unavailable","error":"CAP_NET_RAW is not in the effective capability set`},
+	}
+	for _, c := range minimalCaps {
+		if !slices.ContainsFunc(drops, func(d capDrop) bool { return d.drop == c }) {
+			t.Errorf("no test shows what %s is needed for", c)
+		}
+	}
+	for _, tc := range drops {
 		t.Run("without "+tc.drop, func(t *testing.T) {
 			var caps []string
 			for _, c := range minimalCaps {
@@ -140,6 +178,16 @@ func TestContainer(t *testing.T) {
 			out, code := runAgent(t, ctx, replaceCaps(minimal, caps), tc.argv...)
 			if code != tc.wantCode || !strings.Contains(out, tc.wantLine) {
 				t.Errorf("exit %d, want %d with %q; output:\n%s", code, tc.wantCode, tc.wantLine, out)
+			}
+			if tc.drop != "NET_RAW" {
+				return
+			}
+			expectChecks(t, out, code)
+			if strings.Contains(out, `"msg":"fast_path_enabled"`) || !strings.Contains(out, fastPathOff) {
+				t.Errorf("without NET_RAW: fast_path_enabled logged or the gauge is not 0; output:\n%s", out)
+			}
+			if src := worldSources(out); len(src) == 0 || slices.ContainsFunc(src, func(s string) bool { return s != "transparent" }) {
+				t.Errorf("without NET_RAW the allowed connections' sources are %q, want transparent (the proxy)", src)
 			}
 		})
 	}
@@ -175,7 +223,7 @@ func expectChecks(t *testing.T, out string, code int) {
 	if code != exitAllPassed {
 		t.Errorf("exit %d, want %d (every check passed, status propagated)", code, exitAllPassed)
 	}
-	for _, check := range []string{"identity", "capabilities", "environment", "seccomp", "allowed", "denied", "dns-denied"} {
+	for _, check := range []string{"identity", "capabilities", "environment", "seccomp", "allowed", "denied", "dns-denied", "raw-socket", "fast-path"} {
 		if !strings.Contains(out, "\nok "+check+": ") {
 			t.Errorf("check %s did not pass", check)
 		}
@@ -204,6 +252,19 @@ func expectChecks(t *testing.T, out string, code int) {
 	if t.Failed() {
 		t.Logf("container output:\n%s", out)
 	}
+}
+
+// worldSources are the sources of the audit lines that allowed the agent's
+// connections to the world: "kernel" on the fast path, "transparent"
+// through the proxy.
+func worldSources(out string) []string {
+	var src []string
+	for _, e := range auditEvents(out) {
+		if e["msg"] == "egress_allowed" && e["dst_ip"] == worldIP {
+			src = append(src, fmt.Sprint(e["source"]))
+		}
+	}
+	return src
 }
 
 func auditEvents(out string) []map[string]any {

@@ -198,6 +198,11 @@ func TestForgeYAMLContainer(t *testing.T) {
 	if !sawAllowed || !sawDenied {
 		t.Errorf("audit: allowed by the endpoint's rule %v, denied on 9000 %v", sawAllowed, sawDenied)
 	}
+	// The manifest's capabilities (NET_RAW among them) are enough for the
+	// kernel verdict path, the default.
+	if !strings.Contains(out, `"msg":"fast_path_enabled"`) || strings.Contains(out, `"msg":"fast_path_unavailable"`) {
+		t.Errorf("the fast path did not run with the manifest's capabilities %v", caps)
+	}
 	if t.Failed() {
 		t.Logf("container output:\n%s", out)
 	}

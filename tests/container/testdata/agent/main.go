@@ -3,6 +3,9 @@
 //
 //	agent world ADDR                 serve "hello from world" over HTTP on ADDR
 //	agent check WORLD DENIED DNS     run every check, print one line each
+//	                                 (fast-path reports the supervisor's
+//	                                 forge_supervisor_fast_path_available
+//	                                 and, once it is 1, fetches WORLD again)
 //	agent leave-child                start "agent sleep" in the same process
 //	                                 group, then exit 7 leaving it behind
 //	agent sleep                      sleep a minute
@@ -83,6 +86,8 @@ func check(worldAddr, deniedAddr, dnsAddr string) int {
 		{"allowed", func() (string, error) { return httpGet(worldAddr, true) }},
 		{"denied", func() (string, error) { return httpGet(deniedAddr, false) }},
 		{"dns-denied", func() (string, error) { return dnsDenied(dnsAddr) }},
+		{"raw-socket", rawSocketDenied},
+		{"fast-path", func() (string, error) { return fastPath(worldAddr) }},
 	}
 	code := exitAllPassed
 	for _, c := range checks {
@@ -175,6 +180,90 @@ func httpGet(addr string, allowed bool) (string, error) {
 		return "", fmt.Errorf("%s: %s %q, want the supervisor's 403", addr, resp.Status, body)
 	}
 	return fmt.Sprintf("%s: %s", addr, resp.Status), nil
+}
+
+// rawSocketDenied: the supervisor may hold CAP_NET_RAW (the kernel verdict
+// path's reset sockets); the agent must not be able to open a raw socket.
+func rawSocketDenied() (string, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+	if err == nil {
+		unix.Close(fd)
+		return "", errors.New("socket(AF_INET, SOCK_RAW, IPPROTO_RAW) succeeded, want EPERM")
+	}
+	if !errors.Is(err, unix.EPERM) {
+		return "", fmt.Errorf("socket(AF_INET, SOCK_RAW, IPPROTO_RAW) = %v, want EPERM", err)
+	}
+	return "socket(AF_INET, SOCK_RAW, IPPROTO_RAW): EPERM", nil
+}
+
+// healthAddr is the supervisor's health listener (its default port), which
+// the agent may reach on loopback.
+const healthAddr = "127.0.0.1:15000"
+
+// fastPathWait bounds the wait for the kernel verdict path: it comes up
+// alongside the agent (kverdict's Run sets the gauge and writes the fast
+// sets while the agent starts), within milliseconds when it comes up at
+// all.
+const fastPathWait = 2 * time.Second
+
+// heartbeatSlack: the set writer renews the fast path's heartbeat element,
+// without which SYNs take the proxy, right after it writes the policy's
+// addresses; the metrics show only the latter.
+const heartbeatSlack = 250 * time.Millisecond
+
+// fastPath reports the supervisor's forge_supervisor_fast_path_available.
+// Once it is up (the gauge 1 and the policy's addresses in the open set),
+// it fetches the world again: the test expects that connection on the
+// kernel path. The test decides which value is right for the capabilities
+// it gave.
+func fastPath(worldAddr string) (string, error) {
+	deadline := time.Now().Add(fastPathWait)
+	for {
+		gauge, up, err := fastPathMetrics()
+		switch {
+		case err != nil:
+			return "", err
+		case up:
+			time.Sleep(heartbeatSlack)
+			if _, err := httpGet(worldAddr, true); err != nil {
+				return "", fmt.Errorf("%s, then: %w", gauge, err)
+			}
+			return gauge + " (then fetched " + worldAddr + " again)", nil
+		case time.Now().After(deadline):
+			return gauge, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// fastPathMetrics reads /metrics: the gauge's line, and whether the fast
+// path runs with the policy's addresses written.
+func fastPathMetrics() (gauge string, up bool, err error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + healthAddr + "/metrics")
+	if err != nil {
+		return "", false, err
+	}
+	defer resp.Body.Close()
+	var open bool
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	for sc.Scan() {
+		l := sc.Text()
+		switch {
+		case strings.HasPrefix(l, "forge_supervisor_fast_path_available "):
+			gauge = l
+		case strings.HasPrefix(l, `forge_supervisor_fast_path_set_elements_total{set="open"} `):
+			open = !strings.HasSuffix(l, " 0")
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", false, fmt.Errorf("read /metrics: %w", err)
+	}
+	if gauge == "" {
+		return "", false, fmt.Errorf("/metrics (%s) has no forge_supervisor_fast_path_available", resp.Status)
+	}
+	return gauge, open && strings.HasSuffix(gauge, " 1"), nil
 }
 
 // dnsDenied asks the resolver for a name the policy does not allow; the
