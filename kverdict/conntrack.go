@@ -32,6 +32,7 @@ const (
 	ctaMark          = 8
 	ctaCountersOrig  = 9
 	ctaCountersReply = 10
+	ctaID            = 12
 	ctaTimestamp     = 20
 
 	ctaTupleIP    = 1
@@ -58,6 +59,7 @@ const (
 // ctEvent is what the auditor reads from one conntrack message.
 type ctEvent struct {
 	key       flowKey
+	id        uint32 // the conntrack entry's id: a reused tuple gets a new one
 	mark      uint32
 	state     uint8 // TCP conntrack state, 0 when absent
 	up, down  int64 // bytes (IP layer, headers included) when accounting is on
@@ -69,10 +71,11 @@ type ctEvent struct {
 // conntrack says it ended: at TIME_WAIT or CLOSE (the counters are final;
 // the entry itself lingers 120 s in TIME_WAIT), or at its destruction.
 type auditor struct {
-	cfg   *Config
-	rec   *records
-	m     *Metrics
-	ended map[flowKey]time.Time // lines written, until the entry is destroyed
+	cfg    *Config
+	rec    *records
+	m      *Metrics
+	ended  *endedFlows
+	getBuf []byte // ctGet's answers
 }
 
 // enableAccounting turns on conntrack byte counters and timestamps in the
@@ -126,7 +129,6 @@ func (a *auditor) run(ctx context.Context) error {
 	}
 	defer unix.Close(get)
 	buf := make([]byte, 1<<16)
-	sweep := time.Now()
 	for ctx.Err() == nil {
 		var n int
 		var rerr error
@@ -152,14 +154,6 @@ func (a *auditor) run(ctx context.Context) error {
 				}
 			})
 		}
-		if now := time.Now(); now.Sub(sweep) > time.Minute {
-			for k, t := range a.ended {
-				if now.Sub(t) > 5*time.Minute {
-					delete(a.ended, k)
-				}
-			}
-			sweep = now
-		}
 	}
 	return nil
 }
@@ -170,18 +164,11 @@ func (a *auditor) event(get int, e ctEvent) {
 	default:
 		return // not a fast-path flow
 	}
-	if e.destroyed {
-		if _, done := a.ended[e.key]; done {
-			delete(a.ended, e.key)
-			return
-		}
-	} else {
-		if e.state != tcpCtTimeWait && e.state != tcpCtClose {
-			return
-		}
-		if _, done := a.ended[e.key]; done {
-			return
-		}
+	if !e.destroyed && e.state != tcpCtTimeWait && e.state != tcpCtClose {
+		return // still live (the event filter, where it runs, drops these)
+	}
+	if e.id != 0 && a.ended.seen(e.id) {
+		return // this entry's line is written (an id is in every event since Linux 2.6.x; without one there is nothing to tell entries apart by)
 	}
 	rec, known := a.rec.take(e.key)
 	switch {
@@ -194,12 +181,14 @@ func (a *auditor) event(get int, e ctEvent) {
 	}
 	if !e.destroyed {
 		// Update events carry no counters: read the entry.
-		if full, err := ctGet(get, e.key); err == nil {
+		if full, err := ctGet(get, e.key, a.getBuf); err == nil && (full.id == e.id || e.id == 0) {
 			full.state, full.mark = e.state, e.mark
 			e = full
 		}
 	}
-	a.ended[e.key] = time.Now()
+	if e.id != 0 {
+		a.ended.add(e.id, time.Now())
+	}
 	a.write(e, rec, known)
 }
 
@@ -246,8 +235,8 @@ func ctSocket(groups uint32) (int, error) {
 	return fd, nil
 }
 
-// ctGet reads one conntrack entry by its original tuple.
-func ctGet(fd int, k flowKey) (ctEvent, error) {
+// ctGet reads one conntrack entry by its original tuple, into buf.
+func ctGet(fd int, k flowKey, buf []byte) (ctEvent, error) {
 	family := byte(unix.AF_INET)
 	ipAttrs := [][]byte{}
 	if k.src.Addr().Is4() {
@@ -269,7 +258,6 @@ func ctGet(fd int, k flowKey) (ctEvent, error) {
 	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return ctEvent{}, err
 	}
-	buf := make([]byte, 8192)
 	n, _, err := unix.Recvfrom(fd, buf, 0)
 	if err != nil {
 		return ctEvent{}, err
@@ -367,6 +355,10 @@ func parseCtMsg(typ uint16, body []byte) (ctEvent, bool) {
 		case ctaMark:
 			if len(v) >= 4 {
 				e.mark = binary.BigEndian.Uint32(v)
+			}
+		case ctaID:
+			if len(v) >= 4 {
+				e.id = binary.BigEndian.Uint32(v)
 			}
 		case ctaProtoinfo:
 			forEachAttr(v, func(t uint16, v []byte) {

@@ -11,22 +11,26 @@ import (
 
 // The conntrack event socket hears every connection of the namespace:
 // each TCP state change of every flow, the proxy's and root's included,
-// about eight messages per connection. The auditor needs two kinds, and
-// only for fast-path flows: a TIME_WAIT or CLOSE update (the flow ended)
-// and a destroy. A classic BPF socket filter drops the rest in the kernel,
-// before they are queued to the socket — in the prototype's measurements
-// the unfiltered stream cost the worker process more CPU per connection
-// than judging the connection did.
+// about eight messages per connection. The auditor needs one per
+// fast-path flow: the update that says it ended (TIME_WAIT or CLOSE: the
+// counters are final), or, for a flow that never got there (a flush, a
+// timeout), its destroy. A classic BPF socket filter drops the rest in the
+// kernel, before they are queued to the socket: unfiltered, reading them
+// cost the worker process more CPU per connection than judging it did.
 //
 // The program walks the netlink attributes with the kernel's own nla_find
 // (the SKF_AD_NLATTR and SKF_AD_NLATTR_NEST ancillary loads), so the
 // attribute order of a kernel version does not matter:
 //
-//	mark := CTA_MARK          (absent: drop)
-//	mark & ^0xff != FRG\0     → drop   (not a fast-path flow)
-//	type == CT_DELETE         → keep
-//	state := CTA_PROTOINFO / CTA_PROTOINFO_TCP / CTA_PROTOINFO_TCP_STATE   (absent: drop)
-//	state is TIME_WAIT or CLOSE → keep, else drop
+//	CTA_MARK absent, or not FRG-prefixed        → drop (not a fast-path flow)
+//	state := CTA_PROTOINFO/_TCP/_TCP_STATE (absent: live)
+//	update,  state TIME_WAIT or CLOSE           → keep (the flow ended)
+//	destroy, state live or absent               → keep (it ended without an end state)
+//	anything else                               → drop
+//
+// Destroy events carry the protoinfo on current kernels; where one does
+// not, it is kept, and the auditor's memory of ended flows stops a second
+// line.
 
 // Ancillary loads of linux/filter.h.
 const (
@@ -39,46 +43,89 @@ const (
 // CtAllowed, CtDenied: the "FRG" prefix).
 const ctMarkPrefix = nft.CtPending &^ 0xff
 
+// bpfInsn is one instruction with symbolic jump targets, resolved by
+// assemble.
+type bpfInsn struct {
+	code   uint16
+	k      uint32
+	jt, jf string // labels; "" is the next instruction
+	label  string // this instruction's label
+}
+
 // ctEventFilter is the program above.
 func ctEventFilter() []unix.SockFilter {
 	const firstAttr = nlmsgHdr + nfgenHdr
-	ld := func(code uint16, k uint32) unix.SockFilter { return unix.SockFilter{Code: code, K: k} }
-	jeq := func(k uint32, jt, jf uint8) unix.SockFilter {
-		return unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: jt, Jf: jf, K: k}
-	}
 	const nlattr, nest = skfAdOff + skfAdNlattr, skfAdOff + skfAdNlattrNest
 	// The destroy message's type as BPF reads it: nlmsg_type is in host
 	// order, a half-word load is big-endian.
-	deleteAsRead := uint32(binary.BigEndian.Uint16(binary.NativeEndian.AppendUint16(nil, nfnlSubsysCtnetlink<<8|ipctnlMsgCtDelete)))
+	deleteType := uint32(binary.BigEndian.Uint16(binary.NativeEndian.AppendUint16(nil, nfnlSubsysCtnetlink<<8|ipctnlMsgCtDelete)))
+	const (
+		ldImm  = unix.BPF_LD | unix.BPF_IMM
+		ldxImm = unix.BPF_LDX | unix.BPF_IMM
+		ldAbsW = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
+		ldAbsH = unix.BPF_LD | unix.BPF_H | unix.BPF_ABS
+		ldIndW = unix.BPF_LD | unix.BPF_W | unix.BPF_IND
+		ldIndB = unix.BPF_LD | unix.BPF_B | unix.BPF_IND
+		tax    = unix.BPF_MISC | unix.BPF_TAX
+		and    = unix.BPF_ALU | unix.BPF_AND | unix.BPF_K
+		jeq    = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
+		ret    = unix.BPF_RET | unix.BPF_K
+	)
+	return assemble([]bpfInsn{
+		{code: ldxImm, k: ctaMark},
+		{code: ldImm, k: firstAttr},
+		{code: ldAbsW, k: nlattr}, // A = offset of CTA_MARK, or 0
+		{code: jeq, k: 0, jt: "drop"},
+		{code: tax},
+		{code: ldIndW, k: 4}, // the mark, big-endian as sent
+		{code: and, k: 0xffffff00},
+		{code: jeq, k: ctMarkPrefix, jf: "drop"},
+		{code: ldxImm, k: ctaProtoinfo},
+		{code: ldImm, k: firstAttr},
+		{code: ldAbsW, k: nlattr},
+		{code: jeq, k: 0, jt: "live"},
+		{code: ldxImm, k: ctaProtoinfoTCP},
+		{code: ldAbsW, k: nest},
+		{code: jeq, k: 0, jt: "live"},
+		{code: ldxImm, k: ctaProtoinfoTCPState},
+		{code: ldAbsW, k: nest},
+		{code: jeq, k: 0, jt: "live"},
+		{code: tax},
+		{code: ldIndB, k: 4}, // the state byte
+		{code: jeq, k: tcpCtTimeWait, jt: "ended"},
+		{code: jeq, k: tcpCtClose, jt: "ended", jf: "live"},
+		{label: "live", code: ldAbsH, k: 4}, // nlmsg_type
+		{code: jeq, k: deleteType, jt: "keep", jf: "drop"},
+		{label: "ended", code: ldAbsH, k: 4},
+		{code: jeq, k: deleteType, jt: "drop", jf: "keep"},
+		{label: "drop", code: ret, k: 0},
+		{label: "keep", code: ret, k: 0xffffffff}, // the whole message
+	})
+}
 
-	return []unix.SockFilter{
-		/* 0 */ ld(unix.BPF_LDX|unix.BPF_IMM, ctaMark),
-		/* 1 */ ld(unix.BPF_LD|unix.BPF_IMM, firstAttr),
-		/* 2 */ ld(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, nlattr), // A = offset of CTA_MARK, or 0
-		/* 3 */ jeq(0, 24-4, 0),
-		/* 4 */ ld(unix.BPF_MISC|unix.BPF_TAX, 0),
-		/* 5 */ ld(unix.BPF_LD|unix.BPF_W|unix.BPF_IND, 4), // the mark, big-endian as sent
-		/* 6 */ ld(unix.BPF_ALU|unix.BPF_AND|unix.BPF_K, 0xffffff00),
-		/* 7 */ jeq(ctMarkPrefix, 0, 24-8),
-		/* 8 */ ld(unix.BPF_LD|unix.BPF_H|unix.BPF_ABS, 4), // nlmsg_type
-		/* 9 */ jeq(deleteAsRead, 25-10, 0),
-		/* 10 */ ld(unix.BPF_LDX|unix.BPF_IMM, ctaProtoinfo),
-		/* 11 */ ld(unix.BPF_LD|unix.BPF_IMM, firstAttr),
-		/* 12 */ ld(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, nlattr),
-		/* 13 */ jeq(0, 24-14, 0),
-		/* 14 */ ld(unix.BPF_LDX|unix.BPF_IMM, ctaProtoinfoTCP),
-		/* 15 */ ld(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, nest),
-		/* 16 */ jeq(0, 24-17, 0),
-		/* 17 */ ld(unix.BPF_LDX|unix.BPF_IMM, ctaProtoinfoTCPState),
-		/* 18 */ ld(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, nest),
-		/* 19 */ jeq(0, 24-20, 0),
-		/* 20 */ ld(unix.BPF_MISC|unix.BPF_TAX, 0),
-		/* 21 */ ld(unix.BPF_LD|unix.BPF_B|unix.BPF_IND, 4), // the state byte
-		/* 22 */ jeq(tcpCtTimeWait, 25-23, 0),
-		/* 23 */ jeq(tcpCtClose, 25-24, 24-24),
-		/* 24 */ ld(unix.BPF_RET|unix.BPF_K, 0), // drop
-		/* 25 */ ld(unix.BPF_RET|unix.BPF_K, 0xffffffff), // keep it whole
+// assemble resolves the labels of prog into relative jumps.
+func assemble(prog []bpfInsn) []unix.SockFilter {
+	at := map[string]int{}
+	for i, in := range prog {
+		if in.label != "" {
+			at[in.label] = i
+		}
 	}
+	rel := func(from int, label string) uint8 {
+		if label == "" {
+			return 0
+		}
+		to, ok := at[label]
+		if !ok || to <= from {
+			panic("kverdict: bpf: bad label " + label) // a bug in the program above, caught by its test
+		}
+		return uint8(to - from - 1)
+	}
+	out := make([]unix.SockFilter, len(prog))
+	for i, in := range prog {
+		out[i] = unix.SockFilter{Code: in.code, K: in.k, Jt: rel(i, in.jt), Jf: rel(i, in.jf)}
+	}
+	return out
 }
 
 // attachCtEventFilter installs ctEventFilter on the event socket fd.

@@ -56,8 +56,11 @@ func TestCtEventFilterKeepsOnlyFastPathEnds(t *testing.T) {
 		{"allowed flow at TIME_WAIT", ctMsg(ipctnlMsgCtNew, nft.CtAllowed, tcpCtTimeWait), true},
 		{"allowed flow at CLOSE", ctMsg(ipctnlMsgCtNew, nft.CtAllowed, tcpCtClose), true},
 		{"pending flow at CLOSE", ctMsg(ipctnlMsgCtNew, nft.CtPending, tcpCtClose), true},
-		{"allowed flow destroyed", ctMsg(ipctnlMsgCtDelete, nft.CtAllowed, 0), true},
-		{"denied flow destroyed", ctMsg(ipctnlMsgCtDelete, nft.CtDenied, 0), true},
+		{"allowed flow destroyed, no state in the message", ctMsg(ipctnlMsgCtDelete, nft.CtAllowed, 0), true},
+		{"denied flow destroyed, no state in the message", ctMsg(ipctnlMsgCtDelete, nft.CtDenied, 0), true},
+		{"allowed flow destroyed while established (a flush)", ctMsg(ipctnlMsgCtDelete, nft.CtAllowed, established), true},
+		{"allowed flow destroyed after TIME_WAIT (its line is written)", ctMsg(ipctnlMsgCtDelete, nft.CtAllowed, tcpCtTimeWait), false},
+		{"allowed flow destroyed after CLOSE (its line is written)", ctMsg(ipctnlMsgCtDelete, nft.CtAllowed, tcpCtClose), false},
 		{"allowed flow established", ctMsg(ipctnlMsgCtNew, nft.CtAllowed, established), false},
 		{"allowed flow, update without state (a mark change)", ctMsg(ipctnlMsgCtNew, nft.CtAllowed, 0), false},
 		{"unmarked flow at TIME_WAIT", ctMsg(ipctnlMsgCtNew, 0, tcpCtTimeWait), false},
@@ -85,5 +88,20 @@ func TestCtEventFilterKeepsOnlyFastPathEnds(t *testing.T) {
 				t.Errorf("%s: the kept message does not parse: %+v %v", c.name, e, ok)
 			}
 		}
+	}
+}
+
+func TestEndedFlowsForgetsOldestAndByAge(t *testing.T) {
+	e := newEndedFlows()
+	t0 := time.Unix(1000, 0)
+	for i := range uint32(maxEnded + 10) {
+		e.add(i+1, t0)
+	}
+	if e.seen(1) || !e.seen(maxEnded+10) || len(e.ids) > maxEnded {
+		t.Fatalf("bound not kept: %d remembered, seen(1)=%v", len(e.ids), e.seen(1))
+	}
+	e.add(999999, t0.Add(endedMemory+time.Second))
+	if len(e.ids) != 1 || !e.seen(999999) {
+		t.Fatalf("entries older than %v kept: %d", endedMemory, len(e.ids))
 	}
 }

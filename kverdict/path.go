@@ -134,7 +134,7 @@ func (p *Path) Run(ctx context.Context) error {
 	rec := newRecords()
 	w := &worker{cfg: &p.cfg, q: p.q, rst: p.rst, rec: rec, m: p.cfg.Metrics, flows: make(map[flowKey]*flow), pending: make(map[flowKey]*flow),
 		beat: &p.beat, async: make(chan asyncResult, maxAsync), slots: make(chan struct{}, maxAsync)}
-	a := &auditor{cfg: &p.cfg, rec: rec, m: p.cfg.Metrics, ended: make(map[flowKey]time.Time)}
+	a := &auditor{cfg: &p.cfg, rec: rec, m: p.cfg.Metrics, ended: newEndedFlows(), getBuf: make([]byte, 8192)}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer p.q.close()

@@ -37,8 +37,8 @@ func probeBatch(cfg Config, fp FastPath) error {
 	name := fmt.Sprintf("forge_probe_%d", os.Getpid())
 	table := clearTable(c, name)
 	c.AddTable(table)
-	for _, set := range fastSets(table) {
-		if err := c.AddSet(set, nil); err != nil {
+	for _, fs := range fastSets(table) {
+		if err := c.AddSet(fs.set, fs.elems); err != nil {
 			return err
 		}
 	}
@@ -46,6 +46,9 @@ func probeBatch(cfg Config, fp FastPath) error {
 	for _, exprs := range fastFilterRules(fp) {
 		c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs})
 	}
+	// The owner rules' event mask (their jumps name a chain the probe
+	// table lacks).
+	c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: fastOwnerRules()[0]})
 	for _, exprs := range fastNATRules() {
 		c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs})
 	}

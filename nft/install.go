@@ -74,8 +74,8 @@ func queueRuleset(c *nftables.Conn, table *nftables.Table, cfg Config) error {
 		return fmt.Errorf("queue sets: %w", err)
 	}
 	if cfg.FastPath != nil {
-		for _, set := range fastSets(table) {
-			_ = c.AddSet(set, nil) // queued; errors surface at Flush
+		for _, fs := range fastSets(table) {
+			_ = c.AddSet(fs.set, fs.elems) // queued; errors surface at Flush
 		}
 	}
 	rules := ruleset(cfg)
