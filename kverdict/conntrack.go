@@ -149,6 +149,7 @@ func (a *auditor) run(ctx context.Context) error {
 			return fmt.Errorf("kverdict: conntrack events: %w", rerr)
 		default:
 			forEachNlmsg(buf[:n], func(typ uint16, body []byte) {
+				a.m.ctEvents.Inc()
 				if e, ok := parseCtMsg(typ, body); ok {
 					a.event(get, e)
 				}

@@ -19,6 +19,13 @@ type Metrics struct {
 	// the per-packet series are looked up once, not per packet.
 	packets                                   *prometheus.CounterVec
 	held, stragglers, overloaded, unparseable prometheus.Counter
+	// bare counts payload-less segments the worker passed: the rules
+	// accept the provably bare ones before the queue, so only those they
+	// cannot prove bare (IP options, extension headers) arrive.
+	bare prometheus.Counter
+	// ctEvents counts conntrack messages the auditor read: with the
+	// kernel's event mask and socket filter, one per fast-path flow.
+	ctEvents prometheus.Counter
 	// decideLatency is the time from a flow's first payload to its verdict.
 	decideLatency prometheus.Histogram
 	// learned counts fast-set elements written, by set kind.
@@ -49,8 +56,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.held, m.stragglers = m.packets.WithLabelValues("held"), m.packets.WithLabelValues("straggler")
 	m.overloaded, m.unparseable = m.packets.WithLabelValues("overloaded"), m.packets.WithLabelValues("unparseable")
+	m.bare = m.packets.WithLabelValues("bare")
+	m.ctEvents = prometheus.NewCounter(prometheus.CounterOpts{Name: name("fast_path_conntrack_events_total"),
+		Help: "Conntrack events the kernel path's auditor read (one per fast-path flow where the kernel filters them)."})
 	if reg != nil {
-		reg.MustRegister(m.available, m.connections, m.decisions, m.packets, m.decideLatency, m.learned, m.eventsLost)
+		reg.MustRegister(m.available, m.connections, m.decisions, m.packets, m.decideLatency, m.learned, m.eventsLost, m.ctEvents)
 	}
 	return m
 }

@@ -173,6 +173,7 @@ func (w *worker) handle(ctx context.Context, p packet, now time.Time) {
 	if len(seg.payload) == 0 && (!closing || f == nil) {
 		// A pure ACK (or a close with nothing ever sent) carries no byte
 		// for the server to act on.
+		w.m.bare.Inc()
 		w.q.verdict(p.id, nfAccept, 0)
 		return
 	}

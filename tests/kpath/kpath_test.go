@@ -66,6 +66,51 @@ func TestFastPathAllowsAndAudits(t *testing.T) {
 	}
 }
 
+// TestOneQueuePassAndOneEventPerFlow: an allowed fast-path connection
+// costs the verdict worker one queued packet (its ClientHello: the
+// handshake's bare ACK is accepted by the rules) and the auditor one
+// conntrack event (its end: the event mask and socket filter drop the
+// rest, about eight, in the kernel).
+func TestOneQueuePassAndOneEventPerFlow(t *testing.T) {
+	w := newKWorld(t)
+	s := w.start(t)
+	w.learn(t, "other.test", "fast_tls4", "198.51.100.3 . 443")
+	const n = 3
+	for range n {
+		if got := w.cli(t, "hello", "198.51.100.3:443", "other.test"); !strings.HasPrefix(got, "ok ") {
+			t.Fatalf("allowed SNI on the fast path: %q", got)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.CountEvents("egress_allowed") < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // any further event of these flows lands
+	out, err := w.Agent.Cmd("curl", "-s", "http://127.0.0.1:15000/metrics").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metric := func(name string) float64 {
+		for _, line := range strings.Split(string(out), "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+		t.Fatalf("no %s in /metrics", name)
+		return 0
+	}
+	if held := metric(`forge_supervisor_fast_path_packets_total{action="held"}`); held != n {
+		t.Errorf("%v packets held for %d connections, want one each", held, n)
+	}
+	if bare := metric(`forge_supervisor_fast_path_packets_total{action="bare"}`); bare != 0 {
+		t.Errorf("%v bare ACKs went through the queue, want 0 (the rules accept them)", bare)
+	}
+	if ev := metric("forge_supervisor_fast_path_conntrack_events_total"); ev != n {
+		t.Errorf("the auditor read %v conntrack events for %d connections, want one each", ev, n)
+	}
+}
+
 // TestDeniedSNIOnSharedAddress: evil.test sent to other.test's learned
 // address is reset within 10 ms and the server receives no payload byte.
 func TestDeniedSNIOnSharedAddress(t *testing.T) {
