@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -105,8 +106,17 @@ func runProxy(role, upstream string) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer cancel()
 	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		cancel()
+		defer cancel()
+		// Requests, one a line; EOF ends the child.
+		in := bufio.NewScanner(os.Stdin)
+		for in.Scan() {
+			if in.Text() == "heap" {
+				runtime.GC()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				fmt.Println(ms.HeapAlloc)
+			}
+		}
 	}()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
