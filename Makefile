@@ -65,11 +65,12 @@ demo: deps build
 BENCH_RESULTS := bin/bench-results.jsonl
 bench: build
 	@mkdir -p bin; rm -f $(BENCH_RESULTS)
-	FORGE_BENCH_RESULTS=$(CURDIR)/$(BENCH_RESULTS) $(GO) test -run='^$$' -bench='ConnectFirstByte' -benchtime=2000x ./bench/
+	FORGE_BENCH_RESULTS=$(CURDIR)/$(BENCH_RESULTS) $(GO) test -run='^$$' -bench='^BenchmarkConnectFirstByte$$' -benchtime=2000x ./bench/
 	FORGE_BENCH_RESULTS=$(CURDIR)/$(BENCH_RESULTS) $(GO) test -run='^$$' -bench='ConnectConcurrency' -benchtime=200x ./bench/
 	FORGE_BENCH_RESULTS=$(CURDIR)/$(BENCH_RESULTS) $(GO) test -run='^$$' -bench='BulkThroughput' -benchtime=20x ./bench/
-	$(GO) test -run='^$$' -bench='FastPathConnectFirstByte' -benchtime=1000x ./bench/
-	$(GO) test -run='^$$' -bench='FastPath(Concurrent|Bulk|CPU|IdleMemory)' -benchtime=10x ./bench/
+	$(GO) test -run='^$$' -bench='^BenchmarkFastPath(ConnectFirstByte|ClientHello)$$' -benchtime=2000x ./bench/
+	$(GO) test -run='^$$' -bench='^BenchmarkFastPath(Concurrent|Bulk|CPU|CPUTLS)$$' -benchtime=10x ./bench/
+	$(GO) test -run='^$$' -bench='^BenchmarkFastPathIdleMemory$$' -benchtime=1x ./bench/
 	FORGE_BENCH_RESULTS=$(CURDIR)/$(BENCH_RESULTS) $(GO) test -run='^$$' -bench='DNSComparison' -benchtime=2000x ./bench/
 	$(GO) test -run='^$$' -bench='Policy|Rego' -benchmem ./bench/
 	$(GO) test -run='^$$' -bench='Install' -benchtime=300x ./nft/
