@@ -75,6 +75,7 @@ type auditor struct {
 	rec    *records
 	m      *Metrics
 	ended  *endedFlows
+	socks  ctSockets
 	getBuf []byte // ctGet's answers
 }
 
@@ -92,71 +93,63 @@ func enableAccounting() error {
 	return errors.Join(errs...)
 }
 
-// run reads the event socket through Go's poller, not in a blocking
-// recvfrom on a thread of its own: a goroutine parked in a system call
-// holds its P, and the runtime's sysmon wakes every 20 µs to take such Ps
-// back while all of them are held — with the worker's queue read that is
-// every P of a small container, and the retakes cost more CPU than the
-// events themselves.
-func (a *auditor) run(ctx context.Context) error {
+// ctSockets are the auditor's two netlink sockets: the event
+// subscription (filtered, non-blocking: the worker's loop polls it) and
+// one for reading an entry's counters.
+type ctSockets struct {
+	ev, get int
+}
+
+// openCtSockets opens them in the calling thread's network namespace.
+func openCtSockets(log *zap.Logger) (ctSockets, error) {
 	ev, err := ctSocket(1<<(nfnlgrpCtUpdate-1) | 1<<(nfnlgrpCtDestroy-1))
 	if err != nil {
-		return err
+		return ctSockets{}, err
 	}
 	if err := attachCtEventFilter(ev); err != nil {
 		// Unfiltered, the auditor reads every flow's events and keeps
 		// what it needs: correct, only dearer.
-		a.cfg.Log.Warn("kverdict_event_filter_unavailable", zap.Error(err))
+		log.Warn("kverdict_event_filter_unavailable", zap.Error(err))
 	}
-	if err := unix.SetNonblock(ev, true); err != nil {
-		unix.Close(ev)
-		return fmt.Errorf("kverdict: conntrack events: %w", err)
-	}
-	events := os.NewFile(uintptr(ev), "conntrack-events")
-	defer events.Close()
-	raw, err := events.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("kverdict: conntrack events: %w", err)
-	}
-	// The poller's deadline ends a read in progress when ctx ends.
-	if err := events.SetReadDeadline(time.Time{}); err != nil {
-		return fmt.Errorf("kverdict: conntrack events are not pollable: %w", err)
-	}
-	defer context.AfterFunc(ctx, func() { _ = events.SetReadDeadline(time.Unix(1, 0)) })()
 	get, err := ctSocket(0)
 	if err != nil {
-		return err
+		unix.Close(ev)
+		return ctSockets{}, err
 	}
-	defer unix.Close(get)
-	buf := make([]byte, 1<<16)
-	for ctx.Err() == nil {
-		var n int
-		var rerr error
-		err := raw.Read(func(fd uintptr) bool {
-			n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
-			return !errors.Is(rerr, unix.EAGAIN)
-		})
+	return ctSockets{ev: ev, get: get}, nil
+}
+
+func (s ctSockets) close() {
+	unix.Close(s.ev)
+	unix.Close(s.get)
+}
+
+// read takes what the event socket holds, without waiting: the worker's
+// loop calls it when poll says the socket is readable. It runs on the
+// worker's thread, not a goroutine of its own: one poll for both sockets
+// costs less than two threads parked in the kernel, and than Go's poller
+// waking a second goroutine for each flow's end.
+func (a *auditor) read(buf []byte) error {
+	for {
+		n, _, err := unix.Recvfrom(a.socks.ev, buf, unix.MSG_DONTWAIT)
 		switch {
-		case err != nil && ctx.Err() != nil:
+		case errors.Is(err, unix.EAGAIN):
 			return nil
-		case err != nil:
-			return fmt.Errorf("kverdict: conntrack events: %w", err)
-		case errors.Is(rerr, unix.ENOBUFS):
+		case errors.Is(err, unix.ENOBUFS):
 			a.m.eventsLost.Inc()
 			continue
-		case errors.Is(rerr, unix.EINTR):
-		case rerr != nil:
-			return fmt.Errorf("kverdict: conntrack events: %w", rerr)
-		default:
-			forEachNlmsg(buf[:n], func(typ uint16, body []byte) {
-				a.m.ctEvents.Inc()
-				if e, ok := parseCtMsg(typ, body); ok {
-					a.event(get, e)
-				}
-			})
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return fmt.Errorf("kverdict: conntrack events: %w", err)
 		}
+		forEachNlmsg(buf[:n], func(typ uint16, body []byte) {
+			a.m.ctEvents.Inc()
+			if e, ok := parseCtMsg(typ, body); ok {
+				a.event(a.socks.get, e)
+			}
+		})
 	}
-	return nil
 }
 
 func (a *auditor) event(get int, e ctEvent) {

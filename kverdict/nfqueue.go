@@ -76,20 +76,20 @@ type queue struct {
 }
 
 // openQueue binds queue num in the calling thread's network namespace.
-func openQueue(num uint16, wake time.Duration) (*queue, error) {
+func openQueue(num uint16) (*queue, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 	if err != nil {
 		return nil, fmt.Errorf("kverdict: nfqueue socket: %w", err)
 	}
 	q := &queue{fd: fd, num: num}
-	if err := q.setup(wake); err != nil {
+	if err := q.setup(); err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
 	return q, nil
 }
 
-func (q *queue) setup(wake time.Duration) error {
+func (q *queue) setup() error {
 	if err := unix.Bind(q.fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("kverdict: nfqueue bind: %w", err)
 	}
@@ -97,8 +97,11 @@ func (q *queue) setup(wake time.Duration) error {
 	// An overrun drops packets (TCP retransmits them); it must not turn
 	// every later recv into ENOBUFS.
 	_ = unix.SetsockoptInt(q.fd, unix.SOL_NETLINK, unix.NETLINK_NO_ENOBUFS, 1)
-	if err := q.setTimeout(wake); err != nil {
-		return err
+	// Bounds the wait for the configuration's acknowledgements; packets
+	// are read without waiting (the worker polls).
+	tv := unix.NsecToTimeval(time.Second.Nanoseconds())
+	if err := unix.SetsockoptTimeval(q.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fmt.Errorf("kverdict: nfqueue SO_RCVTIMEO: %w", err)
 	}
 	cmd := []byte{nfqnlCfgCmdBind, 0, 0, 0} // command, pad, pf (unused since 3.8)
 	if err := q.config(attr(nfqaCfgCmd, cmd)); err != nil {
@@ -112,15 +115,6 @@ func (q *queue) setup(wake time.Duration) error {
 	if err := q.config(attr(nfqaCfgParams, params), attr(nfqaCfgQueueMaxlen, maxlen),
 		attr(nfqaCfgFlags, flags), attr(nfqaCfgMask, flags)); err != nil {
 		return fmt.Errorf("kverdict: nfqueue configure queue %d: %w", q.num, err)
-	}
-	return nil
-}
-
-// setTimeout bounds how long recv waits for a packet.
-func (q *queue) setTimeout(d time.Duration) error {
-	tv := unix.NsecToTimeval(d.Nanoseconds())
-	if err := unix.SetsockoptTimeval(q.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return fmt.Errorf("kverdict: nfqueue SO_RCVTIMEO: %w", err)
 	}
 	return nil
 }
@@ -166,11 +160,11 @@ func (q *queue) close() {
 	unix.Close(q.fd)
 }
 
-// recv reads one datagram (possibly several packets) into buf and calls fn
-// for each queued packet in it. A timeout (the wake interval) returns nil
-// having called fn for none.
+// recv reads one datagram (possibly several packets) into buf, without
+// waiting (the worker polls first), and calls fn for each queued packet in
+// it. Nothing to read returns nil having called fn for none.
 func (q *queue) recv(buf []byte, fn func(packet)) error {
-	n, _, err := unix.Recvfrom(q.fd, buf, 0)
+	n, _, err := unix.Recvfrom(q.fd, buf, unix.MSG_DONTWAIT)
 	if err != nil {
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 			return nil

@@ -31,6 +31,7 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/forge/forge-supervisor/nft"
 	"github.com/forge/forge-supervisor/obs"
@@ -61,6 +62,7 @@ type Path struct {
 	q    *queue
 	rst  *resetter
 	sets *setWriter
+	ct   ctSockets
 	beat atomic.Int64
 	acct error
 }
@@ -81,17 +83,23 @@ func Open(cfg Config) (*Path, error) {
 	p := &Path{cfg: cfg}
 	p.beat.Store(time.Now().UnixNano())
 	var err error
-	if p.q, err = openQueue(cfg.NFT.FastPath.QueueNum, wakeEvery); err != nil {
+	if p.q, err = openQueue(cfg.NFT.FastPath.QueueNum); err != nil {
 		return nil, err
 	}
 	if p.rst, err = openResetter(cfg.NFT.Mark); err != nil {
 		p.q.close()
 		return nil, err
 	}
+	if p.ct, err = openCtSockets(cfg.Log); err != nil {
+		p.q.close()
+		p.rst.close()
+		return nil, err
+	}
 	sets, err := nft.OpenFastSets(cfg.NFT)
 	if err != nil {
 		p.q.close()
 		p.rst.close()
+		p.ct.close()
 		return nil, fmt.Errorf("kverdict: %w", err)
 	}
 	p.acct = enableAccounting()
@@ -124,8 +132,8 @@ func (p *Path) Reload() {
 	}
 }
 
-// Run serves until ctx ends: the worker, the set writer and the conntrack
-// auditor. On return the heartbeat element is gone; the caller removes
+// Run serves until ctx ends: the worker (with the conntrack auditor on
+// its thread) and the set writer. On return the heartbeat element is gone; the caller removes
 // the table.
 func (p *Path) Run(ctx context.Context) error {
 	logAccounting(p.cfg.Log, p.acct)
@@ -134,14 +142,20 @@ func (p *Path) Run(ctx context.Context) error {
 	rec := newRecords()
 	w := &worker{cfg: &p.cfg, q: p.q, rst: p.rst, rec: rec, m: p.cfg.Metrics, flows: make(map[flowKey]*flow), pending: make(map[flowKey]*flow),
 		beat: &p.beat, async: make(chan asyncResult, maxAsync), slots: make(chan struct{}, maxAsync)}
-	a := &auditor{cfg: &p.cfg, rec: rec, m: p.cfg.Metrics, ended: newEndedFlows(), getBuf: make([]byte, 8192)}
+	w.aud = &auditor{cfg: &p.cfg, rec: rec, m: p.cfg.Metrics, ended: newEndedFlows(), socks: p.ct, getBuf: make([]byte, 8192)}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("kverdict: eventfd: %w", err)
+	}
+	w.wakeFD = wake
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
+		defer unix.Close(wake)
 		defer p.q.close()
 		defer p.rst.close()
+		defer p.ct.close()
 		return w.run(gctx)
 	})
 	g.Go(func() error { return p.sets.run(gctx) })
-	g.Go(func() error { return a.run(gctx) })
 	return g.Wait()
 }

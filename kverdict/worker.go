@@ -2,6 +2,7 @@ package kverdict
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/forge/forge-supervisor/conn"
 	"github.com/forge/forge-supervisor/nft"
@@ -48,15 +50,16 @@ type worker struct {
 	q       *queue
 	rst     *resetter
 	rec     *records
+	aud     *auditor // reads conntrack's end events between packets
 	m       *Metrics
 	flows   map[flowKey]*flow // judged now, or decided within strayGrace
 	pending map[flowKey]*flow // the undecided ones among them
 	grace   []graceEntry      // decided flows in verdict order, to forget after strayGrace
 	gen     uint64
 	beat    *atomic.Int64 // unix nanos of the last loop turn: the heartbeat's evidence of life
-	wake    time.Duration // the receive timeout now set
 
 	async   chan asyncResult
+	wakeFD  int // an eventfd: an async decision that lands wakes the loop
 	asyncWG sync.WaitGroup
 	slots   chan struct{}
 	sweep   time.Time
@@ -82,21 +85,41 @@ func (w *worker) run(ctx context.Context) error {
 	defer runtime.UnlockOSThread()
 	buf := make([]byte, 256<<10)
 	defer w.asyncWG.Wait()
+	evBuf := make([]byte, 1<<16)
 	for ctx.Err() == nil {
 		w.beat.Store(time.Now().UnixNano())
-		w.setWake()
-		// The clock is read after the packets arrive, not before the
-		// wait: a flow's deadline runs from its first packet.
-		var now time.Time
-		if err := w.q.recv(buf, func(p packet) {
-			if now.IsZero() {
-				now = time.Now()
-			}
-			w.handle(ctx, p, now)
-		}); err != nil {
+		queued, ended, err := w.wait()
+		if err != nil {
 			w.cfg.Log.Error("kverdict_queue_failed", zap.Error(err))
 			w.shutdown()
 			return err
+		}
+		// The clock is read after the packets arrive, not before the
+		// wait: a flow's deadline runs from its first packet.
+		var now time.Time
+		if queued {
+			if err := w.q.recv(buf, func(p packet) {
+				if now.IsZero() {
+					now = time.Now()
+				}
+				w.handle(ctx, p, now)
+			}); err != nil {
+				w.cfg.Log.Error("kverdict_queue_failed", zap.Error(err))
+				w.shutdown()
+				return err
+			}
+		}
+		if ended {
+			// The verdicts of this turn go first: a flow's end is not
+			// worth its packets' wait.
+			if err := w.q.flush(); err != nil {
+				w.cfg.Log.Warn("kverdict_verdict_failed", zap.Error(err))
+			}
+			if err := w.aud.read(evBuf); err != nil {
+				w.cfg.Log.Error("kverdict_conntrack_failed", zap.Error(err))
+				w.shutdown()
+				return err
+			}
 		}
 		w.drainAsync()
 		if now.IsZero() {
@@ -114,22 +137,30 @@ func (w *worker) run(ctx context.Context) error {
 	return nil
 }
 
-// setWake sets the receive timeout for what the loop waits on now: short
-// while a flow is being judged, long while none is. It costs a system
-// call only when that changes.
-func (w *worker) setWake() {
-	want := idleWake
+// wait blocks until the queue or the conntrack event socket is readable,
+// or for as long as what the loop waits on allows: short while a flow is
+// being judged (deadlines, async decisions), long while none is (only the
+// heartbeat's evidence of life and the forgetting of decided flows wait
+// on it; a short bound there would wake an idle supervisor hundreds of
+// times a second).
+func (w *worker) wait() (queued, ended bool, err error) {
+	timeout := idleWake
 	if len(w.pending) > 0 {
-		want = wakeEvery
+		timeout = wakeEvery
 	}
-	if want == w.wake {
-		return
+	ts := unix.NsecToTimespec(timeout.Nanoseconds())
+	fds := []unix.PollFd{{Fd: int32(w.q.fd), Events: unix.POLLIN}, {Fd: int32(w.aud.socks.ev), Events: unix.POLLIN},
+		{Fd: int32(w.wakeFD), Events: unix.POLLIN}}
+	if _, err := unix.Ppoll(fds, &ts, nil); err != nil && !errors.Is(err, unix.EINTR) {
+		return false, false, fmt.Errorf("kverdict: poll: %w", err)
 	}
-	if err := w.q.setTimeout(want); err != nil {
-		w.cfg.Log.Warn("kverdict_wake_failed", zap.Error(err))
-		return
+	if fds[2].Revents&unix.POLLIN != 0 {
+		var b [8]byte
+		_, _ = unix.Read(w.wakeFD, b[:]) // reset the count; drainAsync takes the results
 	}
-	w.wake = want
+	// An error condition (a netlink overrun) is read too: recv reports it.
+	const ready = unix.POLLIN | unix.POLLERR
+	return fds[0].Revents&ready != 0, fds[1].Revents&ready != 0, nil
 }
 
 // shutdown denies every held flow: nothing is let through unjudged.
@@ -263,7 +294,15 @@ func (w *worker) decide(ctx context.Context, f *flow, s conn.Sniffed, sniffErr e
 		defer cancel()
 		defer func() { <-w.slots }()
 		w.async <- asyncResult{key: key, gen: gen, j: judge(lookupCtx, p, s, nil, dst, w.cfg.Names)}
+		w.wakeLoop()
 	}()
+}
+
+// wakeLoop ends the loop's wait (an eventfd write never blocks: the
+// counter saturates far beyond maxAsync).
+func (w *worker) wakeLoop() {
+	one := [8]byte{1} // little-endian 1; the value is never read
+	_, _ = unix.Write(w.wakeFD, one[:])
 }
 
 // drainAsync applies decisions that came back from a fresh lookup.
