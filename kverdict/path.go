@@ -105,6 +105,11 @@ func Open(cfg Config) (*Path, error) {
 	p.acct = enableAccounting()
 	p.sets = &setWriter{cfg: &p.cfg, sets: sets, m: cfg.Metrics, beat: &p.beat,
 		learnCh: cfg.Learner.ch, reload: make(chan struct{}, 1), expiry: make(map[elemKey]time.Time)}
+	// The sets and the heartbeat are in place before Open returns: a
+	// connection the agent makes right after it starts takes the fast
+	// path, not the proxy. (Until Run, nothing reads the queue, and a
+	// queued packet waits there: within aliveTTL Run has begun.)
+	p.sets.start()
 	return p, nil
 }
 

@@ -65,10 +65,15 @@ type setWriter struct {
 	expiry  map[elemKey]time.Time
 }
 
-func (w *setWriter) run(ctx context.Context) error {
-	defer w.sets.Close()
+// start writes the policy's sets and the first heartbeat: Open calls it,
+// so the fast path is live before the agent's first connection.
+func (w *setWriter) start() {
 	w.rebuild()
 	w.heartbeat()
+}
+
+func (w *setWriter) run(ctx context.Context) error {
+	defer w.sets.Close()
 	tick := time.NewTicker(beatEvery)
 	defer tick.Stop()
 	for {
