@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,13 +23,21 @@ import (
 // variable's value.
 const supervisorModeEnv = "ACTORS_TEST_SUPERVISOR"
 
+// cancelFD is the read end of the cancel pipe in the tiny supervisor
+// (the first of exec.Cmd.ExtraFiles).
+const cancelFD = 3
+
 // supervisorConfig is what a test asks the tiny supervisor to do.
 type supervisorConfig struct {
-	Argv        []string `json:"argv"`
-	GraceMS     int      `json:"grace_ms"`
-	CancelAfter int      `json:"cancel_after_ms"` // cancel RunAgent's ctx after this long; 0 = never
-	ReloadFails bool     `json:"reload_fails"`
-	KeepSIGHUP  bool     `json:"keep_sighup"`
+	Argv    []string `json:"argv"`
+	GraceMS int      `json:"grace_ms"`
+	// CancelOnClose: RunAgent's ctx is cancelled when the test closes its
+	// end of the cancel pipe (the supervisor's fd 3), so the test decides
+	// when, e.g. once the agent said it is ready — never a fixed delay,
+	// which a loaded machine outruns.
+	CancelOnClose bool `json:"cancel_on_close"`
+	ReloadFails   bool `json:"reload_fails"`
+	KeepSIGHUP    bool `json:"keep_sighup"`
 }
 
 func TestMain(m *testing.M) {
@@ -59,9 +69,14 @@ func superviseForTest(raw string) int {
 	log, _ := zap.NewDevelopment() // logs to stderr
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if c.CancelAfter > 0 {
-		t := time.AfterFunc(time.Duration(c.CancelAfter)*time.Millisecond, cancel)
-		defer t.Stop()
+	if c.CancelOnClose {
+		// Not inherited by the agent: only the test holds the write end.
+		syscall.CloseOnExec(cancelFD)
+		pipe := os.NewFile(cancelFD, "cancel")
+		go func() {
+			_, _ = io.Copy(io.Discard, pipe) // returns at EOF: the test closed its end
+			cancel()
+		}()
 	}
 	code, err := actors.RunAgent(ctx, actors.AgentConfig{
 		Spec: jail.Spec{

@@ -41,6 +41,11 @@ type Watch struct {
 	Paths    []string
 	OnChange func(path string)
 	Log      *zap.Logger
+
+	// watching, when set, is called once Run has read the files' initial
+	// state and is watching (or polling): a change made after it returns
+	// is reported. Tests wait on it instead of sleeping.
+	watching func()
 }
 
 // fileState is what the watcher last saw of a file: its content's hash,
@@ -75,6 +80,7 @@ func (w Watch) Run(ctx context.Context) error {
 		log.Warn("file_watch_degraded", zap.Error(err), zap.Duration("poll_interval", watchPoll))
 		tick := time.NewTicker(watchPoll)
 		defer tick.Stop()
+		w.markWatching()
 		for {
 			select {
 			case <-ctx.Done():
@@ -88,6 +94,7 @@ func (w Watch) Run(ctx context.Context) error {
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
 	defer settle.Stop()
+	w.markWatching()
 	for {
 		select {
 		case <-ctx.Done():
@@ -104,6 +111,12 @@ func (w Watch) Run(ctx context.Context) error {
 			ino.add(w.watchedDirs())
 			check()
 		}
+	}
+}
+
+func (w Watch) markWatching() {
+	if w.watching != nil {
+		w.watching()
 	}
 }
 

@@ -62,13 +62,20 @@ func startWatch(t *testing.T, paths ...string) <-chan string {
 	changes := make(chan string, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	watching := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = Watch{Paths: paths, OnChange: func(p string) { changes <- p }}.Run(ctx)
+		w := Watch{Paths: paths, OnChange: func(p string) { changes <- p }, watching: func() { close(watching) }}
+		_ = w.Run(ctx)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	// Let Run read the initial state and add its watches.
-	time.Sleep(100 * time.Millisecond)
+	// Changes count from when Run has read the initial state and added its
+	// watches; a fixed sleep instead loses the first change under load.
+	select {
+	case <-watching:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watcher did not start watching")
+	}
 	return changes
 }
 
@@ -134,7 +141,13 @@ func TestWatchPlainFile(t *testing.T) {
 	}
 	expectChange(t, changes, path)
 
-	if err := os.WriteFile(prof, []byte("b"), 0o644); err != nil {
+	// Replaced, not written in place: the check that reported path's change
+	// goes on to read prof, and could see it half written (a change to
+	// the empty file, then one to "b").
+	if err := os.WriteFile(prof+".tmp", []byte("b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(prof+".tmp", prof); err != nil {
 		t.Fatal(err)
 	}
 	expectChange(t, changes, prof)

@@ -179,10 +179,18 @@ func TestReadyzNotReadyUntilAgentRuns(t *testing.T) {
 	if code, r := getReadyz(t, w); code != 200 || !r.Ready {
 		t.Fatalf("/readyz after agent_started: %d %+v", code, r)
 	}
-	time.Sleep(50 * time.Millisecond)
-	mu.Lock()
-	got := strings.Join(seen, " → ")
-	mu.Unlock()
+	// The poller runs on its own: wait for it to have seen the 200 too (a
+	// fixed pause is outrun by a loaded machine).
+	var got string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		got = strings.Join(seen, " → ")
+		seen200 := len(seen) > 0 && seen[len(seen)-1] == "200"
+		mu.Unlock()
+		if seen200 || time.Now().After(deadline) {
+			break
+		}
+	}
 	t.Logf("/readyz over startup: %s", got)
 	if !strings.HasSuffix(got, "503 → 200") {
 		t.Errorf("/readyz sequence %q, want … 503 → 200", got)
