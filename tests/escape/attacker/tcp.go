@@ -203,7 +203,17 @@ func httpRequest(ip string, port int, head string) vectorFunc {
 }
 
 // splitHello: a crypto/tls ClientHello for a denied name re-framed into
-// 8-byte TLS records and written a few bytes per TCP segment.
+// 8-byte TLS records (about 200 of them) and written a few bytes per TCP
+// segment, so record headers are split across segments too. The supervisor
+// must reassemble the records to find the name (not_in_allowlist); one
+// that reads only the first record sees no server_name at all.
+//
+// The segments go back to back. They used to be paced (a sleep after each
+// of some 500 writes): on a loaded machine those sleeps added up to more
+// than the classification deadline and the vector ended in
+// classify_timeout, a result about the machine, not the supervisor. Only
+// the first record is held back a moment, so the supervisor's first read
+// most likely ends at a record boundary inside the hello.
 func splitHello(ip string) vectorFunc {
 	return func(r *Result) {
 		sni := marker(r.Vector) + ".evil.test"
@@ -213,27 +223,54 @@ func splitHello(ip string) vectorFunc {
 			r.note("capture hello: %v", err)
 			return
 		}
-		framed := reframe(rec, 8)
+		framed := reframe(rec, splitRecordSize)
 		c, err := dialFlow(r, ip, 443)
 		if err != nil {
 			r.note("connect: %v", err)
 			return
 		}
 		defer c.Close()
-		for len(framed) > 0 {
-			k := min(5, len(framed))
-			if _, err := c.Write(framed[:k]); err != nil {
-				r.note("write: %v", err)
-				break
-			}
-			framed = framed[k:]
-			time.Sleep(200 * time.Microsecond)
+		start := time.Now()
+		first := recordHeaderLen + splitRecordSize
+		writes, err := writeSegments(c, framed[:first])
+		if err == nil {
+			time.Sleep(firstRecordPause)
+			var n int
+			n, err = writeSegments(c, framed[first:])
+			writes += n
 		}
+		if err != nil {
+			r.note("write: %v", err)
+		}
+		sent := time.Since(start)
 		resp, err := readAll(c)
-		r.note("%d records", (len(rec)-5+7)/8)
+		r.note("%d records in %d writes, sent in %v", (len(rec)-recordHeaderLen+splitRecordSize-1)/splitRecordSize, writes, sent.Round(time.Millisecond))
 		judge(r, resp, err)
 	}
 }
+
+// writeSegments writes b splitSegment bytes per write, back to back, and
+// returns the number of writes.
+func writeSegments(c net.Conn, b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		k := min(splitSegment, len(b))
+		if _, err := c.Write(b[:k]); err != nil {
+			return n, err
+		}
+		b = b[k:]
+		n++
+	}
+	return n, nil
+}
+
+// The shape of splitHello's stream.
+const (
+	recordHeaderLen  = 5
+	splitRecordSize  = 8 // handshake bytes per record
+	splitSegment     = 5 // bytes per write (TCP_NODELAY: per segment)
+	firstRecordPause = 50 * time.Millisecond
+)
 
 // silent connects and sends nothing for hold; the supervisor must end the
 // connection by itself (classification deadline, then deny).
