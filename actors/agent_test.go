@@ -22,6 +22,9 @@ type supervisor struct {
 	// cancelW is the test's end of the cancel pipe (CancelOnClose); nil
 	// otherwise.
 	cancelW *os.File
+	// stdin is the write end of the supervisor's stdin, which the agent
+	// inherits: a script can wait on `read` for the test's go-ahead.
+	stdin *os.File
 }
 
 // Scripts below write markers split by '' (echo agent_''ready) so that the
@@ -45,6 +48,12 @@ func startSupervisor(t *testing.T, c supervisorConfig) *supervisor {
 	s.cmd.Env = append(os.Environ(), supervisorModeEnv+"="+string(raw))
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS}
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stdin, s.stdin = stdinR, stdinW
+	t.Cleanup(func() { stdinW.Close() })
 	if c.CancelOnClose {
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -55,6 +64,7 @@ func startSupervisor(t *testing.T, c supervisorConfig) *supervisor {
 		t.Cleanup(func() { w.Close() })
 	}
 	err = s.cmd.Start()
+	stdinR.Close() // the supervisor holds its own copy
 	if c.CancelOnClose {
 		s.cmd.ExtraFiles[0].Close() // the supervisor holds its own copy
 	}
@@ -101,6 +111,14 @@ func (s *supervisor) wait(t *testing.T, timeout time.Duration) int {
 	case <-time.After(timeout):
 		t.Fatalf("supervisor still running after %v; output:\n%s", timeout, s.out.String())
 		return 0
+	}
+}
+
+// tellAgent writes a line to the agent's stdin.
+func (s *supervisor) tellAgent(t *testing.T, line string) {
+	t.Helper()
+	if _, err := s.stdin.WriteString(line + "\n"); err != nil {
+		t.Fatalf("write to the agent's stdin: %v", err)
 	}
 }
 
