@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"runtime"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -89,13 +88,7 @@ func openFastPath(cfg Config, nftCfg *nft.Config, current *atomic.Pointer[policy
 		}
 		return nil, nil
 	}
-	// While connections come, the verdict worker waits for packets in a
-	// raw system call that keeps its P (kverdict's worker.poll): one more
-	// P keeps the proxy, DNS and health servers at the Ps they had.
-	procs := runtime.GOMAXPROCS(0) + 1
-	runtime.GOMAXPROCS(procs)
-	log.Info("fast_path_enabled", zap.Bool("native_queue", nftCfg.FastPath.NativeQueue), zap.Uint16("queue", nftCfg.FastPath.QueueNum),
-		zap.Int("gomaxprocs", procs))
+	log.Info("fast_path_enabled", zap.Bool("native_queue", nftCfg.FastPath.NativeQueue), zap.Uint16("queue", nftCfg.FastPath.QueueNum))
 	return p, nil
 }
 

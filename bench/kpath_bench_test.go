@@ -222,9 +222,6 @@ func serveKverdict(ctx context.Context) error {
 		return err
 	}
 	learner.Learned("allowed.test", ip, time.Hour)
-	// As the supervisor does when its fast path starts (fastpath.go): the
-	// worker's raw wait holds a P.
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	done := make(chan error, 1)
 	go func() { done <- path.Run(ctx) }()
 	time.Sleep(300 * time.Millisecond) // sets written, heartbeat up
