@@ -515,7 +515,10 @@ func BenchmarkFastPathIdleMemory(b *testing.B) {
 			open = append(open, c)
 		}
 		extBytes, extAllocs := ext()
-		time.Sleep(200 * time.Millisecond)
+		// Idle: past the 2 s for which the worker remembers a decided
+		// flow's packets (kverdict's strayGrace), what is left is what
+		// an open connection keeps.
+		time.Sleep(2500 * time.Millisecond)
 		rss1, heap1 := rssOf(b, bed.worker), bed.workerCtl.heapBytes(b)
 		for _, c := range open {
 			c.Close()

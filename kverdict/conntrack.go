@@ -190,28 +190,31 @@ func (a *auditor) event(get int, e ctEvent) {
 // or the policy's address-only verdict (flows allowed at the SYN, and
 // pending flows whose client never sent a byte).
 func (a *auditor) write(e ctEvent, rec record, ok bool) {
-	if !ok {
+	var line obs.Flow
+	if ok {
+		line = rec.line(e.key)
+	} else {
 		p := a.cfg.Policy.Load()
 		v := p.Decide(context.Background(), policy.Request{IP: e.key.dst.Addr(), Port: e.key.dst.Port()}, cacheOnly{a.cfg.Names})
 		allowed, wouldDeny := v.Allow, false
 		if !allowed && a.cfg.DryRun {
 			allowed, wouldDeny = true, true
 		}
-		rec = record{flow: obs.Flow{
+		line = obs.Flow{
 			Allowed: allowed, WouldDeny: wouldDeny, Proto: "opaque",
 			SrcPort: e.key.src.Port(), DstIP: e.key.dst.Addr().String(), DstPort: e.key.dst.Port(),
 			Reason: v.Reason, Rule: v.Rule, Source: SourceKernel,
-		}}
+		}
 	}
-	rec.flow.BytesUp, rec.flow.BytesDown = e.up, e.down
+	line.BytesUp, line.BytesDown = e.up, e.down
 	switch {
 	case !e.start.IsZero():
-		rec.flow.Duration = time.Since(e.start)
-	case !rec.started.IsZero():
-		rec.flow.Duration = time.Since(rec.started)
+		line.Duration = time.Since(e.start)
+	case rec.started != 0:
+		line.Duration = time.Since(time.Unix(0, rec.started))
 	}
-	a.cfg.Audit.Egress(rec.flow)
-	a.m.connections.WithLabelValues("kernel", decisionLabel(rec.flow.Allowed, rec.flow.WouldDeny)).Inc()
+	a.cfg.Audit.Egress(line)
+	a.m.connections.WithLabelValues("kernel", decisionLabel(line.Allowed, line.WouldDeny)).Inc()
 }
 
 func ctSocket(groups uint32) (int, error) {

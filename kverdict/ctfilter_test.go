@@ -3,6 +3,7 @@ package kverdict
 import (
 	"encoding/binary"
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -103,5 +104,30 @@ func TestEndedFlowsForgetsOldestAndByAge(t *testing.T) {
 	e.add(999999, t0.Add(endedMemory+time.Second))
 	if len(e.ids) != 1 || !e.seen(999999) {
 		t.Fatalf("entries older than %v kept: %d", endedMemory, len(e.ids))
+	}
+}
+
+func TestRecordsBoundAndKey(t *testing.T) {
+	r := newRecords()
+	key := func(i int) flowKey {
+		return flowKey{src: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.2"), uint16(i%60000+1)),
+			dst: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, byte(i >> 16), byte(i >> 8)}), 443)}
+	}
+	for i := range maxRecords + 100 {
+		r.put(key(i), record{state: recAllowed, sni: "x.test"})
+	}
+	if len(r.m) > maxRecords {
+		t.Fatalf("%d records kept, bound %d", len(r.m), maxRecords)
+	}
+	last := key(maxRecords + 99)
+	if rec, ok := r.take(last); !ok || rec.sni != "x.test" {
+		t.Fatalf("the newest record is gone: %+v %v", rec, ok)
+	}
+	if _, ok := r.take(last); ok {
+		t.Fatal("a taken record is still there")
+	}
+	v6 := flowKey{src: netip.MustParseAddrPort("[2001:db8::2]:40000"), dst: netip.MustParseAddrPort("[2001:db8::1]:443")}
+	if keyOf(v6) == keyOf(key(1)) || keyOf(v6) != keyOf(v6) {
+		t.Fatal("record keys do not tell flows apart")
 	}
 }

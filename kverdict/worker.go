@@ -58,8 +58,10 @@ type worker struct {
 	flows   map[flowKey]*flow // judged now, or decided within strayGrace
 	pending map[flowKey]*flow // the undecided ones among them
 	grace   []graceEntry      // decided flows in verdict order, to forget after strayGrace
-	gen     uint64
-	beat    *atomic.Int64 // unix nanos of the last loop turn: the heartbeat's evidence of life
+	// flowsPeak is the most flows held since the maps were last made.
+	flowsPeak int
+	gen       uint64
+	beat      *atomic.Int64 // unix nanos of the last loop turn: the heartbeat's evidence of life
 
 	async   chan asyncResult
 	wakeFD  int       // an eventfd: an async decision that lands wakes the loop
@@ -221,6 +223,7 @@ func (w *worker) handle(ctx context.Context, p packet, now time.Time) {
 		f = &flow{key: seg.key, gen: w.gen, base: seg.seq, started: now, deadline: now.Add(w.cfg.ClassifyTimeout)}
 		w.flows[seg.key] = f
 		w.pending[seg.key] = f
+		w.flowsPeak = max(w.flowsPeak, len(w.flows))
 		w.rec.put(seg.key, record{state: recJudging})
 	}
 	f.held = append(f.held, p.id)
@@ -378,6 +381,12 @@ func (w *worker) expire(now time.Time) {
 	if len(w.grace) == 0 {
 		w.grace = w.grace[:0:0] // let the drained backing array go
 	}
+	if len(w.flows) == 0 && w.flowsPeak > 64 {
+		// A Go map keeps its buckets when emptied: after a burst, the
+		// flows of the last strayGrace would otherwise cost the worker
+		// their peak for good.
+		w.flows, w.pending, w.flowsPeak = make(map[flowKey]*flow), make(map[flowKey]*flow), 0
+	}
 }
 
 // forget drops the flow on k now (its tuple was reused).
@@ -427,15 +436,6 @@ func (w *worker) finish(f *flow, j judgement, now time.Time) {
 	w.grace = append(w.grace, graceEntry{key: f.key, gen: f.gen, expires: f.expires})
 	defer func() { f.held, f.data, f.ooo, f.sniffer = nil, nil, nil, conn.Sniffer{} }()
 
-	rec := record{
-		flow: obs.Flow{
-			Allowed: allowed, WouldDeny: wouldDeny,
-			Proto: j.sniffed.Proto.String(), SNI: j.sniffed.SNI, ALPN: j.sniffed.ALPN,
-			SrcPort: f.key.src.Port(), DstIP: f.key.dst.Addr().String(), DstPort: f.key.dst.Port(),
-			Reason: v.Reason, Rule: v.Rule, Source: SourceKernel,
-		},
-		started: f.started,
-	}
 	if ce := w.cfg.Log.Check(zap.DebugLevel, "kverdict_verdict"); ce != nil {
 		ce.Write(zap.Stringer("src", f.key.src), zap.Stringer("dst", f.key.dst), zap.Bool("allowed", allowed),
 			zap.String("reason", v.Reason), zap.Int("held", len(f.held)), zap.Int("bytes", len(f.data)))
@@ -445,14 +445,19 @@ func (w *worker) finish(f *flow, j judgement, now time.Time) {
 	if !allowed {
 		// Nothing was relayed: the line is written now, not at conntrack's
 		// end of the connection.
-		rec.flow.Duration = now.Sub(f.started)
 		w.rec.put(f.key, record{state: recDenied})
-		w.cfg.Audit.Egress(rec.flow)
+		w.cfg.Audit.Egress(obs.Flow{
+			Proto: j.sniffed.Proto.String(), SNI: j.sniffed.SNI, ALPN: j.sniffed.ALPN,
+			SrcPort: f.key.src.Port(), DstIP: f.key.dst.Addr().String(), DstPort: f.key.dst.Port(),
+			Reason: v.Reason, Rule: v.Rule, Source: SourceKernel, Duration: now.Sub(f.started),
+		})
 		w.m.connections.WithLabelValues("kernel", obs.DecisionDenied).Inc()
 		return
 	}
-	rec.state = recAllowed
-	w.rec.put(f.key, rec)
+	w.rec.put(f.key, record{
+		state: recAllowed, wouldDeny: wouldDeny, proto: j.sniffed.Proto.String(), sni: j.sniffed.SNI, alpn: j.sniffed.ALPN,
+		reason: v.Reason, rule: v.Rule, started: f.started.UnixNano(),
+	})
 }
 
 func decisionLabel(allowed, wouldDeny bool) string {
