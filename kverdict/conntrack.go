@@ -124,25 +124,27 @@ func (s ctSockets) close() {
 	unix.Close(s.get)
 }
 
-// read takes what the event socket holds, without waiting: the worker's
-// loop calls it when poll says the socket is readable. It runs on the
+// read takes up to max messages the event socket holds, without waiting,
+// and says how many it took and whether more may be there: the worker's loop calls it when
+// poll says the socket is readable or its batch window is over. It runs on the
 // worker's thread, not a goroutine of its own: one poll for both sockets
 // costs less than two threads parked in the kernel, and than Go's poller
 // waking a second goroutine for each flow's end.
-func (a *auditor) read(buf []byte) error {
-	for {
+func (a *auditor) read(buf []byte, max int) (got int, more bool, err error) {
+	for range max {
 		n, _, err := unix.Recvfrom(a.socks.ev, buf, unix.MSG_DONTWAIT)
 		switch {
 		case errors.Is(err, unix.EAGAIN):
-			return nil
+			return got, false, nil
 		case errors.Is(err, unix.ENOBUFS):
 			a.m.eventsLost.Inc()
 			continue
 		case errors.Is(err, unix.EINTR):
 			continue
 		case err != nil:
-			return fmt.Errorf("kverdict: conntrack events: %w", err)
+			return got, false, fmt.Errorf("kverdict: conntrack events: %w", err)
 		}
+		got++
 		forEachNlmsg(buf[:n], func(typ uint16, body []byte) {
 			a.m.ctEvents.Inc()
 			if e, ok := parseCtMsg(typ, body); ok {
@@ -150,6 +152,7 @@ func (a *auditor) read(buf []byte) error {
 			}
 		})
 	}
+	return got, true, nil
 }
 
 func (a *auditor) event(get int, e ctEvent) {

@@ -33,6 +33,12 @@ const (
 	// activeWindow: after a packet or an event, the loop waits with the
 	// raw system call (see poll) this long before it waits as an idle one.
 	activeWindow = 200 * time.Millisecond
+	// eventBatch: conntrack end events are read at most this often while
+	// connections come (see wait); an audit line waits at most this long.
+	eventBatch = 10 * time.Millisecond
+	// eventsPerTurn bounds the events read between two looks at the
+	// queue, so a backlog of ends never holds up a ClientHello's verdict.
+	eventsPerTurn = 32
 	// strayGrace is how long a decided flow is remembered: packets queued
 	// before its verdict landed (stragglers) arrive within it.
 	strayGrace = 2 * time.Second
@@ -63,12 +69,14 @@ type worker struct {
 	gen       uint64
 	beat      *atomic.Int64 // unix nanos of the last loop turn: the heartbeat's evidence of life
 
-	async   chan asyncResult
-	wakeFD  int       // an eventfd: an async decision that lands wakes the loop
-	active  time.Time // the last packet or event: the raw wait's window (poll)
-	asyncWG sync.WaitGroup
-	slots   chan struct{}
-	sweep   time.Time
+	async  chan asyncResult
+	wakeFD int       // an eventfd: an async decision that lands wakes the loop
+	active time.Time // the last packet or event: the raw wait's window (poll)
+	// eventsDue is when conntrack's events are next read (wait).
+	eventsDue time.Time
+	asyncWG   sync.WaitGroup
+	slots     chan struct{}
+	sweep     time.Time
 }
 
 // graceEntry is one decided flow's place in the forgetting order; gen
@@ -121,10 +129,21 @@ func (w *worker) run(ctx context.Context) error {
 			if err := w.q.flush(); err != nil {
 				w.cfg.Log.Warn("kverdict_verdict_failed", zap.Error(err))
 			}
-			if err := w.aud.read(evBuf); err != nil {
+			got, more, err := w.aud.read(evBuf, eventsPerTurn)
+			if err != nil {
 				w.cfg.Log.Error("kverdict_conntrack_failed", zap.Error(err))
 				w.shutdown()
 				return err
+			}
+			switch {
+			case more:
+				// A backlog: read on next turn, after the queue.
+			case got > 0:
+				// Ends are coming: the next ones wait for the window.
+				w.eventsDue = time.Now().Add(eventBatch)
+			default:
+				// None: the socket is watched again, an idle loop sleeps.
+				w.eventsDue = time.Time{}
 			}
 		}
 		w.drainAsync()
@@ -154,18 +173,36 @@ func (w *worker) wait() (queued, ended bool, err error) {
 	if len(w.pending) > 0 {
 		timeout = wakeEvery
 	}
-	fds := []unix.PollFd{{Fd: int32(w.q.fd), Events: unix.POLLIN}, {Fd: int32(w.aud.socks.ev), Events: unix.POLLIN},
-		{Fd: int32(w.wakeFD), Events: unix.POLLIN}}
+	// Conntrack's end events are not worth a wake of their own while
+	// connections come: within eventBatch of the last read they wait, and
+	// are read when the window is over, on a turn the queue woke anyway.
+	// Past the window the event socket is polled again, so the first end
+	// after a quiet spell is read at once.
+	now := time.Now()
+	watchEvents := !now.Before(w.eventsDue)
+	if !watchEvents {
+		timeout = min(timeout, w.eventsDue.Sub(now))
+	}
+	fds := []unix.PollFd{{Fd: int32(w.q.fd), Events: unix.POLLIN}, {Fd: int32(w.wakeFD), Events: unix.POLLIN},
+		{Fd: int32(w.aud.socks.ev), Events: unix.POLLIN}}
+	if !watchEvents {
+		fds = fds[:2]
+	}
 	if err := w.poll(fds, timeout); err != nil {
 		return false, false, err
 	}
-	if fds[2].Revents&unix.POLLIN != 0 {
+	if fds[1].Revents&unix.POLLIN != 0 {
 		var b [8]byte
 		_, _ = unix.Read(w.wakeFD, b[:]) // reset the count; drainAsync takes the results
 	}
 	// An error condition (a netlink overrun) is read too: recv reports it.
 	const ready = unix.POLLIN | unix.POLLERR
-	return fds[0].Revents&ready != 0, fds[1].Revents&ready != 0, nil
+	if watchEvents {
+		ended = fds[2].Revents&ready != 0
+	} else {
+		ended = !time.Now().Before(w.eventsDue)
+	}
+	return fds[0].Revents&ready != 0, ended, nil
 }
 
 // shutdown denies every held flow: nothing is let through unjudged.
@@ -333,8 +370,11 @@ func (w *worker) poll(fds []unix.PollFd, timeout time.Duration) error {
 	if errno != 0 && errno != unix.EINTR {
 		return fmt.Errorf("kverdict: poll: %w", errno)
 	}
-	if fds[0].Revents|fds[1].Revents != 0 {
-		w.active = time.Now()
+	for _, fd := range fds {
+		if fd.Revents != 0 {
+			w.active = time.Now()
+			break
+		}
 	}
 	return nil
 }
