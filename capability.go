@@ -2,9 +2,10 @@ package main
 
 import (
 	"errors"
-	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/forge/forge-supervisor/nft"
 )
 
 // errNoNetRaw names the missing capability and what it costs.
@@ -16,12 +17,11 @@ var errNoNetRaw = errors.New("CAP_NET_RAW is not in the effective capability set
 // identical on all threads, so the calling thread's answer is the
 // process's.
 func netRawEffective() error {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData // version 3 uses two 32-bit words
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capget: %w", err)
+	ok, err := nft.Effective(unix.CAP_NET_RAW)
+	if err != nil {
+		return err
 	}
-	if data[unix.CAP_NET_RAW/32].Effective&(1<<(unix.CAP_NET_RAW%32)) == 0 {
+	if !ok {
 		return errNoNetRaw
 	}
 	return nil

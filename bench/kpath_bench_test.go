@@ -285,12 +285,18 @@ func (d agentDialer) connectOnce(addr string, cfg *tls.Config) (time.Duration, e
 func BenchmarkFastPathConnectFirstByte(b *testing.B) {
 	bed := newKpathBed(b)
 	cfg := &tls.Config{ServerName: "allowed.test", RootCAs: testpki.Pool(b)}
+	benchOneAtATime(b, bed, func(d agentDialer, addr string) (time.Duration, error) { return d.connectOnce(addr, cfg) })
+}
+
+// benchOneAtATime times op on every path in turn, b.N rounds, and reports
+// each path's latency against direct.
+func benchOneAtATime(b *testing.B, bed *kpathBed, op func(agentDialer, string) (time.Duration, error)) {
 	lat := map[string][]time.Duration{}
 	paths := bed.paths()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for _, p := range paths {
-			d, err := p.d.connectOnce(p.addr, cfg)
+			d, err := op(p.d, p.addr)
 			if err != nil {
 				b.Fatalf("%s: %v", p.name, err)
 			}

@@ -122,18 +122,5 @@ func (d agentDialer) probeOnce(addr string, hello []byte) (time.Duration, error)
 func BenchmarkFastPathClientHello(b *testing.B) {
 	bed := newKpathBed(b)
 	hello := recordClientHello(b, &tls.Config{ServerName: "allowed.test", NextProtos: []string{probeALPN}, RootCAs: testpki.Pool(b)})
-	lat := map[string][]time.Duration{}
-	paths := bed.paths()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for _, p := range paths {
-			d, err := p.d.probeOnce(p.addr, hello)
-			if err != nil {
-				b.Fatalf("%s: %v", p.name, err)
-			}
-			lat[p.name] = append(lat[p.name], d)
-		}
-	}
-	b.StopTimer()
-	reportLatency(b, "direct", lat, []string{"fast", "haproxy", "engine"}, 1)
+	benchOneAtATime(b, bed, func(d agentDialer, addr string) (time.Duration, error) { return d.probeOnce(addr, hello) })
 }

@@ -32,15 +32,25 @@ func Probe(cfg Config) error {
 var errNoNetAdmin = errors.New("CAP_NET_ADMIN is not in the effective capability set")
 
 // netAdminEffective checks the calling thread's effective capabilities.
-// The Go runtime keeps capabilities identical on all threads.
 func netAdminEffective() error {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData // version 3 uses two 32-bit words
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capget: %w", err)
+	ok, err := Effective(unix.CAP_NET_ADMIN)
+	if err != nil {
+		return err
 	}
-	if data[unix.CAP_NET_ADMIN/32].Effective&(1<<(unix.CAP_NET_ADMIN%32)) == 0 {
+	if !ok {
 		return errNoNetAdmin
 	}
 	return nil
+}
+
+// Effective reports whether capability (a unix.CAP_* number) is in the
+// calling thread's effective set. The Go runtime keeps capabilities
+// identical on all threads, so the answer is the process's.
+func Effective(capability int) (bool, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData // version 3 uses two 32-bit words
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false, fmt.Errorf("capget: %w", err)
+	}
+	return data[capability/32].Effective&(1<<(capability%32)) != 0, nil
 }
