@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -120,15 +119,6 @@ func newKpathBed(b *testing.B) *kpathBed {
 	return bed
 }
 
-// childProc is a benchmark child: its first line, its PID, and its
-// stdin and stdout for requests (closing stdin ends it).
-type childProc struct {
-	addr string
-	pid  int
-	in   io.WriteCloser
-	out  *bufio.Reader
-}
-
 // heapBytes asks the child for its live Go heap after a collection.
 func (c *childProc) heapBytes(b *testing.B) int64 {
 	b.Helper()
@@ -149,28 +139,7 @@ func (c *childProc) heapBytes(b *testing.B) int64 {
 // startInNS is startProxyPID with the child in namespace ns.
 func startInNS(b *testing.B, ns netenv.NS, role, upstream string) *childProc {
 	b.Helper()
-	cmd := ns.Cmd(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), proxyRoleEnv+"="+role, proxyUpstreamEnv+"="+upstream)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start %s: %v", role, err)
-	}
-	b.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
-	out := bufio.NewReader(stdout)
-	line, err := out.ReadString('\n')
-	if err != nil {
-		b.Fatalf("%s: no address: %v", role, err)
-	}
-	// ip netns exec execs the binary: the PID is the child's.
-	return &childProc{addr: strings.TrimSpace(line), pid: cmd.Process.Pid, in: stdin, out: out}
+	return startChild(b, ns.Cmd(os.Args[0], "-test.run=^$"), role, upstream)
 }
 
 func startHAProxyIn(b *testing.B, ns netenv.NS, tlsUp, bulkUp string) (string, string, int) {

@@ -79,7 +79,24 @@ func startProxyPID(b *testing.B, role, upstream string) (string, int) {
 // startProxyFrom runs role from the bench binary bin.
 func startProxyFrom(b *testing.B, bin, role, upstream string) (string, int) {
 	b.Helper()
-	cmd := exec.Command(bin, "-test.run=^$")
+	c := startChild(b, exec.Command(bin, "-test.run=^$"), role, upstream)
+	return c.addr, c.pid
+}
+
+// childProc is a benchmark child: its first line, its PID, and its
+// stdin and stdout for requests (closing stdin ends it).
+type childProc struct {
+	addr string
+	pid  int
+	in   io.WriteCloser
+	out  *bufio.Reader
+}
+
+// startChild starts cmd (the bench binary, directly or under ip netns
+// exec, which execs it: the PID is the child's) in role and reads its
+// first line; the child ends with the benchmark.
+func startChild(b *testing.B, cmd *exec.Cmd, role, upstream string) *childProc {
+	b.Helper()
 	cmd.Env = append(os.Environ(), proxyRoleEnv+"="+role, proxyUpstreamEnv+"="+upstream)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -91,14 +108,15 @@ func startProxyFrom(b *testing.B, bin, role, upstream string) (string, int) {
 		b.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		b.Fatalf("start %s proxy: %v", role, err)
+		b.Fatalf("start %s: %v", role, err)
 	}
 	b.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
-	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	out := bufio.NewReader(stdout)
+	line, err := out.ReadString('\n')
 	if err != nil {
-		b.Fatalf("%s proxy: no address: %v", role, err)
+		b.Fatalf("%s: no first line: %v", role, err)
 	}
-	return strings.TrimSpace(addr), cmd.Process.Pid
+	return &childProc{addr: strings.TrimSpace(line), pid: cmd.Process.Pid, in: stdin, out: out}
 }
 
 // runProxy is the child's side: serve role until stdin closes.
