@@ -1,8 +1,6 @@
 package kverdict
 
 import (
-	"sync"
-
 	"github.com/forge/forge-supervisor/obs"
 )
 
@@ -47,10 +45,11 @@ const (
 	recAllowed
 )
 
-// records hands verdicts from the worker to the conntrack auditor.
+// records hands verdicts from the worker to the conntrack auditor. Both
+// run on the worker's goroutine (the auditor reads its events between
+// packets), so it needs no lock.
 type records struct {
-	mu sync.Mutex
-	m  map[recordKey]record
+	m map[recordKey]record
 	// peak is the most records held since m was made.
 	peak int
 }
@@ -73,8 +72,6 @@ func keyOf(k flowKey) recordKey {
 func newRecords() *records { return &records{m: make(map[recordKey]record)} }
 
 func (r *records) put(k flowKey, rec record) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	key := keyOf(k)
 	if _, ok := r.m[key]; !ok && len(r.m) >= maxRecords {
 		// Full: lost end events (an overrun) or that many open
@@ -93,8 +90,6 @@ func (r *records) put(k flowKey, rec record) {
 // take returns the record of k and forgets it, unless the flow is still
 // being judged (the worker will report it).
 func (r *records) take(k flowKey) (record, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	key := keyOf(k)
 	rec, ok := r.m[key]
 	if ok && rec.state != recJudging {
