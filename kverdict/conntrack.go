@@ -125,11 +125,12 @@ func (s ctSockets) close() {
 }
 
 // read takes up to max messages the event socket holds, without waiting,
-// and says how many it took and whether more may be there: the worker's loop calls it when
-// poll says the socket is readable or its batch window is over. It runs on the
-// worker's thread, not a goroutine of its own: one poll for both sockets
-// costs less than two threads parked in the kernel, and than Go's poller
-// waking a second goroutine for each flow's end.
+// and says how many it took and whether more may be there. The worker's
+// loop calls it when poll says the socket is readable or its batch window
+// is over: it runs on the worker's thread, not a goroutine of its own, as
+// one poll for both sockets costs less than two threads parked in the
+// kernel, and than Go's poller waking a second goroutine for each flow's
+// end.
 func (a *auditor) read(buf []byte, max int) (got int, more bool, err error) {
 	for range max {
 		n, _, err := unix.Recvfrom(a.socks.ev, buf, unix.MSG_DONTWAIT)
@@ -148,14 +149,14 @@ func (a *auditor) read(buf []byte, max int) (got int, more bool, err error) {
 		forEachNlmsg(buf[:n], func(typ uint16, body []byte) {
 			a.m.ctEvents.Inc()
 			if e, ok := parseCtMsg(typ, body); ok {
-				a.event(a.socks.get, e)
+				a.event(e)
 			}
 		})
 	}
 	return got, true, nil
 }
 
-func (a *auditor) event(get int, e ctEvent) {
+func (a *auditor) event(e ctEvent) {
 	switch e.mark {
 	case nft.CtAllowed, nft.CtPending, nft.CtDenied:
 	default:
@@ -178,7 +179,7 @@ func (a *auditor) event(get int, e ctEvent) {
 	}
 	if !e.destroyed {
 		// Update events carry no counters: read the entry.
-		if full, err := ctGet(get, e.key, a.getBuf); err == nil && (full.id == e.id || e.id == 0) {
+		if full, err := ctGet(a.socks.get, e.key, a.getBuf); err == nil && (full.id == e.id || e.id == 0) {
 			full.state, full.mark = e.state, e.mark
 			e = full
 		}
